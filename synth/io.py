@@ -1,0 +1,263 @@
+"""NIfTI input and output, spacing and orientation checks, atomic writes.
+
+Every volume that enters tumorsynth goes through :func:`load_nifti`, which reorients it to the
+closest canonical RAS+ orientation, so arrays are ``(X, Y, Z)`` with the third axis axial and the
+spacing (mm) is read from the affine. Every file tumorsynth writes goes through an atomic write
+(temporary file in the same folder, then ``os.replace``): an interrupted run never leaves a
+truncated ``.nii.gz`` or ``.json`` that a later, resumed run would mistake for a finished one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import nibabel as nib
+import numpy as np
+
+__all__ = [
+    "NiftiVolume",
+    "load_nifti",
+    "check_same_space",
+    "save_nifti",
+    "write_json_atomic",
+    "atomic_output_path",
+    "spacing_from_affine",
+    "nifti_suffix",
+]
+
+_NIFTI_SUFFIXES = (".nii.gz", ".nii")
+
+
+@dataclass(frozen=True)
+class NiftiVolume:
+    """A 3-D NIfTI volume reoriented to closest canonical RAS+.
+
+    Attributes:
+        array: voxel data, shape ``(X, Y, Z)``, in the file's stored dtype (float when the header
+            carries a non-trivial scl_slope / scl_inter, as nibabel applies them).
+        spacing: voxel size along X, Y, Z in mm, from the affine's column norms.
+        affine: 4x4 voxel-to-world (mm) matrix of ``array`` (after reorientation).
+        path: the file it was read from.
+    """
+
+    array: np.ndarray
+    spacing: tuple[float, float, float]
+    affine: np.ndarray
+    path: Path
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.array.shape)
+
+
+def nifti_suffix(path: str | os.PathLike) -> str:
+    """Return ``".nii.gz"`` or ``".nii"`` for a NIfTI path; raise ValueError for anything else."""
+    name = Path(path).name.lower()
+    for suffix in _NIFTI_SUFFIXES:
+        if name.endswith(suffix) and len(name) > len(suffix):
+            return suffix
+    raise ValueError(f"{path}: not a NIfTI file name (expected .nii or .nii.gz)")
+
+
+def spacing_from_affine(affine: np.ndarray) -> tuple[float, float, float]:
+    """Voxel size in mm along the three array axes: the norms of the affine's first 3 columns."""
+    columns = np.asarray(affine, dtype=np.float64)[:3, :3]
+    return tuple(float(v) for v in np.sqrt((columns**2).sum(axis=0)))
+
+
+def _check_spacing(spacing: tuple[float, ...], affine: np.ndarray, path: Path) -> None:
+    if not np.all(np.isfinite(affine)):
+        raise ValueError(f"{path}: affine has non-finite entries:\n{affine}")
+    if not all(np.isfinite(s) and s > 0 for s in spacing):
+        raise ValueError(
+            f"{path}: voxel spacing must be positive and finite, got "
+            f"{tuple(round(s, 6) for s in spacing)} mm (from the affine's columns)"
+        )
+
+
+def _squeeze_to_3d(array: np.ndarray, path: Path) -> np.ndarray:
+    """Drop trailing singleton axes (4-D ``(X, Y, Z, 1)`` exports); refuse anything not 3-D."""
+    if array.ndim > 3 and all(n == 1 for n in array.shape[3:]):
+        array = array.reshape(array.shape[:3])
+    if array.ndim != 3:
+        raise ValueError(
+            f"{path}: expected a 3-D volume, got shape {tuple(array.shape)} ({array.ndim}-D)"
+        )
+    return array
+
+
+def load_nifti(path: str | os.PathLike) -> NiftiVolume:
+    """Load a 3-D NIfTI file reoriented to closest canonical RAS+.
+
+    The stored dtype is kept (int16 CT stays int16, uint8 labels stay uint8); when the header has a
+    scaling slope/intercept, nibabel applies it and the array is float.
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        ValueError: not a NIfTI file, not 3-D (a 4-D file with a singleton 4th axis is squeezed),
+            or spacing that is not positive and finite.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file")
+    try:
+        # mmap=False: read into memory so no file handle or read-only memmap outlives the call.
+        img = nib.load(path, mmap=False)
+    except Exception as exc:  # nibabel raises several types (ImageFileError, gzip/EOF errors)
+        raise ValueError(f"{path}: cannot be read as NIfTI ({type(exc).__name__}: {exc})") from exc
+    if not isinstance(img, (nib.Nifti1Image, nib.Nifti2Image)):
+        raise ValueError(f"{path}: not a NIfTI image (nibabel read it as {type(img).__name__})")
+    if len(img.shape) < 3:
+        raise ValueError(f"{path}: expected a 3-D volume, got shape {tuple(img.shape)}")
+    # Check the stored affine before reorienting: a zero or NaN column makes reorientation fail
+    # with an obscure nibabel error instead of naming the real problem.
+    _check_spacing(spacing_from_affine(img.affine), img.affine, path)
+    try:
+        canonical = nib.as_closest_canonical(img)
+    except Exception as exc:
+        raise ValueError(f"{path}: cannot reorient to RAS ({exc})") from exc
+    array = _squeeze_to_3d(np.asanyarray(canonical.dataobj), path)
+    # Reorientation returns flipped views (negative strides); downstream code and torch want
+    # plain C-contiguous arrays.
+    array = np.ascontiguousarray(array)
+    affine = np.array(canonical.affine, dtype=np.float64)
+    spacing = spacing_from_affine(affine)
+    _check_spacing(spacing, affine, path)
+    return NiftiVolume(array=array, spacing=spacing, affine=affine, path=path)
+
+
+def _corner_voxels(shape: tuple[int, ...]) -> np.ndarray:
+    """The 8 corner voxel indices of a 3-D grid as homogeneous coordinates, shape (8, 4)."""
+    last = [max(n - 1, 0) for n in shape[:3]]
+    corners = np.array(np.meshgrid(*[[0, m] for m in last], indexing="ij")).reshape(3, -1).T
+    return np.hstack([corners, np.ones((len(corners), 1))])
+
+
+def check_same_space(a: NiftiVolume, b: NiftiVolume, *, atol_mm: float = 1e-3) -> None:
+    """Raise ValueError unless ``a`` and ``b`` share one voxel grid.
+
+    The affines are compared by where they put the grid's corner voxels in world space: an affine
+    map's largest displacement over a box is reached at a corner, so this is the largest distance
+    (mm) by which any voxel of ``a`` and the same voxel of ``b`` disagree.
+
+    Args:
+        atol_mm: tolerance in mm on that distance.
+    """
+    if a.array.shape != b.array.shape:
+        raise ValueError(
+            f"shape mismatch: {a.path} has shape {tuple(a.array.shape)}, "
+            f"{b.path} has shape {tuple(b.array.shape)}"
+        )
+    corners = _corner_voxels(a.array.shape)
+    world_a = corners @ np.asarray(a.affine, dtype=np.float64).T
+    world_b = corners @ np.asarray(b.affine, dtype=np.float64).T
+    max_diff_mm = float(np.linalg.norm(world_a[:, :3] - world_b[:, :3], axis=1).max())
+    if not max_diff_mm <= atol_mm:  # also catches NaN
+        raise ValueError(
+            f"inconsistent affines: {a.path} and {b.path} place voxels up to "
+            f"{max_diff_mm:.4g} mm apart (tolerance {atol_mm:g} mm); "
+            f"spacings {tuple(round(s, 4) for s in a.spacing)} vs "
+            f"{tuple(round(s, 4) for s in b.spacing)} mm"
+        )
+
+
+@contextlib.contextmanager
+def atomic_output_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; move it onto ``path`` only if the block succeeds.
+
+    The temporary file lives in the same folder (``os.replace`` is atomic only within one file
+    system) and is removed if the block raises, so ``path`` is either the old file or the complete
+    new one. Parent folders are created. ``suffix`` is appended to the temporary name for writers
+    that choose a format from the extension (nibabel: ``.nii.gz`` means gzip).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp{suffix}")
+    try:
+        yield tmp
+        _fsync_file(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+
+
+def _fsync_file(path: Path) -> None:
+    """Flush a written file to disk so the rename never exposes an empty file after a crash."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _nifti_image(array: np.ndarray, affine: np.ndarray) -> nib.Nifti1Image:
+    array = np.asanyarray(array)
+    if array.ndim != 3:
+        raise ValueError(f"save_nifti expects a 3-D array, got shape {tuple(array.shape)}")
+    affine = np.asarray(affine, dtype=np.float64)
+    if affine.shape != (4, 4) or not np.all(np.isfinite(affine)):
+        raise ValueError(f"save_nifti expects a finite 4x4 affine, got:\n{affine}")
+    try:
+        # dtype= pins the on-disk type to the array's (nibabel otherwise refuses int64 and may
+        # pick another type); no scaling is applied.
+        img = nib.Nifti1Image(array, affine, dtype=array.dtype)
+    except nib.spatialimages.HeaderDataError as exc:
+        raise TypeError(f"cannot store dtype {array.dtype} in NIfTI: {exc}") from exc
+    # Code 1 (scanner) for both: viewers differ in which one they read.
+    img.set_qform(affine, code=1)
+    img.set_sform(affine, code=1)
+    return img
+
+
+def save_nifti(array: np.ndarray, affine: np.ndarray, path: str | os.PathLike) -> Path:
+    """Write ``array`` with ``affine`` to ``path`` (``.nii`` or ``.nii.gz``) atomically.
+
+    The dtype is kept as is (no scaling); qform and sform are both set to ``affine`` with code 1.
+    Parent folders are created. On any error no partial file is left and an existing ``path`` is
+    untouched.
+
+    Raises:
+        ValueError: not a NIfTI file name, not 3-D, or a bad affine.
+        TypeError: a dtype NIfTI cannot store (bool, float16, object, ...).
+    """
+    path = Path(path)
+    suffix = nifti_suffix(path)
+    img = _nifti_image(array, affine)  # validate before touching the file system
+    with atomic_output_path(path, suffix=suffix) as tmp:
+        nib.save(img, tmp)
+    return path
+
+
+def _json_default(value: Any) -> Any:
+    """Convert numpy scalars/arrays and paths, which the json module does not know."""
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.floating):
+        return float(value)
+    if isinstance(value, np.bool_):
+        return bool(value)
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    raise TypeError(f"object of type {type(value).__name__} is not JSON serialisable")
+
+
+def write_json_atomic(obj: Any, path: str | os.PathLike) -> Path:
+    """Write ``obj`` as JSON (indent 2, strict: no NaN/Infinity) to ``path`` atomically.
+
+    The text is built before any file is opened, so an unserialisable object leaves no trace.
+    """
+    path = Path(path)
+    text = json.dumps(obj, indent=2, default=_json_default, allow_nan=False) + "\n"
+    with atomic_output_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return path
