@@ -1,0 +1,82 @@
+"""Where a lesion goes: inside the liver, clear of the capsule, vessels and other tumours.
+
+A candidate centre is a random tumour-free liver voxel; it is accepted when, with the lesion's
+stencil laid on the scan there,
+- everything within ``capsule_margin_mm`` of the lesion's surface is liver (the lesion sits inside
+  the organ, away from its capsule; subcapsular lesions use a margin of zero),
+- nothing within the edge width plus ``gap_mm`` is tumour (existing or just inserted),
+- at most ``vessel_tolerance`` of the lesion's voxels are vessel in the host scan.
+Each test reads only the lesion's box, so its cost does not grow with the scan.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .shape import LesionStencil
+
+TUMOUR = 2
+GUIDED_FROM_MM = 15.0
+
+
+@dataclass(frozen=True)
+class PlacementRules:
+    """How far a lesion must stay from the capsule and other tumours (mm), and vessel overlap."""
+
+    capsule_margin_mm: float
+    gap_mm: float
+    vessel_tolerance: float
+
+
+def box_at(center, half_size, shape):
+    """The stencil box centred on ``center``, clipped to the scan.
+
+    Returns the box in scan coordinates and the matching slices of the stencil's arrays.
+    """
+    box, local = [], []
+    for c, h, n in zip(center, half_size, shape):
+        lo, hi = max(c - h, 0), min(c + h + 1, n)
+        box.append(slice(lo, hi))
+        local.append(slice(lo - (c - h), hi - (c - h)))
+    return tuple(box), tuple(local)
+
+
+def sample_location(host, label: np.ndarray, stencil: LesionStencil, rules: PlacementRules,
+                    edge_mm: float, rng: np.random.Generator, *, attempts: int):
+    """Return an accepted centre voxel (3 ints), its box and the stencil slices matching the box,
+    or ``None`` after ``attempts`` tries.
+
+    ``label`` is the label map being built, so lesions placed earlier in the call are avoided.
+    """
+    distance = stencil.distance_mm
+    needs_liver = distance <= rules.capsule_margin_mm
+    needs_liver_count = np.count_nonzero(needs_liver)
+    needs_free = distance <= edge_mm + rules.gap_mm
+    body = stencil.inside
+    max_vessel_voxels = rules.vessel_tolerance * stencil.voxel_count
+    # Large lesions draw candidates from the clearance map: few places can hold them.
+    guided = stencil.diameter_mm >= GUIDED_FROM_MM
+    clearance = stencil.inner_radius_mm + min(rules.capsule_margin_mm, edge_mm + rules.gap_mm) - host.clearance_cell_mm
+    tried = 0
+    while tried < attempts:
+        batch = min(32, attempts - tried)
+        candidates = (host.sample_clear_voxels(rng, batch, clearance) if guided
+                      else host.sample_liver_voxels(rng, batch))
+        if len(candidates) == 0:
+            return None
+        for center in candidates:
+            tried += 1
+            box, local = box_at(center, stencil.half_size, label.shape)
+            region = label[box]
+            liver_part = needs_liver[local]
+            # Where the box was clipped, the part of the footprint beyond the scan is not liver.
+            if np.count_nonzero(liver_part) < needs_liver_count or not region[liver_part].all():
+                continue
+            if (region[needs_free[local]] == TUMOUR).any():
+                continue
+            if np.count_nonzero(host.vessel_mask(box)[body[local]]) > max_vessel_voxels:
+                continue
+            return tuple(int(c) for c in center), box, local
+    return None

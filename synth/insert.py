@@ -1,0 +1,232 @@
+"""The heuristic insertion: compose size, shape, location, texture, mass effect and blending.
+
+``insert_tumor`` is the public one-liner; ``synthesize`` is the same with the full result
+(:class:`~synth.records.InsertionResult`), and :func:`~synth.host.prepare_host` lets many
+insertions share one prepared scan.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .errors import LesionPlacementError
+from .heuristic.blend import soft_edge, to_dtype
+from .heuristic.location import PlacementRules, sample_location
+from .heuristic.mass_effect import MASS_EFFECT_FROM_MM, displacement_box, push_outward
+from .heuristic.shape import rasterize, sample_shape
+from .heuristic.size import parse_size, sample_diameter, size_class, voxel_count_for
+from .heuristic.texture import intensity_change, parse_phenotype, sample_appearance, sample_phenotype
+from .host import HostScan, prepare_host
+from .records import InsertionResult, Lesion
+from .validation import check_count, check_seed
+
+# Each round draws a new size and shape and relaxes the rules: more vessel overlap allowed, then a
+# thinner layer of liver towards the capsule, so crowded livers still take lesions.
+_VESSEL_TOLERANCE = (0.02, 0.10, 0.25)
+_CAPSULE_MARGIN_SCALE = (1.0, 0.5, 0.0)
+_PLACEMENT_ROUNDS = len(_VESSEL_TOLERANCE)
+
+
+def insert_tumor(volume, mask, *, spacing=None, size="mix", count=(1, 3), phenotype="mix",
+                 seed=None, rng=None, **options):
+    """Insert synthetic tumours into the liver of a CT scan.
+
+    Parameters
+    ----------
+    volume : (X, Y, Z) array or nibabel image
+        CT in Hounsfield units. Never modified.
+    mask : (X, Y, Z) array or nibabel image
+        0 background, 1 liver, 2 tumour (existing tumours are kept and avoided), or a binary
+        liver mask.
+    spacing : three floats in mm, optional
+        Voxel size along X, Y, Z. Defaults to the image's zooms for a nibabel image, else 1 mm.
+    size : str or (float, float)
+        ``"tiny"`` (3-5 mm), ``"small"`` (5-10), ``"medium"`` (10-20), ``"large"`` (20-50 mm
+        equivalent diameter), a ``(min_mm, max_mm)`` range, or ``"mix"`` (real lesion statistics,
+        median about 13 mm).
+    count : int or (int, int)
+        Number of lesions, or an inclusive range to draw it from.
+    phenotype : str or dict
+        ``"hypodense"``, ``"isodense"``, ``"hyperdense"``, ``"rim-enhancing"``, ``"necrotic"``,
+        ``"mix"`` or a ``{name: weight}`` dict.
+    seed : int, optional / rng : numpy.random.Generator, optional
+        Source of randomness (give at most one). The same seed gives the same output.
+    **options
+        Passed to :func:`synthesize` (``edge_mm``, ``subcapsular_probability``, ``mass_effect``,
+        ``max_attempts``).
+
+    Returns
+    -------
+    (volume, label)
+        A new volume of the input dtype and a new uint8 label map with the lesions as 2. When
+        nibabel images were given, nibabel images with the input affines are returned.
+
+    Examples
+    --------
+    >>> from synth import insert_tumor
+    >>> from synth.phantom import make_phantom
+    >>> case = make_phantom()
+    >>> ct, label = insert_tumor(case.volume, case.label, spacing=case.spacing, size="small", seed=0)
+    """
+    images = _as_arrays(volume, mask)
+    if images is not None:
+        volume, mask, image, spacing = images[0], images[1], images[2], spacing or images[3]
+    result = prepare_host(volume, mask, spacing=spacing or (1.0, 1.0, 1.0)).insert(
+        size=size, count=count, phenotype=phenotype, seed=seed, rng=rng, **options)
+    if images is None:
+        return result.volume, result.label
+    return _like(image, result.volume), _like(image, result.label)
+
+
+def synthesize(
+    host: HostScan,
+    *,
+    size="mix",
+    count=(1, 3),
+    phenotype="mix",
+    seed=None,
+    rng=None,
+    edge_mm=(1.0, 2.0),
+    subcapsular_probability: float = 0.1,
+    mass_effect: bool = True,
+    max_attempts: int = 300,
+) -> InsertionResult:
+    """Insert lesions into a prepared scan and return the new arrays with lesion records.
+
+    Parameters beyond :func:`insert_tumor`'s
+    ----------------------------------------
+    edge_mm : (float, float)
+        Range of the soft edge's 10-90 % width in mm.
+    subcapsular_probability : float
+        Chance that a lesion may touch the liver capsule; the others keep about half their radius
+        (1.5-8 mm) of liver between their surface and the capsule.
+    mass_effect : bool
+        Push surrounding parenchyma outward around lesions of 20 mm and more.
+    max_attempts : int
+        Candidate centres tried per lesion before :class:`LesionPlacementError` is raised.
+    """
+    rng = check_seed(seed, rng)
+    size_spec = parse_size(size)
+    low, high = check_count(count)
+    phenotype_weights = parse_phenotype(phenotype)
+    edge_low, edge_high = _check_range(edge_mm, "edge_mm")
+    if not 0.0 <= subcapsular_probability <= 1.0:
+        raise ValueError(f"subcapsular_probability must be in [0, 1]; got {subcapsular_probability}")
+    if max_attempts < 1:
+        raise ValueError(f"max_attempts must be at least 1; got {max_attempts}")
+    smallest_ml = np.pi * size_spec.smallest_mm**3 / 6.0 / 1000.0
+    if low * smallest_ml > host.stats.volume_ml:
+        raise LesionPlacementError(
+            f"count {low} is impossible: {low} lesions of at least {size_spec.smallest_mm:g} mm "
+            f"need {low * smallest_ml:.1f} mL, more than the {host.stats.volume_ml:.1f} mL of free liver")
+
+    n_lesions = int(rng.integers(low, high + 1))
+    volume = host.volume.copy(order="K")  # keep the caller's memory layout
+    label = host.label.copy()
+    lesions = []
+    for index in range(1, n_lesions + 1):
+        lesions.append(_insert_one(host, volume, label, index, size_spec, phenotype_weights,
+                                   (edge_low, edge_high), subcapsular_probability, mass_effect,
+                                   max_attempts, rng, n_lesions))
+    return InsertionResult(volume=volume, label=label, lesions=lesions, spacing=host.spacing)
+
+
+def _insert_one(host, volume, label, index, size_spec, phenotype_weights, edge_range,
+                subcapsular_probability, mass_effect, max_attempts, rng, n_lesions) -> Lesion:
+    spacing = host.spacing
+    voxel_volume = float(np.prod(spacing))
+    subcapsular = bool(rng.random() < subcapsular_probability)
+    for round_ in range(_PLACEMENT_ROUNDS):
+        diameter, size_range = sample_diameter(size_spec, rng)
+        voxel_count = voxel_count_for(diameter, size_range, voxel_volume)
+        phenotype = sample_phenotype(phenotype_weights, diameter, rng)
+        appearance = sample_appearance(phenotype, diameter, host.stats.noise_hu, rng, edge_mm=edge_range)
+        rules = PlacementRules(
+            capsule_margin_mm=0.0 if subcapsular else
+            _CAPSULE_MARGIN_SCALE[round_] * float(np.clip(0.25 * diameter, 1.5, 8.0)),
+            gap_mm=1.0,
+            vessel_tolerance=_VESSEL_TOLERANCE[round_],
+        )
+        pad = max(rules.capsule_margin_mm, appearance.edge_mm + rules.gap_mm) + max(spacing)
+        stencil = rasterize(sample_shape(diameter, rng), voxel_count, spacing, pad_mm=pad)
+        placed = sample_location(host, label, stencil, rules, appearance.edge_mm, rng,
+                                 attempts=max(1, max_attempts // _PLACEMENT_ROUNDS))
+        if placed is not None:
+            break
+    else:
+        raise LesionPlacementError(
+            f"could not place lesion {index} of {n_lesions} ({size_class(stencil.diameter_mm)}, "
+            f"{stencil.diameter_mm:.1f} mm) inside the liver after {max_attempts} attempts: the free "
+            f"liver ({host.stats.volume_ml:.0f} mL) has no room for it away from the capsule, vessels "
+            f"and other tumours; ask for a smaller size or fewer lesions")
+    center, box, local = placed
+    distance, depth, inside = stencil.distance_mm[local], stencil.depth[local], stencil.inside[local]
+
+    # Mass effect first, so that the lesion is drawn on the displaced parenchyma.
+    effect_box = box
+    pushed = bool(mass_effect and stencil.diameter_mm >= MASS_EFFECT_FROM_MM)
+    if pushed:
+        effect_box = _union(box, displacement_box(center, stencil.diameter_mm / 2.0, spacing, volume.shape))
+        region = volume[effect_box].astype(np.float32)
+        movable = label[effect_box] == 1
+        local_center = [c - s.start for c, s in zip(center, effect_box)]
+        volume[effect_box] = to_dtype(
+            np.where(movable, push_outward(region, movable, local_center, stencil.diameter_mm / 2.0, spacing), region),
+            volume.dtype)
+
+    before = host.volume[box].astype(np.float32)
+    host_region = volume[box].astype(np.float32)
+    weight = soft_edge(distance, appearance.edge_mm)
+    weight *= label[box] == 1  # only tumour-free liver changes
+    change = intensity_change(appearance, distance, depth, spacing, rng)
+    new_region = to_dtype(host_region + weight * change, volume.dtype)
+    volume[box] = new_region
+    label[box][inside] = 2
+
+    mean_change = float((new_region[inside].astype(np.float32) - before[inside]).mean())
+    bbox = tuple((s.start, s.stop) for s in effect_box)
+    return Lesion(
+        index=index,
+        center_voxel=center,
+        center_mm=tuple(float(c * s) for c, s in zip(center, spacing)),
+        diameter_mm=stencil.diameter_mm,
+        voxel_count=stencil.voxel_count,
+        size_class=size_class(stencil.diameter_mm),
+        phenotype=appearance.phenotype,
+        mean_hu_change=mean_change,
+        edge_mm=appearance.edge_mm,
+        subcapsular=subcapsular,
+        mass_effect=pushed,
+        bbox=bbox,
+    )
+
+
+def _union(a, b):
+    return tuple(slice(min(x.start, y.start), max(x.stop, y.stop)) for x, y in zip(a, b))
+
+
+def _check_range(pair, name):
+    try:
+        low, high = (float(v) for v in pair)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a (min, max) pair of numbers; got {pair!r}") from None
+    if not 0 < low <= high:
+        raise ValueError(f"{name} must satisfy 0 < min <= max; got {pair!r}")
+    return low, high
+
+
+def _as_arrays(volume, mask):
+    """Unpack nibabel images (both or neither) into arrays and the image's spacing."""
+    is_image = [hasattr(x, "affine") and hasattr(x, "dataobj") for x in (volume, mask)]
+    if not any(is_image):
+        return None
+    if not all(is_image):
+        raise TypeError("give volume and mask both as arrays or both as nibabel images")
+    if not np.allclose(volume.affine, mask.affine, atol=1e-3):
+        raise ValueError("volume and mask images have inconsistent affines: they are not in one space")
+    spacing = tuple(float(z) for z in volume.header.get_zooms()[:3])
+    return np.asanyarray(volume.dataobj), np.asanyarray(mask.dataobj), volume, spacing
+
+
+def _like(image, array):
+    return type(image)(array, image.affine, image.header)

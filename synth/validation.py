@@ -1,0 +1,113 @@
+"""Checks on user input, done once at the top of the public functions.
+
+Every message names the problem and the value that caused it, because a wrong mask or spacing is
+the most common reason a synthesiser silently produces garbage.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+LABEL_VALUES = (0, 1, 2)
+
+
+def check_volume(volume) -> np.ndarray:
+    """Return ``volume`` as a 3-D numeric array (no copy), or raise."""
+    volume = np.asarray(volume)
+    if volume.dtype == bool or not (
+        np.issubdtype(volume.dtype, np.integer) or np.issubdtype(volume.dtype, np.floating)
+    ):
+        raise TypeError(
+            f"volume must be a numeric CT array in Hounsfield units (integer or float); "
+            f"got dtype {volume.dtype}"
+        )
+    if volume.ndim != 3:
+        raise ValueError(f"volume must be 3-D (X, Y, Z); got {volume.ndim}-D shape {volume.shape}")
+    if min(volume.shape) < 1:
+        raise ValueError(f"volume is empty: shape {volume.shape}")
+    # One reduction is cheaper than an isfinite mask; the precise count is only computed on failure.
+    if volume.dtype.kind == "f" and not np.isfinite(volume.sum(dtype=np.float64)):
+        bad = int(np.count_nonzero(~np.isfinite(volume)))
+        raise ValueError(f"volume contains {bad} NaN or infinite values; CT must be finite HU")
+    return volume
+
+
+def check_label_map(mask, shape: tuple[int, ...]) -> np.ndarray:
+    """Return the mask as a new uint8 label map with values in {0, 1, 2}, or raise.
+
+    A binary liver mask (bool or 0/1) is accepted; float masks are accepted when they hold whole
+    numbers, since ``nibabel``'s ``get_fdata`` returns labels as floats.
+    """
+    mask = np.asarray(mask)
+    if mask.ndim != 3:
+        raise ValueError(f"mask must be 3-D (X, Y, Z); got {mask.ndim}-D shape {mask.shape}")
+    if mask.shape != tuple(shape):
+        raise ValueError(f"mask shape {mask.shape} does not match volume shape {tuple(shape)}")
+    if mask.dtype == bool:
+        return np.array(mask, dtype=np.uint8, order="C")
+    if np.issubdtype(mask.dtype, np.floating):
+        if not np.isfinite(mask.sum(dtype=np.float64)):
+            raise ValueError("mask contains NaN or infinite values; expected labels 0, 1, 2")
+        if not np.array_equal(mask, np.round(mask)):
+            raise ValueError("mask has non-integer values; expected labels 0 (background), "
+                             "1 (liver), 2 (tumour)")
+    elif not np.issubdtype(mask.dtype, np.integer):
+        raise TypeError(f"mask must be a bool or integer label map; got dtype {mask.dtype}")
+    low, high = mask.min(), mask.max()
+    if low < 0 or high > 2:
+        found = np.unique(mask)
+        shown = ", ".join(str(v) for v in found[:8]) + (", ..." if found.size > 8 else "")
+        raise ValueError(
+            f"mask has label values outside {{0, 1, 2}}: found {shown}; expected 0 background, "
+            f"1 liver, 2 tumour (or a binary liver mask)"
+        )
+    if high == 0:
+        raise ValueError("mask is empty: it has no liver voxels (label 1 or 2)")
+    # C order: the synthesiser indexes the label map through flat indices.
+    return np.array(mask, dtype=np.uint8, order="C")
+
+
+def check_spacing(spacing) -> tuple[float, float, float]:
+    """Return spacing as three positive finite floats in mm, or raise."""
+    if isinstance(spacing, numbers.Number):
+        spacing = (spacing,) * 3
+    try:
+        values = tuple(float(s) for s in spacing)
+    except (TypeError, ValueError):
+        raise TypeError(f"spacing must be three numbers in mm; got {spacing!r}") from None
+    if len(values) != 3:
+        raise ValueError(f"spacing must have 3 values (mm along X, Y, Z); got {len(values)}: {values}")
+    if not all(np.isfinite(values)) or min(values) <= 0:
+        raise ValueError(f"spacing must be positive and finite (mm); got {values}")
+    return values
+
+
+def check_count(count) -> tuple[int, int]:
+    """Return ``count`` as an inclusive ``(min, max)`` pair of non-negative ints, or raise."""
+    pair = (count, count) if isinstance(count, numbers.Integral) else count
+    try:
+        low, high = pair
+    except (TypeError, ValueError):
+        raise TypeError(f"count must be an int or a (min, max) pair of ints; got {count!r}") from None
+    if not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in (low, high)):
+        raise TypeError(f"count must be whole numbers; got {count!r}")
+    if low < 0 or high < low:
+        raise ValueError(f"count must satisfy 0 <= min <= max; got {count!r}")
+    if high > 1000:
+        raise ValueError(f"count {high} is impossible: at most 1000 lesions per call")
+    return int(low), int(high)
+
+
+def check_seed(seed, rng) -> np.random.Generator:
+    """Turn ``seed`` or ``rng`` (not both) into a numpy Generator."""
+    if seed is not None and rng is not None:
+        raise ValueError("give either seed or rng, not both")
+    if rng is not None:
+        if not isinstance(rng, np.random.Generator):
+            raise TypeError(f"rng must be a numpy.random.Generator; got {type(rng).__name__}")
+        return rng
+    if seed is not None and not isinstance(seed, (numbers.Integral, np.random.SeedSequence)):
+        raise TypeError(f"seed must be an int; got {type(seed).__name__}")
+    return np.random.default_rng(seed)
