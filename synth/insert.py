@@ -99,7 +99,7 @@ def synthesize(
         Range of the soft edge's 10-90 % width in mm.
     subcapsular_probability : float
         Chance that a lesion may touch the liver capsule; the others keep about half their radius
-        (1.5-8 mm) of liver between their surface and the capsule.
+        (1.5-5 mm) of liver between their surface and the capsule.
     mass_effect : bool
         Push surrounding parenchyma outward around lesions of 20 mm and more.
     max_attempts : int
@@ -143,7 +143,7 @@ def _insert_one(host, volume, label, index, size_spec, phenotype_weights, edge_r
         appearance = sample_appearance(phenotype, diameter, host.stats.noise_hu, rng, edge_mm=edge_range)
         rules = PlacementRules(
             capsule_margin_mm=0.0 if subcapsular else
-            _CAPSULE_MARGIN_SCALE[round_] * float(np.clip(0.25 * diameter, 1.5, 8.0)),
+            _CAPSULE_MARGIN_SCALE[round_] * float(np.clip(0.25 * diameter, 1.5, 5.0)),
             gap_mm=1.0,
             vessel_tolerance=_VESSEL_TOLERANCE[round_],
         )
@@ -160,31 +160,37 @@ def _insert_one(host, volume, label, index, size_spec, phenotype_weights, edge_r
             f"liver ({host.stats.volume_ml:.0f} mL) has no room for it away from the capsule, vessels "
             f"and other tumours; ask for a smaller size or fewer lesions")
     center, box, local = placed
-    distance, depth, inside = stencil.distance_mm[local], stencil.depth[local], stencil.inside[local]
+    return _paint(host, volume, label, index, center, box, stencil.crop(local), appearance,
+                  subcapsular, mass_effect, rng)
+
+
+def _paint(host, volume, label, index, center, box, stencil, appearance, subcapsular, mass_effect, rng) -> Lesion:
+    """Change the image and label around an accepted centre and return the lesion's record."""
+    spacing = host.spacing
+    radius = stencil.diameter_mm / 2.0
+    # Only voxels within one edge width of the surface change; work on their box alone.
+    changed = stencil.crop(_bounding_slices(stencil.distance_mm <= appearance.edge_mm))
+    paint_box = tuple(slice(b.start + c.start, b.start + c.stop) for b, c in zip(box, changed.offset))
+    changed_box = paint_box
 
     # Mass effect first, so that the lesion is drawn on the displaced parenchyma.
-    effect_box = box
     pushed = bool(mass_effect and stencil.diameter_mm >= MASS_EFFECT_FROM_MM)
     if pushed:
-        effect_box = _union(box, displacement_box(center, stencil.diameter_mm / 2.0, spacing, volume.shape))
+        effect_box = displacement_box(center, radius, spacing, volume.shape)
         region = volume[effect_box].astype(np.float32)
-        movable = label[effect_box] == 1
         local_center = [c - s.start for c, s in zip(center, effect_box)]
         volume[effect_box] = to_dtype(
-            np.where(movable, push_outward(region, movable, local_center, stencil.diameter_mm / 2.0, spacing), region),
-            volume.dtype)
+            push_outward(region, label[effect_box] == 1, local_center, radius, spacing), volume.dtype)
+        changed_box = _union(paint_box, effect_box)
 
-    before = host.volume[box].astype(np.float32)
-    host_region = volume[box].astype(np.float32)
-    weight = soft_edge(distance, appearance.edge_mm)
-    weight *= label[box] == 1  # only tumour-free liver changes
-    change = intensity_change(appearance, distance, depth, spacing, rng)
-    new_region = to_dtype(host_region + weight * change, volume.dtype)
-    volume[box] = new_region
-    label[box][inside] = 2
+    weight = soft_edge(changed.distance_mm, appearance.edge_mm)
+    weight *= label[paint_box] == 1  # only tumour-free liver changes
+    change = intensity_change(appearance, changed.distance_mm, changed.depth, spacing, rng)
+    new_region = to_dtype(volume[paint_box].astype(np.float32) + weight * change, volume.dtype)
+    volume[paint_box] = new_region
+    label[paint_box][changed.inside] = 2
 
-    mean_change = float((new_region[inside].astype(np.float32) - before[inside]).mean())
-    bbox = tuple((s.start, s.stop) for s in effect_box)
+    before = host.volume[paint_box][changed.inside].astype(np.float32)
     return Lesion(
         index=index,
         center_voxel=center,
@@ -193,12 +199,21 @@ def _insert_one(host, volume, label, index, size_spec, phenotype_weights, edge_r
         voxel_count=stencil.voxel_count,
         size_class=size_class(stencil.diameter_mm),
         phenotype=appearance.phenotype,
-        mean_hu_change=mean_change,
+        mean_hu_change=float((new_region[changed.inside].astype(np.float32) - before).mean()),
         edge_mm=appearance.edge_mm,
         subcapsular=subcapsular,
         mass_effect=pushed,
-        bbox=bbox,
+        bbox=tuple((int(s.start), int(s.stop)) for s in changed_box),
     )
+
+
+def _bounding_slices(mask: np.ndarray) -> tuple[slice, slice, slice]:
+    """The smallest box holding every True voxel of ``mask``."""
+    out = []
+    for axis in range(3):
+        hit = np.flatnonzero(mask.any(axis=tuple(a for a in range(3) if a != axis)))
+        out.append(slice(int(hit[0]), int(hit[-1]) + 1))
+    return tuple(out)
 
 
 def _union(a, b):

@@ -13,7 +13,7 @@ import numpy as np
 from scipy import ndimage
 
 MASS_EFFECT_FROM_MM = 20.0
-REACH = 2.0  # the box reaches REACH lesion radii from the centre
+REACH = 1.6  # the box reaches REACH lesion radii from the centre
 
 
 def displacement_box(center, radius_mm: float, spacing, shape) -> tuple[slice, slice, slice]:
@@ -36,18 +36,17 @@ def push_outward(
     ``movable`` marks voxels allowed to change (liver parenchyma); ``fraction`` is ``k`` above.
     Returns a new array.
     """
-    axes = [(np.arange(n, dtype=np.float32) - c) * np.float32(s)
-            for n, c, s in zip(image.shape, center_in_box, spacing)]
-    grid = np.meshgrid(*axes, indexing="ij", sparse=True)
-    rho = np.sqrt(grid[0] ** 2 + grid[1] ** 2 + grid[2] ** 2)
-    rho = np.maximum(rho, np.float32(1e-3))
+    index = np.nonzero(movable)
+    offset_mm = [(i - c).astype(np.float32) * np.float32(s) for i, c, s in zip(index, center_in_box, spacing)]
+    rho = np.maximum(np.sqrt(offset_mm[0] ** 2 + offset_mm[1] ** 2 + offset_mm[2] ** 2), np.float32(1e-3))
     radius = np.float32(radius_mm)
     shift = np.cbrt(rho**3 + np.float32(fraction) * radius**3) - rho  # mm, outward
     reach = REACH * radius
-    taper = np.clip((reach - rho) / (0.4 * reach), 0.0, 1.0)  # 1 up to 1.6 r, 0 at 2 r
-    scale = shift * taper * movable / rho  # per mm of offset
-    # Backward warp: each voxel takes the value from closer to the centre.
-    coords = [np.arange(n, dtype=np.float32)[tuple(slice(None) if i == j else None for j in range(3))]
-              - scale * g / np.float32(s) for i, (n, g, s) in enumerate(zip(image.shape, grid, spacing))]
-    coords = np.stack(np.broadcast_arrays(*coords))
-    return ndimage.map_coordinates(image, coords, order=1, mode="nearest")
+    taper = np.clip((reach - rho) / (0.3 * reach), 0.0, 1.0)  # 1 up to 1.1 r, 0 at 1.6 r
+    # Backward warp: each voxel takes the value from closer to the centre, along its own ray, so
+    # the source index is index - (shift / rho) * (index - centre) in voxel units.
+    pull = shift * taper / rho
+    coords = np.stack([i - pull * (i - np.float32(c)) for i, c in zip(index, center_in_box)])
+    out = image.copy()
+    out[index] = ndimage.map_coordinates(image, coords, order=1, mode="nearest")
+    return out

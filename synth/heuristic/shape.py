@@ -12,7 +12,7 @@ surface along the ray, ``rho - b(u)``, is exact radially, which is what the soft
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy.spatial.transform import Rotation
@@ -33,11 +33,6 @@ class LesionShape:
     wave_amplitudes: np.ndarray  # (K,)
     wave_phases: np.ndarray  # (K,)
 
-    @property
-    def max_radius_mm(self) -> float:
-        """An upper bound of the surface radius in any direction."""
-        return self.radius_mm * float(self.semi_axes.max()) * (1.0 + float(np.abs(self.wave_amplitudes).sum()))
-
 
 def sample_shape(diameter_mm: float, rng: np.random.Generator, *, elongation_sd: float = 0.15) -> LesionShape:
     """Draw a random shape whose undeformed equivalent diameter is ``diameter_mm``.
@@ -50,12 +45,13 @@ def sample_shape(diameter_mm: float, rng: np.random.Generator, *, elongation_sd:
     # A normalised 4-D Gaussian is a uniformly random unit quaternion, i.e. a uniform rotation.
     rotation = Rotation.from_quat(rng.normal(size=4)).as_matrix()
     # Gentle irregularity for every lesion, lobes for large ones.
-    frequencies = [rng.uniform(1.0, 2.0, size=4)]
-    amplitudes = [rng.uniform(0.01, 0.04, size=4)]
+    # Few waves suffice (each costs a cosine per voxel): three gentle ones, plus two to four lobes.
+    frequencies = [rng.uniform(1.0, 2.0, size=3)]
+    amplitudes = [rng.uniform(0.015, 0.045, size=3)]
     if diameter_mm >= LOBULATION_FROM_MM:
-        count = int(rng.integers(3, 6))
+        count = int(rng.integers(2, 5))
         frequencies.append(rng.uniform(3.0, 5.0, size=count))
-        amplitudes.append(rng.uniform(0.03, 0.08, size=count))
+        amplitudes.append(rng.uniform(0.04, 0.09, size=count))
     frequencies = np.concatenate(frequencies)
     directions = rng.normal(size=(frequencies.size, 3))
     directions /= np.linalg.norm(directions, axis=1, keepdims=True)
@@ -85,6 +81,38 @@ class LesionStencil:
     voxel_count: int
     diameter_mm: float  # equivalent diameter of ``inside``
     inner_radius_mm: float  # distance from the centre to the nearest voxel outside
+    offset: tuple[slice, slice, slice] | None = None  # set by crop: where this part came from
+
+    def crop(self, local: tuple[slice, slice, slice]) -> "LesionStencil":
+        """The part of the stencil inside ``local``; sizes and counts describe the whole lesion."""
+        return replace(self, distance_mm=self.distance_mm[local], depth=self.depth[local],
+                       inside=self.inside[local], offset=local)
+
+
+def surface_radius(shape: LesionShape, directions: np.ndarray) -> np.ndarray:
+    """Radius in mm of the surface along unit ``directions`` ((N, 3), lesion frame)."""
+    scaled = directions / shape.semi_axes.astype(np.float32)
+    ellipsoid_norm = np.sqrt(np.einsum("ij,ij->i", scaled, scaled))
+    waves = directions @ shape.wave_vectors.T.astype(np.float32)
+    waves += shape.wave_phases.astype(np.float32)
+    np.cos(waves, out=waves)
+    wave = waves @ shape.wave_amplitudes.astype(np.float32)
+    wave += 1.0
+    np.maximum(wave, 0.5, out=wave)
+    wave *= np.float32(shape.radius_mm)
+    return wave / ellipsoid_norm
+
+
+def _sphere_directions(count: int = 400) -> np.ndarray:
+    # A Fibonacci lattice: nearly uniform directions, deterministic.
+    i = np.arange(count) + 0.5
+    polar = np.arccos(1.0 - 2.0 * i / count)
+    azimuth = np.pi * (1.0 + 5.0**0.5) * i
+    return np.stack([np.cos(azimuth) * np.sin(polar), np.sin(azimuth) * np.sin(polar), np.cos(polar)],
+                    axis=1).astype(np.float32)
+
+
+_DIRECTIONS = _sphere_directions()
 
 
 def rasterize(shape: LesionShape, voxel_count: int, spacing, *, pad_mm: float) -> LesionStencil:
@@ -96,43 +124,47 @@ def rasterize(shape: LesionShape, voxel_count: int, spacing, *, pad_mm: float) -
     """
     spacing = np.asarray(spacing, dtype=np.float64)
     voxel_volume = float(np.prod(spacing))
-    # The scale that matches the voxel count is near the one that matches the volume; give room.
-    reach = shape.max_radius_mm * 1.3 * max(1.0, (voxel_count * voxel_volume / _volume(shape)) ** (1 / 3))
+    # The box must hold the body once scaled to the voxel count. The body's volume is
+    # (1/3) * integral of radius^3 over directions, so the scale is known before rasterising;
+    # a little room covers the sampled directions and the voxel grid.
+    radii = surface_radius(shape, _DIRECTIONS)
+    body_volume = 4.0 / 3.0 * np.pi * float(np.mean(radii.astype(np.float64) ** 3))
+    scale = (voxel_count * voxel_volume / body_volume) ** (1.0 / 3.0)
+    reach = float(radii.max()) * scale * 1.1 + 0.5 * float(spacing.max())
     half = tuple(int(np.ceil((reach + pad_mm) / s)) for s in spacing)
     axes = [np.arange(-h, h + 1, dtype=np.float32) * np.float32(s) for h, s in zip(half, spacing)]
-    grid = (axes[0][:, None, None], axes[1][None, :, None], axes[2][None, None, :])
-    rho = np.sqrt(grid[0] ** 2 + grid[1] ** 2 + grid[2] ** 2)
-    safe_rho = np.maximum(rho, np.float32(1e-6))
-    rot = shape.rotation.astype(np.float32)
-    # Unit direction in the lesion frame: u_j = (R^T x)_j / rho.
-    u = [(rot[0, j] * grid[0] + rot[1, j] * grid[1] + rot[2, j] * grid[2]) / safe_rho for j in range(3)]
-    inv_axes = (1.0 / shape.semi_axes).astype(np.float32)
-    ellipsoid_norm = np.sqrt((u[0] * inv_axes[0]) ** 2 + (u[1] * inv_axes[1]) ** 2 + (u[2] * inv_axes[2]) ** 2)
-    # The centre voxel has no direction; a tiny norm puts its surface far away: deep inside.
-    ellipsoid_norm = np.maximum(ellipsoid_norm, np.float32(1e-6))
-    wave = np.zeros_like(rho)
-    for k_vec, amp, phase in zip(shape.wave_vectors, shape.wave_amplitudes, shape.wave_phases):
-        wave += np.float32(amp) * np.cos(k_vec[0] * u[0] + k_vec[1] * u[1] + k_vec[2] * u[2] + phase)
-    surface = np.float32(shape.radius_mm) * np.maximum(1.0 + wave, 0.5) / ellipsoid_norm
-    relative = rho / surface
+    box_shape = tuple(a.size for a in axes)
+    rho = np.sqrt(axes[0][:, None, None] ** 2 + axes[1][None, :, None] ** 2 + axes[2][None, None, :] ** 2).ravel()
+    # Only voxels within reach + pad of the centre can matter; the box's corners are about half of
+    # it and stay "far outside" without evaluating the surface there.
+    near = np.flatnonzero(rho <= reach + pad_mm)
+    offsets = np.stack([np.broadcast_to(a.reshape(shape), box_shape).ravel()[near]
+                        for a, shape in zip(axes, ((-1, 1, 1), (1, -1, 1), (1, 1, -1)))], axis=1)
+    rho_near = rho[near]
+    # Unit direction in the lesion frame (the centre voxel, with no direction, gets +x).
+    directions = offsets @ shape.rotation.astype(np.float32)
+    directions /= np.maximum(rho_near, np.float32(1e-6))[:, None]
+    directions[rho_near == 0] = (1.0, 0.0, 0.0)
+    surface = surface_radius(shape, directions)
+    relative = rho_near / surface
 
-    flat = relative.ravel()
-    if voxel_count >= flat.size:
+    if voxel_count >= relative.size:
         raise ValueError("lesion stencil too small for its voxel count")  # a bug, not user input
-    last_in, first_out = np.partition(flat, (voxel_count - 1, voxel_count))[[voxel_count - 1, voxel_count]]
+    last_in, first_out = np.partition(relative, (voxel_count - 1, voxel_count))[[voxel_count - 1, voxel_count]]
     level = 0.5 * (last_in + first_out)
-    inside = relative < level
+    far = np.float32(1e6)
+    distance = np.full(rho.size, far, dtype=np.float32)
+    distance[near] = rho_near - level * surface
+    depth = np.full(rho.size, far, dtype=np.float32)
+    depth[near] = relative / level
+    inside = distance < 0
     count = int(np.count_nonzero(inside))
     return LesionStencil(
         half_size=half,
-        distance_mm=rho - level * surface,
-        depth=relative / level,
-        inside=inside,
+        distance_mm=distance.reshape(box_shape),
+        depth=depth.reshape(box_shape),
+        inside=inside.reshape(box_shape),
         voxel_count=count,
         diameter_mm=equivalent_diameter(count, voxel_volume),
         inner_radius_mm=float(rho[~inside].min()),
     )
-
-
-def _volume(shape: LesionShape) -> float:
-    return 4.0 / 3.0 * np.pi * shape.radius_mm**3

@@ -131,7 +131,8 @@ def intensity_change(
     if appearance.core_depth > 0:
         core = np.clip((appearance.core_depth + 0.15 - depth) / 0.3, 0.0, 1.0)
         change += (appearance.core_hu - appearance.contrast_hu) * core
-    if appearance.texture_hu > 0 and change.size >= 27:
+    # Texture finer than the lesion is invisible; skipping it keeps tiny lesions cheap.
+    if appearance.texture_hu > 0 and np.count_nonzero(depth < 1) >= 64:
         change += appearance.texture_hu * correlated_noise(change.shape, appearance.texture_mm, spacing, rng)
     return change
 
@@ -139,5 +140,5 @@ def intensity_change(
 def correlated_noise(shape, length_mm: float, spacing, rng: np.random.Generator) -> np.ndarray:
     """Unit-variance Gaussian noise smoothed to a correlation length in mm (not voxels)."""
     white = rng.standard_normal(shape, dtype=np.float32)
-    smooth = ndimage.gaussian_filter(white, [length_mm / (2.0 * s) for s in spacing], mode="reflect")
+    smooth = ndimage.gaussian_filter(white, [length_mm / (2.0 * s) for s in spacing], mode="reflect", truncate=3.0)
     return smooth / max(float(smooth.std()), 1e-6)
