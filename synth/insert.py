@@ -140,7 +140,8 @@ def _insert_one(host, volume, label, index, size_spec, phenotype_weights, edge_r
         diameter, size_range = sample_diameter(size_spec, rng)
         voxel_count = voxel_count_for(diameter, size_range, voxel_volume)
         phenotype = sample_phenotype(phenotype_weights, diameter, rng)
-        appearance = sample_appearance(phenotype, diameter, host.stats.noise_hu, rng, edge_mm=edge_range)
+        appearance = sample_appearance(phenotype, diameter, host.stats.median_hu, host.stats.noise_hu, rng,
+                                       edge_mm=edge_range)
         rules = PlacementRules(
             capsule_margin_mm=0.0 if subcapsular else
             _CAPSULE_MARGIN_SCALE[round_] * float(np.clip(0.25 * diameter, 1.5, 5.0)),

@@ -1,10 +1,12 @@
 """Mass effect: a large lesion pushes the surrounding parenchyma outward.
 
-The displacement is that of an incompressible expansion: tissue at distance ``rho`` from the centre
-moves to ``(rho^3 + k r^3)^(1/3)``, as if a fraction ``k`` of the lesion's volume had been added to
-the liver rather than replacing it. It decays like ``1 / rho^2`` and is tapered to zero at the edge of
-the box, so the image changes only inside the lesion's box. Only liver parenchyma moves; tissue
-outside the liver and existing tumours stay where they are.
+The displacement is that of an incompressible expansion: tissue at distance ``rho0`` from the centre
+moves to ``rho = (rho0^3 + k r^3)^(1/3)``, as if a fraction ``k`` of the lesion's volume had been
+added to the liver rather than replacing it. The image is warped backward: the voxel at ``rho`` takes
+the value found at ``rho0 = (rho^3 - k r^3)^(1/3)``. The shift decays like ``1 / rho^2``, is tapered to
+zero at the edge of the box (the image changes only inside the lesion's box) and is faded out inside
+the lesion, whose own voxels keep the host's noise rather than a stretched copy of its centre. Only
+liver parenchyma moves; tissue outside the liver and existing tumours stay where they are.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ def push_outward(
     radius_mm: float,
     spacing,
     *,
-    fraction: float = 0.3,
+    fraction: float = 0.2,
 ) -> np.ndarray:
     """Warp ``image`` (a float box) as if a sphere of ``radius_mm`` grew at ``center_in_box``.
 
@@ -40,12 +42,13 @@ def push_outward(
     offset_mm = [(i - c).astype(np.float32) * np.float32(s) for i, c, s in zip(index, center_in_box, spacing)]
     rho = np.maximum(np.sqrt(offset_mm[0] ** 2 + offset_mm[1] ** 2 + offset_mm[2] ** 2), np.float32(1e-3))
     radius = np.float32(radius_mm)
-    shift = np.cbrt(rho**3 + np.float32(fraction) * radius**3) - rho  # mm, outward
+    source = np.cbrt(np.maximum(rho**3 - np.float32(fraction) * radius**3, 0.0))
     reach = REACH * radius
     taper = np.clip((reach - rho) / (0.3 * reach), 0.0, 1.0)  # 1 up to 1.1 r, 0 at 1.6 r
-    # Backward warp: each voxel takes the value from closer to the centre, along its own ray, so
-    # the source index is index - (shift / rho) * (index - centre) in voxel units.
-    pull = shift * taper / rho
+    taper *= np.clip((rho - 0.6 * radius) / (0.4 * radius), 0.0, 1.0)  # 0 inside 0.6 r, 1 from r
+    # Backward warp along each voxel's own ray: the source index is
+    # index - (1 - source / rho) * (index - centre) in voxel units.
+    pull = (rho - source) * taper / rho
     coords = np.stack([i - pull * (i - np.float32(c)) for i, c in zip(index, center_in_box)])
     out = image.copy()
     out[index] = ndimage.map_coordinates(image, coords, order=1, mode="nearest")

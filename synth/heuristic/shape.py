@@ -19,7 +19,7 @@ from scipy.spatial.transform import Rotation
 
 from .size import equivalent_diameter
 
-LOBULATION_FROM_MM = 20.0  # large lesions are lobulated
+LOBULATION_FROM_MM = 10.0  # lesions from 10 mm get lobes, stronger as they grow
 
 
 @dataclass(frozen=True)
@@ -45,13 +45,15 @@ def sample_shape(diameter_mm: float, rng: np.random.Generator, *, elongation_sd:
     # A normalised 4-D Gaussian is a uniformly random unit quaternion, i.e. a uniform rotation.
     rotation = Rotation.from_quat(rng.normal(size=4)).as_matrix()
     # Gentle irregularity for every lesion, lobes for large ones.
-    # Few waves suffice (each costs a cosine per voxel): three gentle ones, plus two to four lobes.
+    # Few waves suffice (each costs a cosine per voxel): three gentle ones, plus lobes that grow
+    # from barely there at 10 mm to clear lobulation at 30 mm and beyond.
     frequencies = [rng.uniform(1.0, 2.0, size=3)]
-    amplitudes = [rng.uniform(0.015, 0.045, size=3)]
+    amplitudes = [rng.uniform(0.02, 0.05, size=3)]
     if diameter_mm >= LOBULATION_FROM_MM:
         count = int(rng.integers(2, 5))
+        strength = min(1.0, 0.4 + 0.6 * (diameter_mm - LOBULATION_FROM_MM) / 20.0)
         frequencies.append(rng.uniform(3.0, 5.0, size=count))
-        amplitudes.append(rng.uniform(0.04, 0.09, size=count))
+        amplitudes.append(strength * rng.uniform(0.04, 0.09, size=count))
     frequencies = np.concatenate(frequencies)
     directions = rng.normal(size=(frequencies.size, 3))
     directions /= np.linalg.norm(directions, axis=1, keepdims=True)

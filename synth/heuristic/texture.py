@@ -1,8 +1,11 @@
 """Lesion appearance: phenotype, contrast to the parenchyma and inner texture, in HU.
 
 Values are for portal-venous CT, where most liver lesions are hypodense (roughly 20-150 HU below
-parenchyma; LiTS-117's tumours sit about 50 HU below its liver). The change is *added* to the host
-scan, so the host's own noise and reconstruction texture stay in the lesion.
+parenchyma; LiTS-117's tumours sit about 50 HU below its 118 HU liver). A lesion's darkening scales
+with how much the host liver is enhanced above water (``liver_hu - 10``), so lesions in an
+unenhanced or late-phase scan (liver near 50 HU) are darkened by 10-30 HU rather than pushed to
+fat-like values. The change is *added* to the host scan, so the host's own noise and reconstruction
+texture stay in the lesion.
 
 Phenotypes:
 - ``hypodense``: darker than parenchyma, the common case (metastases, most HCC in this phase).
@@ -79,38 +82,42 @@ def sample_phenotype(weights: dict[str, float], diameter_mm: float, rng: np.rand
 def sample_appearance(
     phenotype: str,
     diameter_mm: float,
+    liver_hu: float,
     noise_hu: float,
     rng: np.random.Generator,
     *,
     edge_mm: tuple[float, float] = (1.0, 2.0),
 ) -> Appearance:
-    """Draw the intensities of one lesion.
+    """Draw the intensities of one lesion in a liver of median ``liver_hu`` and noise ``noise_hu``.
 
     Lesions under 10 mm get at least 2.5 times the host's noise as contrast (and at least 25 HU),
     so that small lesions stay visible and learnable rather than drowning in noise.
     """
-    visible = max(25.0, 2.5 * noise_hu) if diameter_mm < STRUCTURED_FROM_MM else 20.0
+    visible = max(25.0, 2.5 * noise_hu) if diameter_mm < STRUCTURED_FROM_MM else 10.0
+    enhancement = max(liver_hu - 10.0, 40.0)  # liver above water; at least 40 HU of headroom
     edge = float(rng.uniform(*edge_mm))
     texture_hu = float(rng.uniform(3.0, 10.0))
     texture_mm = float(rng.uniform(1.5, 3.0))
     if phenotype == "hypodense":
-        contrast = -float(rng.uniform(max(visible, 30.0), 110.0))
+        contrast = -max(float(rng.uniform(0.25, 0.75)) * enhancement, visible)
         return Appearance(phenotype, contrast, texture_hu, texture_mm, edge)
     if phenotype == "isodense":
         contrast = float(rng.choice([-1.0, 1.0]) * rng.uniform(10.0, 20.0))
         return Appearance(phenotype, contrast, texture_hu + 4.0, texture_mm, edge)
     if phenotype == "hyperdense":
-        contrast = float(rng.uniform(max(visible, 20.0), 70.0))
+        contrast = float(rng.uniform(max(visible, 15.0), 45.0))
         return Appearance(phenotype, contrast, texture_hu, texture_mm, edge)
     if phenotype == "rim-enhancing":
-        contrast = -float(rng.uniform(40.0, 100.0))
+        contrast = -float(rng.uniform(0.35, 0.8)) * enhancement
         rim_mm = float(np.clip(rng.uniform(0.08, 0.15) * diameter_mm, 1.5, 3.0))
         return Appearance(phenotype, contrast, texture_hu, texture_mm, edge,
                           rim_hu=float(rng.uniform(20.0, 50.0)), rim_mm=rim_mm)
     if phenotype == "necrotic":
-        contrast = -float(rng.uniform(25.0, 60.0))
+        contrast = -float(rng.uniform(0.2, 0.5)) * enhancement
+        # The core is fluid-like: close to water, i.e. nearly the whole enhancement below the liver.
         return Appearance(phenotype, contrast, texture_hu, texture_mm, edge,
-                          core_hu=-float(rng.uniform(70.0, 110.0)), core_depth=float(rng.uniform(0.4, 0.7)))
+                          core_hu=-float(rng.uniform(0.7, 0.95)) * enhancement,
+                          core_depth=float(rng.uniform(0.4, 0.7)))
     raise ValueError(f"unknown phenotype {phenotype!r}")
 
 
