@@ -106,7 +106,9 @@ def parse_count(text: str) -> int | tuple[int, int]:
         return values[0]
     if len(values) == 2 and 0 <= values[0] <= values[1]:
         return (values[0], values[1])
-    raise argparse.ArgumentTypeError(f"count {text!r} must be N >= 0 or MIN,MAX with 0 <= MIN <= MAX")
+    raise argparse.ArgumentTypeError(
+        f"count {text!r} must be N >= 0 or MIN,MAX with 0 <= MIN <= MAX"
+    )
 
 
 def _seed(text: str) -> int:
@@ -787,10 +789,14 @@ def run_synthesize(
     with tqdm(total=total, initial=skipped, unit="variant", desc="synthesize",
               file=sys.stderr, dynamic_ncols=True) as bar:
         progress = _Progress(bar, jobs)
+
+        def write(message: str) -> None:  # above the bar, on stderr like the bar
+            bar.write(message, file=sys.stderr)
+
         if workers == 1 or len(jobs) <= 1:
-            results = _run_in_process(jobs, progress, bar.write)
+            results = _run_in_process(jobs, progress, write)
         else:
-            results = _run_in_pool(jobs, workers, progress, bar.write)
+            results = _run_in_pool(jobs, workers, progress, write)
     written = sum(len(r.done) for r in results)
     failed = [(r.case, v, m) for r in results for v, m in r.failed]
     manifest, rows = write_manifest(out_dir, cases, variants)
