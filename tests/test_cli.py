@@ -250,11 +250,21 @@ def test_synthesize_parallel_resume_and_reproducible(tmp_path, capsys):
     assert len(seeds) == 4
     capsys.readouterr()
 
-    # Resume: everything is complete, nothing is rewritten.
-    stamps = {p: (out / p).stat().st_mtime_ns for p in _variant_files(out) if p.suffix != ".csv"}
+    # Resume: complete variants are left alone; an unfinished one (no lesions.json, a temporary
+    # file from a killed run) is redone, with the same result.
+    unfinished = out / "volume-12" / "variant-1"
+    before = _read(unfinished / "ct.nii.gz")
+    (unfinished / "lesions.json").unlink()
+    (unfinished / ".label.nii.gz.0123abcd.tmp.nii.gz").write_bytes(b"partial")
+    stamps = {p: (out / p).stat().st_mtime_ns for p in _variant_files(out)
+              if p.suffix != ".csv" and p.parent != unfinished.relative_to(out)}
+    assert _synthesize(data, out, 2) == 0
+    assert "1 variant(s) written, 3 skipped" in capsys.readouterr().out
+    assert stamps == {p: (out / p).stat().st_mtime_ns for p in stamps}
+    assert set(_variant_files(out)) == expected
+    np.testing.assert_array_equal(_read(unfinished / "ct.nii.gz"), before)
     assert _synthesize(data, out, 2) == 0
     assert "0 variant(s) written, 4 skipped" in capsys.readouterr().out
-    assert stamps == {p: (out / p).stat().st_mtime_ns for p in stamps}
 
     # Same seed, in-process instead of two worker processes: identical outputs.
     again = tmp_path / "again"
