@@ -16,11 +16,11 @@ skin                       2 mm outer layer of an elliptical, slightly lumpy    
                            body outline (about 330 x 230 mm)
 subcutaneous fat           about 15-30 mm thick, thinnest at the back               -100
 muscle wall                abdominal wall, paraspinal and psoas muscles,            50
-                           diaphragm
+                           diaphragm and its crura
 visceral fat               whatever is left inside the abdominal cavity             -90
-vertebral column           vertebral bodies: cortical rim / cancellous interior;   800 / 250
+vertebral column           vertebral bodies: cortical rim / cancellous interior;   800 / 220
                            discs, spinal canal, arch and spinous processes          90 / 15
-ribs                       lower ribs in the body wall, cortex around marrow        800 / 250
+ribs                       lower ribs in the body wall, cortex around marrow        800 / 220
 lung bases, heart          above the two diaphragm domes                            -850 / 120
 aorta, IVC, portal vein    contrast-filled tubes                                   190 / 150 / 175
 kidneys                    cortex, medulla, renal-sinus fat at the hilum           160 / 125 / -80
@@ -28,7 +28,7 @@ spleen                     left upper quadrant                                  
 stomach, bowel, colon      3 mm wall around fluid and gas                          45 / 15 / -950
 gallbladder                bile at the inferior liver surface                      10
 liver                      smooth union of three deformed ellipsoids under the     110
-                           right diaphragm dome, carved by kidney, IVC and
+                           right diaphragm dome, carved by kidney, IVC, crus and
                            gallbladder; correlated parenchymal texture (~5 HU)
 hepatic vessels            portal and hepatic-vein trees of tapering tubes         175
                            (radius 6 mm at the hilum down to ~1 mm)
@@ -52,10 +52,12 @@ import math
 import numbers
 from collections import deque
 from dataclasses import dataclass
-from typing import Callable, NamedTuple, Sequence
+from typing import NamedTuple, Sequence
 
 import numpy as np
-from scipy import ndimage
+
+# scipy.ndimage is imported inside the functions that need it, so importing this module costs
+# only numpy.
 
 __all__ = ["Phantom", "make_phantom"]
 
@@ -124,11 +126,14 @@ def make_phantom(
     358 x 282 x 200 mm, holds the whole liver.
 
     Example:
+        >>> import numpy as np
         >>> from synth.phantom import make_phantom
         >>> ph = make_phantom((112, 88, 40), (3.2, 3.2, 5.0), lesions=2, seed=1)
-        >>> ph.volume.shape, ph.volume.dtype, ph.label.max()
-        ((112, 88, 40), dtype('int16'), np.uint8(2))
-        >>> liver_ml = (ph.label > 0).sum() * np.prod(ph.spacing) / 1000
+        >>> ph.volume.shape, ph.volume.dtype.name, ph.label.dtype.name
+        ((112, 88, 40), 'int16', 'uint8')
+        >>> sorted(np.unique(ph.label).tolist())
+        [0, 1, 2]
+        >>> liver_ml = (ph.label > 0).sum() * np.prod(ph.spacing) / 1000  # about 1300 mL
     """
     shape, spacing, lesions, seed_seq = _validate(shape, spacing, lesions, seed)
     parts = _build(shape, spacing, lesions, seed_seq)
@@ -303,7 +308,8 @@ class _Tube:
 
 
 def _tube(a, b, r0, r1=None) -> _Tube:
-    return _Tube(np.asarray(a, float), np.asarray(b, float), float(r0), float(r0 if r1 is None else r1))
+    r1 = r0 if r1 is None else r1
+    return _Tube(np.asarray(a, float), np.asarray(b, float), float(r0), float(r1))
 
 
 def _polyline(points, radius) -> list[_Tube]:
@@ -333,6 +339,17 @@ class _SmoothField:
         for (kx, ky, kz), phase in zip(self.k.tolist(), self.phase.tolist()):
             out = out + np.cos(kx * x + ky * y + kz * z + phase)
         return self.amp * out
+
+
+def _smooth_min(values, k):
+    """Log-sum-exp soft minimum with a blending length k (mm); exact far from ties."""
+    m = values[0]
+    for v in values[1:]:
+        m = np.minimum(m, v)
+    total = 0.0
+    for v in values:
+        total = total + np.exp(-(v - m) / k)
+    return m - k * np.log(total)
 
 
 def _paint(tissue, box: _Box, mask, tid, onto: Sequence[int] | None = None):
@@ -382,7 +399,7 @@ def _diaphragm_height(x, y) -> np.ndarray:
     """z (mm) of the diaphragm surface: two domes, the right one higher, falling off laterally
     and posteriorly into the costophrenic recesses."""
     top = np.where(x > 0, np.float32(90.0), np.float32(84.0))
-    return top - 45.0 * ((np.abs(x) - 62.0) / 95.0) ** 2 - 60.0 * ((y + 5.0) / 95.0) ** 2
+    return top - 45.0 * ((np.abs(x) - 62.0) / 95.0) ** 2 - 50.0 * ((y + 5.0) / 100.0) ** 2
 
 
 @dataclass(frozen=True)
@@ -398,21 +415,15 @@ class _LiverShape:
     blend_mm: float = 12.0
 
     def signed(self, x, y, z):
-        ds = [lobe.signed(x, y, z) for lobe in self.lobes]
-        # Smooth minimum (log-sum-exp) so the lobes merge without creases.
-        m = ds[0]
-        for d in ds[1:]:
-            m = np.minimum(m, d)
-        total = 0.0
-        for d in ds:
-            total = total + np.exp(-(d - m) / self.blend_mm)
-        d = m - self.blend_mm * np.log(total)
-        d = d + self.deformation(x, y, z)
-        # The dome sits under the diaphragm; the inferior (visceral) surface rises medially,
-        # which makes the left lobe a thin wedge.
-        d = np.maximum(d, z - (_diaphragm_height(x, y) - 5.0))
-        d = np.maximum(d, (-55.0 + 0.5 * (110.0 - x)) - z)
-        return d
+        # Lobes merge without creases (smooth union).
+        d = _smooth_min([lobe.signed(x, y, z) for lobe in self.lobes], self.blend_mm)
+        # The dome sits under the diaphragm; the inferior (visceral) surface rises medially, which
+        # makes the left lobe a thin wedge. Smooth intersections round the edges off.
+        under_dome = z - (_diaphragm_height(x, y) - 5.0)
+        above_floor = (-55.0 + 0.5 * (110.0 - x) + 0.003 * (y - 10.0) ** 2) - z
+        d = -_smooth_min([-d, -under_dome, -above_floor], 6.0)
+        # The random deformation comes last so that cut surfaces are organic too.
+        return d + self.deformation(x, y, z)
 
     def bounds(self):
         pad = 3 * 6.0 + 2.0  # deformation amplitude (3 sd) + margin
@@ -435,6 +446,7 @@ class _Anatomy:
     heart: _Ellipsoid
     portal_vein: tuple[_Tube, ...]
     psoas: tuple[_Tube, ...]
+    crura: tuple[_Tube, ...]
     ribs: tuple[_Tube, ...]
     colon: tuple[_Tube, ...]
     small_bowel: tuple[tuple[_Tube, ...], ...]
@@ -475,9 +487,10 @@ def _sample_anatomy(rng) -> _Anatomy:
                        (62 + jitter(3), 80 + jitter(3), 72 + jitter(3)), (0, 0, jitter(6))),
             # left lobe: anterior, crossing the midline to the subject's left
             _ellipsoid((-8 + jitter(4), 32 + jitter(3), 44 + jitter(3)),
-                       (62 + jitter(4), 36 + jitter(2), 34 + jitter(2)), (0, 8 + jitter(4), -12 + jitter(5))),
-            # caudate region wrapping round the IVC
-            _ellipsoid((22 + jitter(2), -30 + jitter(2), 42 + jitter(3)), (24, 20, 36)),
+                       (62 + jitter(4), 36 + jitter(2), 34 + jitter(2)),
+                       (0, 8 + jitter(4), -12 + jitter(5))),
+            # caudate lobe, medial to and in front of the IVC
+            _ellipsoid((14 + jitter(2), -12 + jitter(2), 40 + jitter(3)), (22, 17, 32)),
         ),
         deformation=_SmoothField(rng, 16, (50.0, 140.0), 6.0),
     )
@@ -512,6 +525,12 @@ def _sample_anatomy(rng) -> _Anatomy:
         _tube((30, -42, 10), (52, -38, -120), 6.0, 24.0),
         _tube((-30, -42, 10), (-52, -38, -120), 6.0, 24.0),
     )
+    # Diaphragmatic crura: muscle bands beside the aorta, from the spine up to the domes; they
+    # keep the liver off the vertebral bodies.
+    crura = (
+        _tube((29, -40, -30), (16, -26, 95), 4.0, 7.0),
+        _tube((-28, -40, -20), (-16, -26, 95), 4.0, 6.0),
+    )
     ribs = _ribs(body, rng)
     colon = tuple(
         _polyline(np.array([(98, -8, -120), (96, 2, -58), (70, 45, -62), (0, 60, -62),
@@ -520,8 +539,8 @@ def _sample_anatomy(rng) -> _Anatomy:
     )
     small_bowel, bowel_gas = _small_bowel_loops(rng, liver)
     return _Anatomy(body, vertebra_phase, liver, portal_tree, hepatic_tree, kidneys, spleen,
-                    stomach, gallbladder, heart, portal_vein, psoas, ribs, colon, small_bowel,
-                    bowel_gas)
+                    stomach, gallbladder, heart, portal_vein, psoas, crura, ribs, colon,
+                    small_bowel, bowel_gas)
 
 
 def _vessel_tree(rng, liver: _LiverShape, root, directions, radii, max_segments) -> np.ndarray:
@@ -755,6 +774,8 @@ def _vessel_fraction(grid: _Grid, segments: np.ndarray) -> np.ndarray:
 
 def _correlated_noise(rng, shape, sigma_vox, sd) -> np.ndarray:
     """Gaussian noise with standard deviation `sd` after smoothing with `sigma_vox` per axis."""
+    from scipy import ndimage
+
     noise = rng.standard_normal(shape, dtype=np.float32)
     gain = 1.0
     for axis, s in enumerate(sigma_vox):
@@ -789,6 +810,8 @@ def _add_lesions(rng, hu, label, grid: _Grid, liver_box: _Box, segments, n):
     """Put up to n hypodense ellipsoids (5-30 mm) in the liver, away from capsule, vessels and
     each other; each darkens the image by 30-80 HU with a ~1.5 mm soft edge and is labelled 2
     where the change is at least half its depth."""
+    from scipy import ndimage
+
     liver = label[liver_box.sl] == 1
     if not liver.any():
         return
@@ -840,6 +863,8 @@ class _Parts(NamedTuple):
 
 
 def _build(shape, spacing, lesions, seed_seq: np.random.SeedSequence) -> _Parts:
+    from scipy import ndimage
+
     anatomy_ss, noise_ss, lesion_ss = seed_seq.spawn(3)
     anat = _sample_anatomy(np.random.default_rng(anatomy_ss))
     noise_rng = np.random.default_rng(noise_ss)
@@ -849,7 +874,7 @@ def _build(shape, spacing, lesions, seed_seq: np.random.SeedSequence) -> _Parts:
     tissue = np.empty(shape, dtype=np.uint8)
     tissue[...] = _body_outline(grid, anat)[:, :, None]
     _spine(tissue, grid, anat)
-    for muscle in anat.psoas:
+    for muscle in anat.psoas + anat.crura:
         _paint_shape(tissue, grid, muscle, MUSCLE, (CAVITY,))
     _thorax_base(tissue, grid, anat)
     _paint_ribs(tissue, grid, anat)
@@ -882,7 +907,8 @@ def _build(shape, spacing, lesions, seed_seq: np.random.SeedSequence) -> _Parts:
 
     # 3. Lesions (own random stream, so lesions=0 and lesions=N share everything else).
     if lesions and liver_box is not None:
-        _add_lesions(np.random.default_rng(lesion_ss), hu, label, grid, liver_box, segments, lesions)
+        lesion_rng = np.random.default_rng(lesion_ss)
+        _add_lesions(lesion_rng, hu, label, grid, liver_box, segments, lesions)
 
     # 4. Scanner: reconstruction blur, correlated noise, int16.
     sigma_blur = (BLUR_MM / spacing[0], BLUR_MM / spacing[1], SLICE_BLUR_VOXELS)
