@@ -15,7 +15,7 @@ from scipy import ndimage
 
 from .validation import check_label_map, check_spacing, check_volume
 
-_BLOCK = 32  # voxels per side of a vessel-map block
+_BLOCK_MM = 16.0  # side of a vessel-map block: about one small lesion
 _CLEARANCE_CELL_MM = 4.0  # grid of the coarse clearance map
 _STATS_SAMPLES = 20_000
 _MIN_LIVER_HITS = 256
@@ -34,18 +34,20 @@ class LiverStats:
 class HostScan:
     """A CT volume and its label map, validated and ready for repeated insertions.
 
-    Build one with :func:`prepare_host`. The object keeps references to the caller's volume and
-    never writes to it; :meth:`insert` returns new arrays.
+    Build one with :func:`prepare_host`. The object keeps references to the caller's arrays (and
+    caches maps derived from them) and never writes to them; :meth:`insert` returns new arrays.
+    Modify the caller's arrays and the cached maps go stale: prepare the scan again instead.
     """
 
     def __init__(self, volume: np.ndarray, label: np.ndarray, spacing: tuple[float, float, float]):
         self.volume = volume
-        self.label = label  # private uint8 copy, 0/1/2
+        self.label = label  # uint8, 0/1/2, C order; never written to
         self.spacing = spacing
         self._liver_voxels: np.ndarray | None = None  # flat indices, only for sparse livers
         self._liver_fraction, sample = self._sample_liver(np.random.default_rng(0), _STATS_SAMPLES)
         self.stats = self._liver_stats(sample)
         self._vessel_blocks: dict[tuple[int, int, int], np.ndarray] = {}
+        self._block = tuple(max(8, int(round(_BLOCK_MM / s))) for s in spacing)
         self._clearance: np.ndarray | None = None
         self._clearance_stride = tuple(max(1, int(round(_CLEARANCE_CELL_MM / s))) for s in spacing)
 
@@ -140,8 +142,9 @@ class HostScan:
         starts = [s.start for s in box]
         stops = [s.stop for s in box]
         out = np.empty([b - a for a, b in zip(starts, stops)], dtype=bool)
-        first = [a // _BLOCK for a in starts]
-        last = [(b - 1) // _BLOCK for b in stops]
+        size = self._block
+        first = [a // n for a, n in zip(starts, size)]
+        last = [(b - 1) // n for b, n in zip(stops, size)]
         for bx in range(first[0], last[0] + 1):
             for by in range(first[1], last[1] + 1):
                 for bz in range(first[2], last[2] + 1):
@@ -149,10 +152,10 @@ class HostScan:
                     block = self._vessel_blocks.get(key)
                     if block is None:
                         block = self._vessel_blocks[key] = self._compute_vessel_block(key)
-                    lo = [max(a, k * _BLOCK) for a, k in zip(starts, key)]
-                    hi = [min(b, (k + 1) * _BLOCK) for b, k in zip(stops, key)]
+                    lo = [max(a, k * n) for a, k, n in zip(starts, key, size)]
+                    hi = [min(b, (k + 1) * n) for b, k, n in zip(stops, key, size)]
                     out[tuple(slice(l - a, h - a) for l, h, a in zip(lo, hi, starts))] = block[
-                        tuple(slice(l - k * _BLOCK, h - k * _BLOCK) for l, h, k in zip(lo, hi, key))
+                        tuple(slice(l - k * n, h - k * n) for l, h, k, n in zip(lo, hi, key, size))
                     ]
         return out
 
@@ -160,7 +163,7 @@ class HostScan:
         sigma = [1.0 / s for s in self.spacing]  # 1 mm smoothing: suppresses noise, keeps 2 mm vessels
         halo = [int(np.ceil(3 * s)) for s in sigma]
         shape = self.label.shape
-        core = [slice(k * _BLOCK, min((k + 1) * _BLOCK, n)) for k, n in zip(key, shape)]
+        core = [slice(k * b, min((k + 1) * b, n)) for k, b, n in zip(key, self._block, shape)]
         padded = [slice(max(c.start - h, 0), min(c.stop + h, n)) for c, h, n in zip(core, halo, shape)]
         smoothed = ndimage.gaussian_filter(self.volume[tuple(padded)].astype(np.float32), sigma, mode="nearest")
         inner = tuple(slice(c.start - p.start, c.stop - p.start) for c, p in zip(core, padded))

@@ -11,7 +11,7 @@ import numpy as np
 
 from .errors import LesionPlacementError
 from .heuristic.blend import soft_edge, to_dtype
-from .heuristic.location import PlacementRules, sample_location
+from .heuristic.location import PlacementRules, bounding_slices, sample_location
 from .heuristic.mass_effect import MASS_EFFECT_FROM_MM, displacement_box, push_outward
 from .heuristic.shape import rasterize, sample_shape
 from .heuristic.size import parse_size, sample_diameter, size_class, voxel_count_for
@@ -70,8 +70,9 @@ def insert_tumor(volume, mask, *, spacing=None, size="mix", count=(1, 3), phenot
     """
     images = _as_arrays(volume, mask)
     if images is not None:
-        volume, mask, image, spacing = images[0], images[1], images[2], spacing or images[3]
-    result = prepare_host(volume, mask, spacing=spacing or (1.0, 1.0, 1.0)).insert(
+        volume, mask, image, header_spacing = images
+        spacing = header_spacing if spacing is None else spacing
+    result = prepare_host(volume, mask, spacing=(1.0, 1.0, 1.0) if spacing is None else spacing).insert(
         size=size, count=count, phenotype=phenotype, seed=seed, rng=rng, **options)
     if images is None:
         return result.volume, result.label
@@ -170,7 +171,7 @@ def _paint(host, volume, label, index, center, box, stencil, appearance, subcaps
     spacing = host.spacing
     radius = stencil.diameter_mm / 2.0
     # Only voxels within one edge width of the surface change; work on their box alone.
-    changed = stencil.crop(_bounding_slices(stencil.distance_mm <= appearance.edge_mm))
+    changed = stencil.crop(bounding_slices(stencil.distance_mm <= appearance.edge_mm))
     paint_box = tuple(slice(b.start + c.start, b.start + c.stop) for b, c in zip(box, changed.offset))
     changed_box = paint_box
 
@@ -206,15 +207,6 @@ def _paint(host, volume, label, index, center, box, stencil, appearance, subcaps
         mass_effect=pushed,
         bbox=tuple((int(s.start), int(s.stop)) for s in changed_box),
     )
-
-
-def _bounding_slices(mask: np.ndarray) -> tuple[slice, slice, slice]:
-    """The smallest box holding every True voxel of ``mask``."""
-    out = []
-    for axis in range(3):
-        hit = np.flatnonzero(mask.any(axis=tuple(a for a in range(3) if a != axis)))
-        out.append(slice(int(hit[0]), int(hit[-1]) + 1))
-    return tuple(out)
 
 
 def _union(a, b):

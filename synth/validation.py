@@ -35,7 +35,10 @@ def check_volume(volume) -> np.ndarray:
 
 
 def check_label_map(mask, shape: tuple[int, ...]) -> np.ndarray:
-    """Return the mask as a new uint8 label map with values in {0, 1, 2}, or raise.
+    """Return the mask as a C-ordered uint8 label map with values in {0, 1, 2}, or raise.
+
+    A mask that is already C-ordered uint8 is returned as it is (no copy); callers never write
+    to it.
 
     A binary liver mask (bool or 0/1) is accepted; float masks are accepted when they hold whole
     numbers, since ``nibabel``'s ``get_fdata`` returns labels as floats.
@@ -66,7 +69,7 @@ def check_label_map(mask, shape: tuple[int, ...]) -> np.ndarray:
     if high == 0:
         raise ValueError("mask is empty: it has no liver voxels (label 1 or 2)")
     # C order: the synthesiser indexes the label map through flat indices.
-    return np.array(mask, dtype=np.uint8, order="C")
+    return np.asarray(mask, dtype=np.uint8, order="C")
 
 
 def check_spacing(spacing) -> tuple[float, float, float]:

@@ -54,7 +54,9 @@ def sample_location(host, label: np.ndarray, stencil: LesionStencil, rules: Plac
     needs_liver = distance <= rules.capsule_margin_mm
     needs_liver_count = np.count_nonzero(needs_liver)
     needs_free = distance <= edge_mm + rules.gap_mm
-    body = stencil.inside
+    # Vessels matter only under the lesion's body: read the vessel map on the body's box alone.
+    body_box = bounding_slices(stencil.inside)
+    body = stencil.inside[body_box]
     max_vessel_voxels = rules.vessel_tolerance * stencil.voxel_count
     # Large lesions draw candidates from the clearance map: few places can hold them.
     guided = stencil.diameter_mm >= GUIDED_FROM_MM
@@ -76,7 +78,19 @@ def sample_location(host, label: np.ndarray, stencil: LesionStencil, rules: Plac
                 continue
             if (region[needs_free[local]] == TUMOUR).any():
                 continue
-            if np.count_nonzero(host.vessel_mask(box)[body[local]]) > max_vessel_voxels:
+            # The body lies inside the liver footprint, which the test above kept inside the scan.
+            vessels = host.vessel_mask(tuple(slice(c - h + b.start, c - h + b.stop)
+                                             for c, h, b in zip(center, stencil.half_size, body_box)))
+            if np.count_nonzero(vessels[body]) > max_vessel_voxels:
                 continue
             return tuple(int(c) for c in center), box, local
     return None
+
+
+def bounding_slices(mask: np.ndarray) -> tuple[slice, slice, slice]:
+    """The smallest box holding every True voxel of ``mask``."""
+    out = []
+    for axis in range(mask.ndim):
+        hit = np.flatnonzero(mask.any(axis=tuple(a for a in range(mask.ndim) if a != axis)))
+        out.append(slice(int(hit[0]), int(hit[-1]) + 1))
+    return tuple(out)
