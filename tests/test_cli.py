@@ -16,6 +16,10 @@ import pytest
 from scipy import ndimage
 
 from synth import cli
+from synth.cli.cases import discover_cases
+from synth.cli.errors import UsageError
+from synth.cli.options import parse_count, parse_size
+from synth.cli.synthesize import variant_seed
 from synth.io import load_nifti, save_nifti
 
 try:  # the synthesiser is another engineer's module; without it these tests cannot run
@@ -45,31 +49,31 @@ def _read(path: Path) -> np.ndarray:
     [("tiny", "tiny"), ("MIX", "mix"), ("5,12", (5.0, 12.0)), (" 3.5, 3.5 ", (3.5, 3.5))],
 )
 def test_parse_size(text, expected):
-    assert cli.parse_size(text) == expected
+    assert parse_size(text) == expected
 
 
 @pytest.mark.parametrize("text", ["huge", "5", "5,", "a,b", "12,5", "0,5", "1,2,3", "nan,3"])
 def test_parse_size_rejects(text):
     with pytest.raises(Exception, match="size"):
-        cli.parse_size(text)
+        parse_size(text)
 
 
 @pytest.mark.parametrize(("text", "expected"), [("3", 3), ("0", 0), ("1,4", (1, 4))])
 def test_parse_count(text, expected):
-    assert cli.parse_count(text) == expected
+    assert parse_count(text) == expected
 
 
 @pytest.mark.parametrize("text", ["-1", "4,1", "two", "1.5", "1,2,3"])
 def test_parse_count_rejects(text):
     with pytest.raises(Exception, match="count"):
-        cli.parse_count(text)
+        parse_count(text)
 
 
 def test_variant_seed_is_the_same_in_another_process():
-    here = [cli.variant_seed(7, "volume-12", k) for k in range(3)]
+    here = [variant_seed(7, "volume-12", k) for k in range(3)]
     assert len(set(here)) == 3 and all(0 <= s < 2**63 for s in here)
     code = (
-        "from synth.cli import variant_seed; "
+        "from synth.cli.synthesize import variant_seed; "
         "print([variant_seed(7, 'volume-12', k) for k in range(3)])"
     )
     env = {**os.environ, "PYTHONHASHSEED": "123"}  # str hashes differ; the seeds must not
@@ -241,7 +245,7 @@ def test_synthesize_parallel_resume_and_reproducible(tmp_path, capsys):
         report = json.loads((out / row["image"]).with_name("lesions.json").read_text())
         assert int(row["n_lesions"]) == len(report["lesions"]) and 1 <= len(report["lesions"]) <= 2
         assert report["case"] == row["case"] and report["variant"] == int(row["variant"])
-        assert report["seed"] == cli.variant_seed(5, row["case"], int(row["variant"]))
+        assert report["seed"] == variant_seed(5, row["case"], int(row["variant"]))
         label = _read(out / row["label"])
         assert label.dtype == np.uint8 and set(np.unique(label)) <= {0, 1, 2}
         assert _read(out / row["image"]).dtype == np.int16
@@ -303,7 +307,7 @@ def test_discover_msd_layout(tmp_path):
     _touch(*(tmp_path / d / n for d in ("imagesTr", "labelsTr")
              for n in ("liver_10.nii.gz", "liver_2.nii.gz")),
            tmp_path / "imagesTr" / "._liver_2.nii.gz", tmp_path / "imagesTr" / "liver_5.nii.gz")
-    cases = cli.discover_cases(tmp_path)
+    cases = discover_cases(tmp_path)
     assert [c.name for c in cases] == ["liver_2", "liver_10"]
     assert cases[0].image == tmp_path / "imagesTr" / "liver_2.nii.gz"
     assert cases[0].mask == tmp_path / "labelsTr" / "liver_2.nii.gz"
@@ -311,7 +315,7 @@ def test_discover_msd_layout(tmp_path):
 
 def test_discover_images_masks_layout(tmp_path):
     _touch(tmp_path / "images" / "a.nii", tmp_path / "masks" / "a.nii")
-    assert [(c.name, c.mask.name) for c in cli.discover_cases(tmp_path)] == [("a", "a.nii")]
+    assert [(c.name, c.mask.name) for c in discover_cases(tmp_path)] == [("a", "a.nii")]
 
 
 def test_discover_lits_in_batch_folders(tmp_path):
@@ -320,13 +324,13 @@ def test_discover_lits_in_batch_folders(tmp_path):
            tmp_path / "Training Batch 2" / "volume-100.nii.gz",
            tmp_path / "Training Batch 2" / "segmentation-100.nii.gz",
            tmp_path / "Training Batch 2" / "volume-101.nii.gz")  # no segmentation: skipped
-    assert [c.name for c in cli.discover_cases(tmp_path)] == ["volume-0", "volume-100"]
+    assert [c.name for c in discover_cases(tmp_path)] == ["volume-0", "volume-100"]
 
 
 def test_discover_nothing_is_a_clear_error(tmp_path, capsys):
     _touch(tmp_path / "scan.nii.gz")
-    with pytest.raises(cli.UsageError, match="no cases found.*LiTS.*imagesTr"):
-        cli.discover_cases(tmp_path)
+    with pytest.raises(UsageError, match="no cases found.*LiTS.*imagesTr"):
+        discover_cases(tmp_path)
     assert cli.main(["synthesize", "--data", str(tmp_path), "--out", str(tmp_path / "o"),
                      "--variants", "1"]) == 2
     assert "no cases found" in capsys.readouterr().err

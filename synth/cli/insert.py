@@ -1,0 +1,175 @@
+"""One case, files in to files out: the path of ``insert`` and ``demo``; ``synthesize`` reuses
+its steps for every variant.
+
+load the CT and mask pair -> prepare the host -> insert lesions -> write ``ct.nii.gz``,
+``label.nii.gz``, (``preview.png``) and, last, ``lesions.json`` -> print one line per lesion.
+The synthesiser, the phantom and matplotlib are imported inside the functions that use them.
+"""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..io import NiftiVolume, check_same_space, load_nifti, save_nifti, write_json_atomic
+from ..preview import DEFAULT_WINDOW as WINDOW_HU  # abdominal soft-tissue window, W 250 / L 65
+from .errors import input_errors
+from .options import SynthesisOptions
+
+CT_NAME, LABEL_NAME, LESIONS_NAME, PREVIEW_NAME = (
+    "ct.nii.gz",
+    "label.nii.gz",
+    "lesions.json",
+    "preview.png",
+)
+
+
+def load_pair(image: Path, mask: Path) -> tuple[NiftiVolume, NiftiVolume]:
+    """Load a CT and its mask and check that they share one voxel grid (raises UsageError)."""
+    with input_errors():
+        ct = load_nifti(image)
+        liver = load_nifti(mask)
+        check_same_space(ct, liver)
+    return ct, liver
+
+
+def prepare(ct: NiftiVolume, liver: NiftiVolume):
+    """Validate a loaded pair for the synthesiser (raises UsageError for input it refuses)."""
+    from .. import prepare_host
+
+    with input_errors():
+        return prepare_host(ct.array, liver.array, spacing=ct.spacing)
+
+
+def insert_lesions(host: Any, options: SynthesisOptions, seed: int):
+    """One insertion on a prepared host (raises UsageError for settings it refuses)."""
+    with input_errors():
+        return host.insert(
+            size=options.size, count=options.count, phenotype=options.phenotype, seed=seed
+        )
+
+
+def world_mm(affine: np.ndarray, voxel: Sequence[int]) -> list[float]:
+    """World (scanner, RAS+) position in mm of a voxel index, rounded to 0.001 mm."""
+    point = np.asarray(affine, dtype=np.float64) @ np.array([*map(float, voxel), 1.0])
+    return [round(float(v), 3) for v in point[:3]]
+
+
+def lesion_report(
+    ct: NiftiVolume,
+    mask_path: Path,
+    options: SynthesisOptions,
+    seed: int,
+    lesions: Sequence[Any],
+    **extra: Any,
+) -> dict[str, Any]:
+    """The content of ``lesions.json``: inputs, settings and one record per lesion."""
+    records = []
+    for lesion in lesions:
+        record = lesion.to_dict()
+        record["center_world_mm"] = world_mm(ct.affine, lesion.center_voxel)
+        records.append(record)
+    return {
+        "image": str(Path(ct.path).resolve()),
+        "mask": str(Path(mask_path).resolve()),
+        "spacing_mm": [round(float(s), 6) for s in ct.spacing],
+        "seed": int(seed),
+        **options.as_json(),
+        "window_hu": list(WINDOW_HU),
+        **extra,
+        "lesions": records,
+    }
+
+
+def _as_input_dtype(array: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """The synthesiser keeps the input dtype; guard the contract so the file type never drifts."""
+    if array.dtype == dtype:
+        return array
+    if np.issubdtype(dtype, np.integer):
+        info = np.iinfo(dtype)
+        return np.clip(np.rint(array), info.min, info.max).astype(dtype)
+    return array.astype(dtype)
+
+
+def write_case_outputs(
+    out_dir: Path,
+    ct: NiftiVolume,
+    result: Any,
+    report: dict[str, Any],
+    *,
+    preview: bool,
+) -> dict[str, Path]:
+    """Write ct, label, (preview) and lesions.json into ``out_dir``; lesions.json comes last.
+
+    lesions.json marks a complete output (``synthesize`` resumes on it), so it is written only
+    after every other file is in place. Every write is atomic.
+    """
+    paths = {
+        "ct": out_dir / CT_NAME,
+        "label": out_dir / LABEL_NAME,
+        "lesions": out_dir / LESIONS_NAME,
+    }
+    save_nifti(_as_input_dtype(result.volume, ct.array.dtype), ct.affine, paths["ct"])
+    save_nifti(np.asarray(result.label, dtype=np.uint8), ct.affine, paths["label"])
+    if preview:
+        from ..preview import save_lesion_preview
+
+        paths["preview"] = out_dir / PREVIEW_NAME
+        save_lesion_preview(
+            result.volume, result.label, result.lesions, ct.spacing, paths["preview"],
+            window=WINDOW_HU,
+        )
+    write_json_atomic(report, paths["lesions"])
+    return paths
+
+
+def lesion_line(lesion: Any, affine: np.ndarray) -> str:
+    """One printed line per lesion: size, phenotype, contrast, voxel and world position."""
+    x, y, z = world_mm(affine, lesion.center_voxel)
+    return (
+        f"  lesion {lesion.index}: {float(lesion.diameter_mm):5.1f} mm {lesion.size_class:<6} "
+        f"{lesion.phenotype:<13} {float(lesion.mean_hu_change):+6.0f} HU  "
+        f"voxel {tuple(int(v) for v in lesion.center_voxel)}  "
+        f"world ({x:.1f}, {y:.1f}, {z:.1f}) mm"
+    )
+
+
+def run_insert(
+    image: Path,
+    mask: Path,
+    out_dir: Path,
+    options: SynthesisOptions,
+    seed: int | None = None,
+) -> dict[str, Path]:
+    """Load, insert, write the four outputs and print a summary; return the written paths."""
+    if seed is None:
+        seed = secrets.randbelow(2**32)  # drawn here so it can be recorded and reproduced
+    ct, liver = load_pair(image, mask)
+    result = insert_lesions(prepare(ct, liver), options, seed)
+    report = lesion_report(ct, mask, options, seed, result.lesions)
+    paths = write_case_outputs(Path(out_dir), ct, result, report, preview=True)
+    n = len(result.lesions)
+    print(f"inserted {n} lesion{'s' if n != 1 else ''} into {image} (seed {seed}):")
+    for lesion in result.lesions:
+        print(lesion_line(lesion, ct.affine))
+    for key in ("ct", "label", "lesions", "preview"):
+        print(f"  {key:<8} {paths[key]}")
+    return paths
+
+
+def run_demo(out_dir: Path, options: SynthesisOptions, seed: int) -> dict[str, Path]:
+    """Write the built-in phantom and its liver mask as NIfTI into ``out_dir``, then run_insert."""
+    from ..phantom import make_phantom
+
+    out_dir = Path(out_dir)
+    phantom = make_phantom()
+    image = save_nifti(np.asarray(phantom.volume), phantom.affine, out_dir / "phantom_ct.nii.gz")
+    mask = save_nifti(
+        np.asarray(phantom.label, dtype=np.uint8), phantom.affine, out_dir / "phantom_liver.nii.gz"
+    )
+    paths = run_insert(image, mask, out_dir, options, seed)
+    print(f"  phantom  {image}\n  liver    {mask}")
+    return paths

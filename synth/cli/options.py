@@ -1,0 +1,129 @@
+"""Command-line values: ``--size``, ``--count``, ``--phenotype``, ``--seed`` and whole numbers.
+
+The ``parse_*`` functions are argparse ``type=`` converters: they raise
+``argparse.ArgumentTypeError``, so a bad value gets argparse's usage message and exit status 2.
+:class:`SynthesisOptions` is what every subcommand passes on to the synthesiser.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+SIZE_NAMES = ("tiny", "small", "medium", "large", "mix")
+DEFAULT_COUNT = (1, 3)
+
+
+@dataclass(frozen=True)
+class SynthesisOptions:
+    """What to insert: ``size`` and ``count`` as the synthesiser takes them."""
+
+    size: str | tuple[float, float] = "mix"
+    count: int | tuple[int, int] = DEFAULT_COUNT
+    phenotype: str = "mix"
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "size": list(self.size) if isinstance(self.size, tuple) else self.size,
+            "count": list(self.count) if isinstance(self.count, tuple) else self.count,
+            "phenotype": self.phenotype,
+        }
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> SynthesisOptions:
+        return cls(size=args.size, count=args.count, phenotype=args.phenotype)
+
+
+def parse_size(text: str) -> str | tuple[float, float]:
+    """``--size``: a class name, ``mix``, or ``MIN,MAX`` equivalent diameters in mm."""
+    text = text.strip().lower()
+    if "," not in text:
+        if text not in SIZE_NAMES:
+            raise argparse.ArgumentTypeError(
+                f"unknown size {text!r}: use one of {', '.join(SIZE_NAMES)} or MIN,MAX in mm"
+            )
+        return text
+    try:
+        low, high = (float(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"size range {text!r} must be two numbers in mm, e.g. 5,12"
+        ) from None
+    if not (np.isfinite(low) and np.isfinite(high) and 0 < low <= high):
+        raise argparse.ArgumentTypeError(f"size range {text!r} must satisfy 0 < MIN <= MAX (mm)")
+    return (low, high)
+
+
+def parse_count(text: str) -> int | tuple[int, int]:
+    """``--count``: ``N`` or an inclusive ``MIN,MAX`` range of lesion counts."""
+    parts = text.strip().split(",")
+    try:
+        values = [int(part) for part in parts]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"count {text!r} must be a whole number or MIN,MAX, e.g. 3 or 1,4"
+        ) from None
+    if len(values) == 1 and values[0] >= 0:
+        return values[0]
+    if len(values) == 2 and 0 <= values[0] <= values[1]:
+        return (values[0], values[1])
+    raise argparse.ArgumentTypeError(
+        f"count {text!r} must be N >= 0 or MIN,MAX with 0 <= MIN <= MAX"
+    )
+
+
+def format_count(count: int | tuple[int, int]) -> str:
+    """A count as it is typed on the command line (``3`` or ``1,3``)."""
+    return f"{count[0]},{count[1]}" if isinstance(count, tuple) else str(count)
+
+
+def parse_seed(text: str) -> int:
+    """``--seed``: a whole number >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"seed {text!r} must be a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"seed must be >= 0, got {value}")
+    return value
+
+
+def parse_positive_int(text: str) -> int:
+    """``--variants``, ``--workers``: a whole number >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def add_synthesis_options(
+    parser: argparse.ArgumentParser, *, count_default: int | tuple[int, int]
+) -> None:
+    """Add ``--size``, ``--count``, ``--phenotype``; ``SynthesisOptions.from_args`` reads them."""
+    parser.add_argument(
+        "--size",
+        type=parse_size,
+        default="mix",
+        metavar="tiny|small|medium|large|mix|MIN,MAX",
+        help="lesion size class, 'mix' (real size statistics), or an equivalent-diameter range "
+        "in mm (default: mix)",
+    )
+    parser.add_argument(
+        "--count",
+        type=parse_count,
+        default=count_default,
+        metavar="N|MIN,MAX",
+        help=f"number of lesions or an inclusive range (default: {format_count(count_default)})",
+    )
+    parser.add_argument(
+        "--phenotype",
+        default="mix",
+        metavar="NAME|mix",
+        help="hypodense, isodense, hyperdense, rim-enhancing, necrotic, or mix (default: mix)",
+    )

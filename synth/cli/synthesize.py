@@ -1,0 +1,348 @@
+"""``synthesize``: a synthetic data set from a folder of cases, in parallel and resumable.
+
+discover the cases -> skip complete variants (``lesions.json`` exists; it is written last) ->
+split the rest into chunks (some variants of one case, one prepared host scan each) -> run the
+chunks in this process or a spawn process pool, with a progress bar and one line per failure ->
+write ``manifest.csv`` over every complete variant.
+
+Each variant's seed derives from the base seed, the case name and the variant number, so a
+resumed, re-run or differently parallelised build writes the same files. A failed case is
+reported by name and the others go on; the exit status is then 1.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import queue
+import sys
+import zlib
+from dataclasses import dataclass, field
+from io import StringIO
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from ..io import NiftiVolume, atomic_output_path
+from .cases import Case, discover_cases, natural_key
+from .errors import PROG, UsageError
+from .insert import (
+    CT_NAME,
+    LABEL_NAME,
+    LESIONS_NAME,
+    insert_lesions,
+    lesion_report,
+    load_pair,
+    prepare,
+    write_case_outputs,
+)
+from .options import SynthesisOptions
+
+MANIFEST_NAME = "manifest.csv"
+
+# --- one variant, one chunk of variants -----------------------------------------------------
+
+
+def variant_seed(base_seed: int, case_name: str, variant: int) -> int:
+    """A variant's seed from (base seed, case name, variant number), the same in every process.
+
+    crc32 rather than hash(): str hashes are salted per process. The result is a 63-bit int, so
+    ``tumorsynth insert --seed S`` on the same case reproduces the variant.
+    """
+    sequence = np.random.SeedSequence([base_seed, zlib.crc32(case_name.encode("utf-8")), variant])
+    return int(sequence.generate_state(1, dtype=np.uint64)[0] >> np.uint64(1))
+
+
+def variant_dir(out_dir: Path, case_name: str, variant: int) -> Path:
+    return Path(out_dir) / case_name / f"variant-{variant}"
+
+
+def _is_complete(out_dir: Path, case: Case, variant: int) -> bool:
+    """A variant is complete once its lesions.json exists (written after its other files)."""
+    return (variant_dir(out_dir, case.name, variant) / LESIONS_NAME).is_file()
+
+
+@dataclass(frozen=True)
+class ChunkJob:
+    """Some variants of one case, done by one worker with one prepared host scan."""
+
+    job_id: int
+    case: Case
+    variants: tuple[int, ...]
+    out_dir: Path
+    options: SynthesisOptions
+    base_seed: int
+
+
+@dataclass
+class ChunkResult:
+    """What one chunk did: the variants written and, for each failed one, the reason."""
+
+    job_id: int
+    case: str
+    done: list[int] = field(default_factory=list)  # variants
+    failed: list[tuple[int, str]] = field(default_factory=list)  # (variant, message)
+
+
+ProgressReport = Callable[[int, int, bool], None]  # (job id, variant, succeeded)
+
+
+def _describe(exc: BaseException) -> str:
+    """A one-line reason; the type name is kept for unexpected errors (not bad input)."""
+    if isinstance(exc, (UsageError, FileNotFoundError, ValueError, TypeError)):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _remove_stale_temporaries(folder: Path) -> None:
+    """Drop temporary files a killed earlier run left behind (atomic writes name them .*.tmp*)."""
+    if folder.is_dir():
+        for path in folder.glob(".*.tmp*"):
+            with contextlib.suppress(OSError):
+                path.unlink()
+
+
+def _write_variant(host: Any, ct: NiftiVolume, job: ChunkJob, variant: int) -> None:
+    """Insert and write one variant."""
+    out = variant_dir(job.out_dir, job.case.name, variant)
+    _remove_stale_temporaries(out)
+    seed = variant_seed(job.base_seed, job.case.name, variant)
+    result = insert_lesions(host, job.options, seed)
+    report = lesion_report(
+        ct, job.case.mask, job.options, seed, result.lesions,
+        case=job.case.name, variant=variant, base_seed=job.base_seed,
+    )
+    write_case_outputs(out, ct, result, report, preview=False)
+
+
+def run_chunk(job: ChunkJob, report: ProgressReport | None = None) -> ChunkResult:
+    """Do one chunk; every failure is caught and returned with its message, never raised."""
+    outcome = ChunkResult(job.job_id, job.case.name)
+    try:
+        ct, liver = load_pair(job.case.image, job.case.mask)
+        host = prepare(ct, liver)
+    except Exception as exc:  # the whole case is unusable: every variant fails with this reason
+        for variant in job.variants:
+            outcome.failed.append((variant, _describe(exc)))
+            if report:
+                report(job.job_id, variant, False)
+        return outcome
+    for variant in job.variants:
+        try:
+            _write_variant(host, ct, job, variant)
+            outcome.done.append(variant)
+            ok = True
+        except Exception as exc:  # one bad draw must not cost the other variants
+            outcome.failed.append((variant, _describe(exc)))
+            ok = False
+        if report:
+            report(job.job_id, variant, ok)
+    return outcome
+
+
+_PROGRESS_QUEUE = None  # set in each worker process by _init_worker
+
+
+def _init_worker(progress_queue) -> None:
+    global _PROGRESS_QUEUE
+    _PROGRESS_QUEUE = progress_queue
+
+
+def _queue_report(job_id: int, variant: int, ok: bool) -> None:
+    if _PROGRESS_QUEUE is not None:
+        _PROGRESS_QUEUE.put((job_id, variant, ok))
+
+
+def _run_chunk_in_worker(job: ChunkJob) -> ChunkResult:
+    return run_chunk(job, _queue_report)
+
+
+# --- scheduling ------------------------------------------------------------------------------
+
+
+def plan_chunks(
+    pending: dict[Case, list[int]], workers: int, out_dir: Path, options: SynthesisOptions,
+    base_seed: int,
+) -> list[ChunkJob]:
+    """Split each case's pending variants into chunks.
+
+    One chunk per case when there are enough cases to keep every worker busy (the scan is loaded
+    and prepared once); with fewer cases than workers, a case's variants are split so that idle
+    workers take some.
+    """
+    cases = [case for case, variants in pending.items() if variants]
+    if not cases:
+        return []
+    per_case = max(1, -(-workers // len(cases)))  # ceil
+    jobs = []
+    for case in cases:
+        variants = pending[case]
+        for part in np.array_split(np.array(variants), min(per_case, len(variants))):
+            jobs.append(ChunkJob(len(jobs), case, tuple(int(v) for v in part), out_dir, options,
+                                 base_seed))
+    return jobs
+
+
+class _Progress:
+    """Counts finished variants per chunk on a tqdm bar; late queue messages are ignored."""
+
+    def __init__(self, bar, jobs: list[ChunkJob]):
+        self.bar = bar
+        self.size = {job.job_id: len(job.variants) for job in jobs}
+        self.counted = dict.fromkeys(self.size, 0)
+        self.closed: set[int] = set()
+
+    def variant_finished(self, job_id: int, variant: int, ok: bool) -> None:
+        if job_id not in self.closed and self.counted[job_id] < self.size[job_id]:
+            self.counted[job_id] += 1
+            self.bar.update(1)
+
+    def chunk_finished(self, job_id: int) -> None:
+        self.bar.update(self.size[job_id] - self.counted[job_id])
+        self.counted[job_id] = self.size[job_id]
+        self.closed.add(job_id)
+
+
+def _report_failures(result: ChunkResult, write: Callable[[str], None]) -> None:
+    """One line per distinct reason (a case that cannot be loaded fails all its variants alike)."""
+    by_message: dict[str, list[int]] = {}
+    for variant, message in result.failed:
+        by_message.setdefault(message, []).append(variant)
+    for message, variants in by_message.items():
+        which = ", ".join(str(v) for v in variants)
+        plural = "s" if len(variants) > 1 else ""
+        write(f"{PROG}: case {result.case} failed (variant{plural} {which}): {message}")
+
+
+def _run_in_process(jobs: list[ChunkJob], progress: _Progress, write) -> list[ChunkResult]:
+    results = []
+    for job in jobs:
+        result = run_chunk(job, progress.variant_finished)
+        progress.chunk_finished(job.job_id)
+        _report_failures(result, write)
+        results.append(result)
+    return results
+
+
+def _drain(progress_queue, progress: _Progress) -> None:
+    while True:
+        try:
+            job_id, variant, ok = progress_queue.get_nowait()
+        except queue.Empty:
+            return
+        progress.variant_finished(job_id, variant, ok)
+
+
+def _run_in_pool(
+    jobs: list[ChunkJob], workers: int, progress: _Progress, write
+) -> list[ChunkResult]:
+    import multiprocessing
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    # spawn: workers start clean (no copied threads or locks from this process, e.g. tqdm's
+    # monitor thread), and behave the same on Linux, macOS and Windows.
+    context = multiprocessing.get_context("spawn")
+    progress_queue = context.Queue()
+    results = []
+    pool = ProcessPoolExecutor(
+        max_workers=min(workers, len(jobs)), mp_context=context,
+        initializer=_init_worker, initargs=(progress_queue,),
+    )
+    try:
+        futures = {pool.submit(_run_chunk_in_worker, job): job for job in jobs}
+        pending = set(futures)
+        while pending:
+            finished, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
+            _drain(progress_queue, progress)
+            for future in finished:
+                job = futures[future]
+                try:
+                    result = future.result()
+                except Exception as exc:  # a worker died (killed, out of memory): the chunk failed
+                    result = ChunkResult(job.job_id, job.case.name,
+                                         failed=[(v, _describe(exc)) for v in job.variants])
+                progress.chunk_finished(job.job_id)
+                _report_failures(result, write)
+                results.append(result)
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
+    progress_queue.close()
+    return results
+
+
+def write_manifest(out_dir: Path, cases: list[Case], variants: int) -> tuple[Path, int]:
+    """Write manifest.csv (case, variant, image, label, n_lesions) for every complete variant.
+
+    Paths are relative to ``out_dir`` so the data set can be moved. Returns the path and row count.
+    """
+    buffer = StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["case", "variant", "image", "label", "n_lesions"])
+    rows = 0
+    for case in cases:
+        for variant in range(variants):
+            if not _is_complete(out_dir, case, variant):
+                continue
+            folder = variant_dir(out_dir, case.name, variant)
+            n_lesions = len(json.loads((folder / LESIONS_NAME).read_text())["lesions"])
+            relative = folder.relative_to(out_dir).as_posix()
+            writer.writerow(
+                [case.name, variant, f"{relative}/{CT_NAME}", f"{relative}/{LABEL_NAME}", n_lesions]
+            )
+            rows += 1
+    path = Path(out_dir) / MANIFEST_NAME
+    with atomic_output_path(path) as tmp:
+        tmp.write_text(buffer.getvalue(), encoding="utf-8")
+    return path, rows
+
+
+def run_synthesize(
+    data_dir: Path,
+    out_dir: Path,
+    variants: int,
+    *,
+    workers: int = 1,
+    options: SynthesisOptions = SynthesisOptions(),
+    base_seed: int = 0,
+) -> int:
+    """Build the data set; return the exit status (0 all done, 1 some variants failed)."""
+    from tqdm import tqdm
+
+    cases = discover_cases(data_dir)
+    out_dir = Path(out_dir)
+    pending = {
+        case: [v for v in range(variants) if not _is_complete(out_dir, case, v)] for case in cases
+    }
+    total = len(cases) * variants
+    skipped = total - sum(len(v) for v in pending.values())
+    jobs = plan_chunks(pending, workers, out_dir, options, base_seed)
+    print(f"{len(cases)} case(s) in {data_dir}, {variants} variant(s) each: "
+          f"{total - skipped} to write, {skipped} already complete; base seed {base_seed}")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with tqdm(total=total, initial=skipped, unit="variant", desc="synthesize",
+              file=sys.stderr, dynamic_ncols=True) as bar:
+        progress = _Progress(bar, jobs)
+
+        def write(message: str) -> None:  # above the bar, on stderr like the bar
+            bar.write(message, file=sys.stderr)
+
+        if workers == 1 or len(jobs) <= 1:
+            results = _run_in_process(jobs, progress, write)
+        else:
+            results = _run_in_pool(jobs, workers, progress, write)
+    written = sum(len(r.done) for r in results)
+    failed = [(r.case, v, m) for r in results for v, m in r.failed]
+    manifest, rows = write_manifest(out_dir, cases, variants)
+    print(f"{written} variant(s) written, {skipped} skipped (already complete), "
+          f"{len(failed)} failed; manifest with {rows} row(s): {manifest}")
+    if failed:
+        failed_cases = sorted({case for case, _, _ in failed}, key=natural_key)
+        print(f"{PROG}: {len(failed)} variant(s) failed in case(s): {', '.join(failed_cases)}",
+              file=sys.stderr)
+        return 1
+    return 0
+
