@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from scipy import ndimage
 
 from synth import phantom as ph_mod
-from synth.phantom import Phantom, make_phantom
+from synth.phantom import Phantom, make_phantom, tissues
 
 DEFAULT_SHAPE = (224, 176, 80)
 DEFAULT_SPACING = (1.6, 1.6, 2.5)
@@ -81,12 +81,12 @@ def test_labels_and_liver_volume(default):
 def test_anatomical_orientation(default, parts):
     """RAS+: +x is the subject's Right, +y Anterior, +z Superior."""
     liver = _centroid_mm(default.label == 1, default.affine)
-    spleen = _centroid_mm(parts.tissue == ph_mod.SPLEEN, default.affine)
-    spine = _centroid_mm(parts.tissue == ph_mod.BONE_MARROW, default.affine)
+    spleen = _centroid_mm(parts.tissue == tissues.SPLEEN, default.affine)
+    spine = _centroid_mm(parts.tissue == tissues.BONE_MARROW, default.affine)
     assert liver[0] > 20 and spleen[0] < -20  # liver on the right, spleen on the left
     assert liver[2] > 0  # upper abdomen: superior half of the field of view
     assert spine[1] < -20 and liver[1] > spine[1]  # spine posterior
-    for tid in (ph_mod.KIDNEY_CORTEX,):
+    for tid in (tissues.KIDNEY_CORTEX,):
         kidney = _centroid_mm(parts.tissue == tid, default.affine)
         assert kidney[1] < -20  # kidneys are retroperitoneal
 
@@ -102,20 +102,20 @@ def test_tissue_intensities(parts):
         return float(np.median(vol[mask]))
 
     parenchyma = (label == 1) & ~ndimage.binary_dilation(vessels, iterations=2)
-    assert median(tissue == ph_mod.AIR) < -900
+    assert median(tissue == tissues.AIR) < -900
     assert 80 <= median(parenchyma) <= 140
     assert median(vessels & (label == 1)) > median(parenchyma) + 30
-    assert -130 <= median(tissue == ph_mod.FAT) <= -70
-    assert 20 <= median(tissue == ph_mod.MUSCLE) <= 80
-    assert 120 <= median(tissue == ph_mod.KIDNEY_CORTEX) <= 200
-    assert median(tissue == ph_mod.BONE_CORTEX) > 400
+    assert -130 <= median(tissue == tissues.FAT) <= -70
+    assert 20 <= median(tissue == tissues.MUSCLE) <= 80
+    assert 120 <= median(tissue == tissues.KIDNEY_CORTEX) <= 200
+    assert median(tissue == tissues.BONE_CORTEX) > 400
     assert vol.max() > 300
-    assert median(tissue == ph_mod.AORTA) > median(parenchyma)
+    assert median(tissue == tissues.AORTA) > median(parenchyma)
 
 
 def test_noise_level(parts):
     """CT-like noise: a flat tissue region shows a standard deviation of about 10-15 HU."""
-    fat = ndimage.binary_erosion(parts.tissue == ph_mod.FAT, iterations=3)
+    fat = ndimage.binary_erosion(parts.tissue == tissues.FAT, iterations=3)
     sd = float(parts.volume[fat].std())
     assert 8 <= sd <= 18, sd
 

@@ -21,7 +21,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from synth.phantom import KIDNEY_CORTEX, _build, _validate  # noqa: E402  (internal maps)
+from synth.phantom import _build, _validate  # noqa: E402  (internal maps)
+from synth.phantom.tissues import KIDNEY_CORTEX  # noqa: E402
 
 SHAPE = (224, 176, 80)
 SPACING = (1.6, 1.6, 2.5)
