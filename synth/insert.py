@@ -237,4 +237,7 @@ def _as_arrays(volume, mask):
 
 
 def _like(image, array):
-    return type(image)(array, image.affine, image.header)
+    """A nibabel image of ``array`` on ``image``'s grid, declaring ``array``'s own dtype."""
+    out = type(image)(array, image.affine, image.header.copy())
+    out.set_data_dtype(array.dtype)
+    return out

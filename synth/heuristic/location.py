@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import ndimage
 
 from .shape import LesionStencil
 
@@ -53,7 +54,10 @@ def sample_location(host, label: np.ndarray, stencil: LesionStencil, rules: Plac
     distance = stencil.distance_mm
     needs_liver = distance <= rules.capsule_margin_mm
     needs_liver_count = np.count_nonzero(needs_liver)
-    needs_free = distance <= edge_mm + rules.gap_mm
+    # Tumours must stay clear of the changed zone and, on voxels coarser than that zone, of every
+    # voxel touching the body (26-connected), so that lesions never merge into one component.
+    needs_free = (distance <= edge_mm + rules.gap_mm) | ndimage.binary_dilation(
+        stencil.inside, structure=np.ones((3, 3, 3), dtype=bool))
     # Vessels matter only under the lesion's body: read the vessel map on the body's box alone.
     body_box = bounding_slices(stencil.inside)
     body = stencil.inside[body_box]
