@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from ._arrays import bounding_slices
 from .validation import check_label_map, check_spacing, check_volume
 
 _BLOCK_MM = 16.0  # side of a vessel-map block: about one small lesion
@@ -48,7 +49,7 @@ class HostScan:
         self.stats = self._liver_stats(sample)
         self._vessel_blocks: dict[tuple[int, int, int], np.ndarray] = {}
         self._block = tuple(max(8, int(round(_BLOCK_MM / s))) for s in spacing)
-        self._clearance: np.ndarray | None = None
+        self._clearance: tuple[np.ndarray, np.ndarray] | None = None
         self._clearance_stride = tuple(max(1, int(round(_CLEARANCE_CELL_MM / s))) for s in spacing)
 
     # --- liver sampling -------------------------------------------------------------------
@@ -85,12 +86,13 @@ class HostScan:
         Large lesions fit in few places; drawing their candidates from a coarse distance map finds
         those places at once instead of trying thousands of random liver voxels.
         """
-        clearance, stride = self.clearance_map(), self._clearance_stride
+        clearance, origin = self.clearance_map()
+        stride = np.array(self._clearance_stride)
         cells = np.flatnonzero(clearance >= clearance_mm)
         if cells.size == 0:
             return np.empty((0, 3), dtype=np.int64)
         cells = np.stack(np.unravel_index(cells[rng.integers(0, cells.size, size=count)], clearance.shape), axis=1)
-        voxels = cells * stride + rng.integers(0, stride, size=(count, 3))
+        voxels = (cells + origin) * stride + rng.integers(0, stride, size=(count, 3))
         return np.minimum(voxels, np.array(self.label.shape) - 1)
 
     @property
@@ -98,8 +100,9 @@ class HostScan:
         """Half the diagonal of a clearance-map cell: the map's worst-case error in mm."""
         return 0.5 * float(np.linalg.norm([s * k for s, k in zip(self.spacing, self._clearance_stride)]))
 
-    def clearance_map(self) -> np.ndarray:
-        """Distance in mm from each coarse cell to the nearest voxel that is not free liver.
+    def clearance_map(self) -> tuple[np.ndarray, np.ndarray]:
+        """Distance in mm from each coarse cell to the nearest voxel that is not free liver, over
+        the free liver's bounding box, and that box's first cell.
 
         Computed once, on a grid of about 4 mm, from the input labels; lesions inserted later are
         handled by the exact test of each candidate.
@@ -107,9 +110,10 @@ class HostScan:
         if self._clearance is None:
             stride = self._clearance_stride
             free = self.label[::stride[0], ::stride[1], ::stride[2]] == 1
-            free = np.pad(free, 1)  # the scan border counts as an obstacle
-            distance = ndimage.distance_transform_edt(free, sampling=[s * k for s, k in zip(self.spacing, stride)])
-            self._clearance = distance[1:-1, 1:-1, 1:-1].astype(np.float32)
+            box = bounding_slices(free) or (slice(0, 0),) * 3  # a liver smaller than a cell: no clear place
+            padded = np.pad(free[box], 1)  # beyond the box (and the scan border) is an obstacle
+            distance = ndimage.distance_transform_edt(padded, sampling=[s * k for s, k in zip(self.spacing, stride)])
+            self._clearance = (distance[1:-1, 1:-1, 1:-1].astype(np.float32), np.array([b.start for b in box]))
         return self._clearance
 
     def _liver_stats(self, flat_sample: np.ndarray) -> LiverStats:

@@ -11,7 +11,8 @@ import numpy as np
 
 from .errors import LesionPlacementError
 from .heuristic.blend import soft_edge, to_dtype
-from .heuristic.location import PlacementRules, bounding_slices, sample_location
+from ._arrays import bounding_slices
+from .heuristic.location import PlacementRules, sample_location
 from .heuristic.mass_effect import MASS_EFFECT_FROM_MM, displacement_box, push_outward
 from .heuristic.shape import rasterize, sample_shape
 from .heuristic.size import parse_size, sample_diameter, size_class, voxel_count_for

@@ -14,8 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import ndimage
 
+from .._arrays import bounding_slices, dilate_cube
 from .shape import LesionStencil
 
 TUMOUR = 2
@@ -56,8 +56,9 @@ def sample_location(host, label: np.ndarray, stencil: LesionStencil, rules: Plac
     needs_liver_count = np.count_nonzero(needs_liver)
     # Tumours must stay clear of the changed zone and, on voxels coarser than that zone, of every
     # voxel touching the body (26-connected), so that lesions never merge into one component.
-    needs_free = (distance <= edge_mm + rules.gap_mm) | ndimage.binary_dilation(
-        stencil.inside, structure=np.ones((3, 3, 3), dtype=bool))
+    needs_free = distance <= edge_mm + rules.gap_mm
+    ring = tuple(slice(b.start - 1, b.stop + 1) for b in bounding_slices(stencil.inside))
+    needs_free[ring] |= dilate_cube(stencil.inside[ring])
     # Vessels matter only under the lesion's body: read the vessel map on the body's box alone.
     body_box = bounding_slices(stencil.inside)
     body = stencil.inside[body_box]
@@ -89,12 +90,3 @@ def sample_location(host, label: np.ndarray, stencil: LesionStencil, rules: Plac
                 continue
             return tuple(int(c) for c in center), box, local
     return None
-
-
-def bounding_slices(mask: np.ndarray) -> tuple[slice, slice, slice]:
-    """The smallest box holding every True voxel of ``mask``."""
-    out = []
-    for axis in range(mask.ndim):
-        hit = np.flatnonzero(mask.any(axis=tuple(a for a in range(mask.ndim) if a != axis)))
-        out.append(slice(int(hit[0]), int(hit[-1]) + 1))
-    return tuple(out)

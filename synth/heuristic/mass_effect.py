@@ -15,7 +15,7 @@ import numpy as np
 from scipy import ndimage
 
 MASS_EFFECT_FROM_MM = 20.0
-REACH = 1.6  # the box reaches REACH lesion radii from the centre
+REACH = 1.5  # the box reaches REACH lesion radii from the centre
 
 
 def displacement_box(center, radius_mm: float, spacing, shape) -> tuple[slice, slice, slice]:
@@ -38,13 +38,16 @@ def push_outward(
     ``movable`` marks voxels allowed to change (liver parenchyma); ``fraction`` is ``k`` above.
     Returns a new array.
     """
-    index = np.nonzero(movable)
-    offset_mm = [(i - c).astype(np.float32) * np.float32(s) for i, c, s in zip(index, center_in_box, spacing)]
-    rho = np.maximum(np.sqrt(offset_mm[0] ** 2 + offset_mm[1] ** 2 + offset_mm[2] ** 2), np.float32(1e-3))
     radius = np.float32(radius_mm)
-    source = np.cbrt(np.maximum(rho**3 - np.float32(fraction) * radius**3, 0.0))
     reach = REACH * radius
-    taper = np.clip((reach - rho) / (0.3 * reach), 0.0, 1.0)  # 1 up to 1.1 r, 0 at 1.6 r
+    # Only parenchyma between 0.6 and REACH radii moves; find it before any per-voxel maths.
+    axes = [(np.arange(n, dtype=np.float32) - np.float32(c)) * np.float32(s)
+            for n, c, s in zip(image.shape, center_in_box, spacing)]
+    rho_box = np.sqrt(axes[0][:, None, None] ** 2 + axes[1][None, :, None] ** 2 + axes[2][None, None, :] ** 2)
+    index = np.nonzero(movable & (rho_box > 0.6 * radius) & (rho_box < reach))
+    rho = rho_box[index]
+    source = np.cbrt(np.maximum(rho**3 - np.float32(fraction) * radius**3, 0.0))
+    taper = np.clip((reach - rho) / (0.3 * reach), 0.0, 1.0)  # 1 up to 1.05 r, 0 at 1.5 r
     taper *= np.clip((rho - 0.6 * radius) / (0.4 * radius), 0.0, 1.0)  # 0 inside 0.6 r, 1 from r
     # Backward warp along each voxel's own ray: the source index is
     # index - (1 - source / rho) * (index - centre) in voxel units.
