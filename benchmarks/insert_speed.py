@@ -105,7 +105,7 @@ def warm_up_host(host, calls=40):
             pass
 
 
-def bench_scan(name, volume, label, spacing, repeats):
+def bench_scan(name, volume, label, spacing, repeats, *, compare=False):
     print(f"{name}: shape {volume.shape}, spacing {spacing}", flush=True)
     scan = {"shape": list(volume.shape), "spacing_mm": list(spacing), "dtype": str(volume.dtype),
             "scan_mb": round((volume.nbytes + label.nbytes) / 2**20, 1), "classes": {}}
@@ -117,7 +117,7 @@ def bench_scan(name, volume, label, spacing, repeats):
         entry = {"count": list(COUNTS[size]), "cold_call_ms": ms(cold_calls(volume, label, spacing, size, repeats))}
         entry["warm"] = warm_calls(host, size, repeats)
         entry["memory"] = peak_memory(volume, label, spacing, size)
-        reference = REFERENCE["call_ms"].get(size)
+        reference = REFERENCE["call_ms"].get(size) if compare else None
         if reference is not None:
             mean_count = sum(COUNTS[size]) / 2
             entry["speedup_cold_call"] = round(reference / entry["cold_call_ms"], 1)
@@ -130,17 +130,41 @@ def bench_scan(name, volume, label, spacing, repeats):
 
 
 def scaling(repeats):
-    """Warm marginal per-lesion time for small lesions as the scan grows."""
+    """Warm marginal per-lesion time for small lesions as the scan grows at a fixed spacing."""
     rows = []
-    for shape in [(128, 128, 40), (256, 256, 64), (512, 512, 100), (512, 512, 200)]:
-        spacing = (0.8 * 512 / shape[0], 0.8 * 512 / shape[1], 2.5 * 100 / shape[2])
-        case = make_phantom(shape=shape, spacing=spacing, seed=1)
-        host = prepare_host(case.volume, case.label, spacing=spacing)
+    for shape in [(256, 256, 50), (384, 384, 75), (512, 512, 100), (640, 640, 150)]:
+        case = make_phantom(shape=shape, spacing=(0.8, 0.8, 2.5), seed=1)
+        host = prepare_host(case.volume, case.label, spacing=case.spacing)
         warm_up_host(host, calls=20)
         stats = warm_calls(host, "small", repeats)
-        rows.append({"shape": list(shape), "voxels_millions": round(np.prod(shape) / 1e6, 2), **stats})
+        rows.append({"shape": list(shape), "voxels_millions": round(float(np.prod(shape)) / 1e6, 2), **stats})
         print(f"  scaling {shape}: {stats}", flush=True)
     return rows
+
+
+def markdown(results) -> str:
+    """The tables docs/benchmarks.md quotes."""
+    lines = []
+    for name, scan in results["scans"].items():
+        lines += [f"**{name}**: {' x '.join(map(str, scan['shape']))} voxels at "
+                  f"{' x '.join(f'{s:g}' for s in scan['spacing_mm'])} mm, {scan['dtype']}, "
+                  f"{scan['scan_mb']} MB with its label; preparation {scan['prepare_ms']} ms", "",
+                  "| class | lesions a call | cold call ms | warm call ms | warm ms a lesion | marginal ms a lesion "
+                  "| working MB | speed-up cold / a lesion / marginal |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for size, e in scan["classes"].items():
+            speed = (f"{e['speedup_cold_call']}x / {e['speedup_warm_per_lesion']}x / "
+                     f"{e['speedup_warm_marginal_per_lesion']}x" if "speedup_cold_call" in e else "-")
+            lines.append(f"| {size} | {e['count'][0]}-{e['count'][1]} | {e['cold_call_ms']} | {e['warm']['call_ms']} "
+                         f"| {e['warm']['per_lesion_ms']} | {e['warm']['marginal_per_lesion_ms']} "
+                         f"| {e['memory']['working_mb']} | {speed} |")
+        lines.append("")
+    lines += ["| scan (0.8 x 0.8 x 2.5 mm) | voxels (M) | empty call ms | marginal ms a small lesion |",
+              "|---|---|---|---|"]
+    for row in results["scaling_small_lesions"]:
+        lines.append(f"| {' x '.join(map(str, row['shape']))} | {row['voxels_millions']} | {row['empty_call_ms']} "
+                     f"| {row['marginal_per_lesion_ms']} |")
+    return "\n".join(lines) + "\n"
 
 
 def main(argv=None):
@@ -152,7 +176,7 @@ def main(argv=None):
     results = {"machine": machine(), "reference": REFERENCE, "scans": {}}
     phantom = make_phantom(shape=(512, 512, 100), spacing=(0.8, 0.8, 2.5), seed=0)
     results["scans"]["phantom_512x512x100"] = bench_scan(
-        "phantom", phantom.volume, phantom.label, phantom.spacing, args.repeats)
+        "phantom", phantom.volume, phantom.label, phantom.spacing, args.repeats, compare=True)
     if TOTALSEG.exists():
         import nibabel as nib
 
@@ -166,10 +190,11 @@ def main(argv=None):
     results["scaling_small_lesions"] = scaling(max(5, args.repeats // 2))
 
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(results, indent=2))
-    os.replace(tmp, args.out)
-    print(f"wrote {args.out}")
+    for path, text in ((args.out, json.dumps(results, indent=2)), (args.out.with_suffix(".md"), markdown(results))):
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(text)
+        os.replace(tmp, path)
+        print(f"wrote {path}")
 
 
 if __name__ == "__main__":

@@ -142,20 +142,28 @@ class HostScan:
         return self.stats.median_hu + max(2.0 * self.stats.spread_hu, 25.0)
 
     def vessel_mask(self, box: tuple[slice, slice, slice]) -> np.ndarray:
-        """Boolean vessel map of a box (slices inside the scan), assembled from cached blocks."""
+        """Boolean vessel map of a box (slices inside the scan).
+
+        Small boxes (small lesions, tried many times over a scan's life) are assembled from cached
+        blocks; a box larger than a few blocks (a large lesion) is computed directly, which costs
+        less than filling all the blocks it spans.
+        """
         starts = [s.start for s in box]
         stops = [s.stop for s in box]
-        out = np.empty([b - a for a, b in zip(starts, stops)], dtype=bool)
         size = self._block
         first = [a // n for a, n in zip(starts, size)]
         last = [(b - 1) // n for b, n in zip(stops, size)]
+        if np.prod([b - a + 1 for a, b in zip(first, last)]) > 8:
+            return self._vessels_in(box)
+        out = np.empty([b - a for a, b in zip(starts, stops)], dtype=bool)
         for bx in range(first[0], last[0] + 1):
             for by in range(first[1], last[1] + 1):
                 for bz in range(first[2], last[2] + 1):
                     key = (bx, by, bz)
                     block = self._vessel_blocks.get(key)
                     if block is None:
-                        block = self._vessel_blocks[key] = self._compute_vessel_block(key)
+                        core = tuple(slice(k * n, min((k + 1) * n, m)) for k, n, m in zip(key, size, self.label.shape))
+                        block = self._vessel_blocks[key] = self._vessels_in(core)
                     lo = [max(a, k * n) for a, k, n in zip(starts, key, size)]
                     hi = [min(b, (k + 1) * n) for b, k, n in zip(stops, key, size)]
                     out[tuple(slice(l - a, h - a) for l, h, a in zip(lo, hi, starts))] = block[
@@ -163,11 +171,11 @@ class HostScan:
                     ]
         return out
 
-    def _compute_vessel_block(self, key: tuple[int, int, int]) -> np.ndarray:
+    def _vessels_in(self, core: tuple[slice, slice, slice]) -> np.ndarray:
+        """Vessel map of one box, smoothed with a halo so its edges match a whole-scan filter."""
         sigma = [1.0 / s for s in self.spacing]  # 1 mm smoothing: suppresses noise, keeps 2 mm vessels
         halo = [int(np.ceil(3 * s)) for s in sigma]
         shape = self.label.shape
-        core = [slice(k * b, min((k + 1) * b, n)) for k, b, n in zip(key, self._block, shape)]
         padded = [slice(max(c.start - h, 0), min(c.stop + h, n)) for c, h, n in zip(core, halo, shape)]
         smoothed = ndimage.gaussian_filter(self.volume[tuple(padded)].astype(np.float32), sigma, mode="nearest")
         inner = tuple(slice(c.start - p.start, c.stop - p.start) for c, p in zip(core, padded))

@@ -150,7 +150,7 @@ def _insert_one(host, volume, label, index, size_spec, phenotype_weights, edge_r
             gap_mm=1.0,
             vessel_tolerance=_VESSEL_TOLERANCE[round_],
         )
-        pad = max(rules.capsule_margin_mm, appearance.edge_mm + rules.gap_mm) + max(spacing)
+        pad = max(rules.capsule_margin_mm, appearance.edge_mm + rules.gap_mm)
         stencil = rasterize(sample_shape(diameter, rng), voxel_count, spacing, pad_mm=pad)
         placed = sample_location(host, label, stencil, rules, appearance.edge_mm, rng,
                                  attempts=max(1, max_attempts // _PLACEMENT_ROUNDS))

@@ -122,7 +122,8 @@ def rasterize(shape: LesionShape, voxel_count: int, spacing, *, pad_mm: float) -
 
     The surface is then placed halfway (in relative radius) between the last voxel in and the first
     voxel out, so a soft edge centred on it is above one half exactly on the ``inside`` voxels.
-    ``pad_mm`` is the margin kept around the body for edges and location checks.
+    ``pad_mm`` is the margin kept around the body for edges and location checks; one more voxel
+    on each side holds the ring of voxels touching the body.
     """
     spacing = np.asarray(spacing, dtype=np.float64)
     voxel_volume = float(np.prod(spacing))
@@ -133,7 +134,7 @@ def rasterize(shape: LesionShape, voxel_count: int, spacing, *, pad_mm: float) -
     body_volume = 4.0 / 3.0 * np.pi * float(np.mean(radii.astype(np.float64) ** 3))
     scale = (voxel_count * voxel_volume / body_volume) ** (1.0 / 3.0)
     reach = float(radii.max()) * scale * 1.1 + 0.5 * float(spacing.max())
-    half = tuple(int(np.ceil((reach + pad_mm) / s)) for s in spacing)
+    half = tuple(int(np.ceil((reach + pad_mm) / s)) + 1 for s in spacing)
     axes = [np.arange(-h, h + 1, dtype=np.float32) * np.float32(s) for h, s in zip(half, spacing)]
     box_shape = tuple(a.size for a in axes)
     rho = np.sqrt(axes[0][:, None, None] ** 2 + axes[1][None, :, None] ** 2 + axes[2][None, None, :] ** 2).ravel()
