@@ -1,0 +1,115 @@
+"""The one call into the synthesiser that every transform of this package shares.
+
+The TorchIO and MONAI transforms differ only in how they find the image, the label map, the
+spacing and the seed; everything they do to the arrays happens here, on numpy arrays, through
+``synth.prepare_host(...).insert(...)``. Nothing here decides what a lesion looks like.
+"""
+
+from __future__ import annotations
+
+import numbers
+import warnings
+
+import numpy as np
+
+import synth
+from synth.heuristic.size import parse_size
+from synth.heuristic.texture import parse_phenotype
+from synth.validation import check_count
+
+ON_FAILURE = ("raise", "warn", "ignore")
+# Seeds are drawn from [0, SEED_HIGH): wide enough that two draws in a long training run
+# practically never coincide, and small enough for every RNG API that draws them.
+SEED_HIGH = 2**62
+
+
+def check_settings(*, size, count, phenotype, liver_label, tumor_label, on_failure,
+                   synthesis_options) -> dict:
+    """Validate the insertion settings when a transform is built, not later inside a worker.
+
+    Returns the synthesis options as a new plain dict.
+    """
+    parse_size(size)
+    check_count(count)
+    parse_phenotype(phenotype)
+    for name, value in (("liver_label", liver_label), ("tumor_label", tumor_label)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+            raise ValueError(f"{name} must be a positive integer label value; got {value!r}")
+    if liver_label == tumor_label:
+        raise ValueError(f"liver_label and tumor_label must differ; both are {liver_label}")
+    if on_failure not in ON_FAILURE:
+        raise ValueError(f"on_failure must be one of {', '.join(ON_FAILURE)}; got {on_failure!r}")
+    options = dict(synthesis_options or {})
+    reserved = {"size", "count", "phenotype", "seed", "rng"} & set(options)
+    if reserved:
+        raise ValueError(f"synthesis_options must not hold {sorted(reserved)}: they are arguments "
+                         f"of the transform itself")
+    return options
+
+
+def check_same_space(image_shape, image_affine, label_shape, label_affine, *, image_name="image",
+                     label_name="label", tolerance_mm=1e-3) -> None:
+    """Raise ValueError unless the image and the label map lie on one voxel grid.
+
+    TorchIO and MONAI happily carry a label map whose affine differs from its image's (after a
+    resampling applied to one of them, or a label saved with another header); inserting a lesion
+    into both arrays voxel by voxel would then misplace the label. The affines are compared where
+    they differ most, at the grid's corners, so the message gives a distance in mm.
+    """
+    image_shape, label_shape = tuple(int(n) for n in image_shape), tuple(int(n) for n in label_shape)
+    if image_shape != label_shape:
+        raise ValueError(
+            f"image {image_name!r} and label map {label_name!r} are not in one space: spatial shapes "
+            f"{image_shape} and {label_shape} differ; resample the label map onto the image first "
+            f"(e.g. tio.Resample({image_name!r}))")
+    corners = np.array([[i, j, k, 1.0] for i in (0, image_shape[0] - 1) for j in (0, image_shape[1] - 1)
+                        for k in (0, image_shape[2] - 1)])
+    world_image = corners @ np.asarray(image_affine, dtype=np.float64).T
+    world_label = corners @ np.asarray(label_affine, dtype=np.float64).T
+    distance_mm = float(np.linalg.norm(world_image[:, :3] - world_label[:, :3], axis=1).max())
+    if not distance_mm <= tolerance_mm:  # also catches NaN
+        raise ValueError(
+            f"image {image_name!r} and label map {label_name!r} are not in one space: their affines "
+            f"place the same voxel up to {distance_mm:.4g} mm apart (tolerance {tolerance_mm:g} mm); "
+            f"a lesion inserted into both would be misaligned. Resample the label map onto the image "
+            f"(e.g. tio.Resample({image_name!r})) or fix its header")
+
+
+def insert_lesions(volume: np.ndarray, labels: np.ndarray, spacing, *, seed: int, size, count,
+                   phenotype, liver_label: int, tumor_label: int, on_failure: str,
+                   synthesis_options: dict) -> tuple[np.ndarray, np.ndarray] | None:
+    """Insert lesions into one 3-D CT volume and its label map.
+
+    ``labels`` may hold any label values (a multi-organ segmentation, say): voxels equal to
+    ``liver_label`` are the liver lesions go into, voxels equal to ``tumor_label`` are existing
+    tumours that are kept and avoided, and every other value is left alone. New tumour voxels get
+    ``tumor_label``.
+
+    Returns new arrays of the inputs' dtypes, or ``None`` when nothing was inserted: the label map
+    has no liver (a crop beside the liver, say), or the lesions found no room and ``on_failure`` is
+    not ``"raise"``.
+    """
+    liver = labels == liver_label
+    if not liver.any():
+        return None
+    # synth reads 0 background / 1 liver / 2 tumour; other organs count as background.
+    host_mask = liver.astype(np.uint8)
+    host_mask[labels == tumor_label] = 2
+    # TorchIO runs transforms under np.errstate(all="raise"); the synthesiser is written for
+    # numpy's default error handling, so give it that back.
+    with np.errstate(divide="warn", over="warn", invalid="warn", under="ignore"):
+        try:
+            result = synth.prepare_host(volume, host_mask, spacing=spacing).insert(
+                size=size, count=count, phenotype=phenotype, seed=seed, **synthesis_options)
+        except synth.LesionPlacementError as error:
+            if on_failure == "raise":
+                raise
+            if on_failure == "warn":
+                warnings.warn(f"tumour insertion skipped (seed {seed}): {error}", RuntimeWarning,
+                              stacklevel=2)
+            return None
+    new_tumor = (result.label == 2) & (host_mask != 2)
+    out_labels = labels.copy()
+    out_labels[new_tumor] = tumor_label
+    return result.volume, out_labels
+
