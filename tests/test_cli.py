@@ -22,11 +22,6 @@ from synth.cli.options import parse_count, parse_size
 from synth.cli.synthesize import variant_seed
 from synth.io import load_nifti, save_nifti
 
-try:  # the synthesiser is another engineer's module; without it these tests cannot run
-    from synth import prepare_host  # noqa: F401
-except ImportError:  # pragma: no cover
-    pytest.skip("synth.prepare_host (the synthesiser) is not available", allow_module_level=True)
-
 DATA = Path(__file__).parents[1] / ".." / "shared" / "data"
 TOTALSEG = DATA / "totalseg_example"
 LITS = DATA / "lits117"

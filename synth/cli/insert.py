@@ -84,16 +84,6 @@ def lesion_report(
     }
 
 
-def _as_input_dtype(array: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    """The synthesiser keeps the input dtype; guard the contract so the file type never drifts."""
-    if array.dtype == dtype:
-        return array
-    if np.issubdtype(dtype, np.integer):
-        info = np.iinfo(dtype)
-        return np.clip(np.rint(array), info.min, info.max).astype(dtype)
-    return array.astype(dtype)
-
-
 def write_case_outputs(
     out_dir: Path,
     ct: NiftiVolume,
@@ -112,8 +102,9 @@ def write_case_outputs(
         "label": out_dir / LABEL_NAME,
         "lesions": out_dir / LESIONS_NAME,
     }
-    save_nifti(_as_input_dtype(result.volume, ct.array.dtype), ct.affine, paths["ct"])
-    save_nifti(np.asarray(result.label, dtype=np.uint8), ct.affine, paths["label"])
+    # The synthesiser returns the input's dtype and a uint8 label map: saved as they are.
+    save_nifti(result.volume, ct.affine, paths["ct"])
+    save_nifti(result.label, ct.affine, paths["label"])
     if preview:
         from ..preview import save_lesion_preview
 
