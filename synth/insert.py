@@ -7,6 +7,8 @@ insertions share one prepared scan.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from .errors import LesionPlacementError
@@ -15,7 +17,7 @@ from ._arrays import bounding_slices
 from .heuristic.location import PlacementRules, sample_location
 from .heuristic.mass_effect import MASS_EFFECT_FROM_MM, displacement_box, push_outward
 from .heuristic.shape import rasterize, sample_shape
-from .heuristic.size import parse_size, sample_diameter, size_class, voxel_count_for
+from .heuristic.size import SizeSpec, parse_size, sample_diameter, size_class, voxel_count_for
 from .heuristic.texture import intensity_change, parse_phenotype, sample_appearance, sample_phenotype
 from .host import HostScan, prepare_host
 from .records import InsertionResult, Lesion
@@ -122,28 +124,39 @@ def synthesize(
             f"count {low} is impossible: {low} lesions of at least {size_spec.smallest_mm:g} mm "
             f"need {low * smallest_ml:.1f} mL, more than the {host.stats.volume_ml:.1f} mL of free liver")
 
-    n_lesions = int(rng.integers(low, high + 1))
+    request = _Request(size_spec, phenotype_weights, (edge_low, edge_high), subcapsular_probability,
+                       mass_effect, max_attempts, n_lesions=int(rng.integers(low, high + 1)))
     volume = host.volume.copy(order="K")  # keep the caller's memory layout
     label = host.label.copy()
-    lesions = []
-    for index in range(1, n_lesions + 1):
-        lesions.append(_insert_one(host, volume, label, index, size_spec, phenotype_weights,
-                                   (edge_low, edge_high), subcapsular_probability, mass_effect,
-                                   max_attempts, rng, n_lesions))
+    lesions = [_insert_one(host, volume, label, index, request, rng)
+               for index in range(1, request.n_lesions + 1)]
     return InsertionResult(volume=volume, label=label, lesions=lesions, spacing=host.spacing)
 
 
-def _insert_one(host, volume, label, index, size_spec, phenotype_weights, edge_range,
-                subcapsular_probability, mass_effect, max_attempts, rng, n_lesions) -> Lesion:
+@dataclass(frozen=True)
+class _Request:
+    """The validated settings of one call."""
+
+    size: SizeSpec
+    phenotype_weights: dict
+    edge_mm: tuple[float, float]
+    subcapsular_probability: float
+    mass_effect: bool
+    max_attempts: int
+    n_lesions: int
+
+
+def _insert_one(host: HostScan, volume, label, index: int, request: _Request, rng) -> Lesion:
+    """Draw, place and paint lesion ``index``, writing into ``volume`` and ``label``."""
     spacing = host.spacing
     voxel_volume = float(np.prod(spacing))
-    subcapsular = bool(rng.random() < subcapsular_probability)
+    subcapsular = bool(rng.random() < request.subcapsular_probability)
     for round_ in range(_PLACEMENT_ROUNDS):
-        diameter, size_range = sample_diameter(size_spec, rng)
+        diameter, size_range = sample_diameter(request.size, rng)
         voxel_count = voxel_count_for(diameter, size_range, voxel_volume)
-        phenotype = sample_phenotype(phenotype_weights, diameter, rng)
+        phenotype = sample_phenotype(request.phenotype_weights, diameter, rng)
         appearance = sample_appearance(phenotype, diameter, host.stats.median_hu, host.stats.noise_hu, rng,
-                                       edge_mm=edge_range)
+                                       edge_mm=request.edge_mm)
         rules = PlacementRules(
             capsule_margin_mm=0.0 if subcapsular else
             _CAPSULE_MARGIN_SCALE[round_] * float(np.clip(0.25 * diameter, 1.5, 5.0)),
@@ -153,18 +166,18 @@ def _insert_one(host, volume, label, index, size_spec, phenotype_weights, edge_r
         pad = max(rules.capsule_margin_mm, appearance.edge_mm + rules.gap_mm)
         stencil = rasterize(sample_shape(diameter, rng), voxel_count, spacing, pad_mm=pad)
         placed = sample_location(host, label, stencil, rules, appearance.edge_mm, rng,
-                                 attempts=max(1, max_attempts // _PLACEMENT_ROUNDS))
+                                 attempts=max(1, request.max_attempts // _PLACEMENT_ROUNDS))
         if placed is not None:
             break
     else:
         raise LesionPlacementError(
-            f"could not place lesion {index} of {n_lesions} ({size_class(stencil.diameter_mm)}, "
-            f"{stencil.diameter_mm:.1f} mm) inside the liver after {max_attempts} attempts: the free "
+            f"could not place lesion {index} of {request.n_lesions} ({size_class(stencil.diameter_mm)}, "
+            f"{stencil.diameter_mm:.1f} mm) inside the liver after {request.max_attempts} attempts: the free "
             f"liver ({host.stats.volume_ml:.0f} mL) has no room for it away from the capsule, vessels "
             f"and other tumours; ask for a smaller size or fewer lesions")
     center, box, local = placed
     return _paint(host, volume, label, index, center, box, stencil.crop(local), appearance,
-                  subcapsular, mass_effect, rng)
+                  subcapsular, request.mass_effect, rng)
 
 
 def _paint(host, volume, label, index, center, box, stencil, appearance, subcapsular, mass_effect, rng) -> Lesion:
