@@ -9,9 +9,18 @@ imported here; MONAI only when :class:`RandTumorInsertiond` is first used, so To
 need it installed.
 """
 
+from .ct_noise import CTNoise, RandomCTNoise
+from .hu_window import HUWindow
 from .tumor_insertion import RandomTumorInsertion, TumorInsertion
 
-__all__ = ["RandTumorInsertiond", "RandomTumorInsertion", "TumorInsertion"]
+__all__ = [
+    "CTNoise",
+    "HUWindow",
+    "RandTumorInsertiond",
+    "RandomCTNoise",
+    "RandomTumorInsertion",
+    "TumorInsertion",
+]
 
 
 def __getattr__(name):
