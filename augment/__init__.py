@@ -9,15 +9,18 @@ imported here; MONAI only when :class:`RandTumorInsertiond` is first used, so To
 need it installed.
 """
 
+from .contrast_phase import ContrastPhase, RandomContrastPhase
 from .ct_noise import CTNoise, RandomCTNoise
 from .hu_window import HUWindow
 from .tumor_insertion import RandomTumorInsertion, TumorInsertion
 
 __all__ = [
     "CTNoise",
+    "ContrastPhase",
     "HUWindow",
     "RandTumorInsertiond",
     "RandomCTNoise",
+    "RandomContrastPhase",
     "RandomTumorInsertion",
     "TumorInsertion",
 ]

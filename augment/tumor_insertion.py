@@ -140,7 +140,7 @@ class TumorInsertion(tio.Transform):
                            "on_failure", "synthesis_options", "space_tolerance_mm"]
 
     def apply_transform(self, subject: tio.Subject) -> tio.Subject:
-        (image_name, image), (label_name, label_map) = self._select(subject)
+        (image_name, image), (label_name, label_map) = select_ct_and_label(self, subject)
         _core.check_same_space(image.spatial_shape, image.affine, label_map.spatial_shape,
                                label_map.affine, image_name=image_name, label_name=label_name,
                                tolerance_mm=self.space_tolerance_mm)
@@ -159,17 +159,19 @@ class TumorInsertion(tio.Transform):
             label_map.set_data(torch.from_numpy(labels)[None])
         return subject
 
-    def _select(self, subject: tio.Subject):
-        """The one CT image and the one label map left by include/exclude, or a clear error."""
-        images = subject.get_images_dict(intensity_only=False, include=self.include,
-                                         exclude=self.exclude)
-        scalars = [(n, i) for n, i in images.items() if isinstance(i, tio.ScalarImage)]
-        label_maps = [(n, i) for n, i in images.items() if isinstance(i, tio.LabelMap)]
-        for kind, found in (("scalar image (the CT)", scalars), ("label map", label_maps)):
-            if len(found) != 1:
-                names = [n for n, _ in found]
-                raise ValueError(
-                    f"{self.name} needs exactly one {kind} after include/exclude; found "
-                    f"{len(found)}: {names}. Choose the CT and its label map with "
-                    f"include=[...] or exclude=[...]")
-        return scalars[0], label_maps[0]
+
+def select_ct_and_label(transform: tio.Transform, subject: tio.Subject):
+    """The one CT image and the one label map that ``transform``'s include/exclude leave, as
+    ``(name, image)`` pairs, or a ValueError that lists what was found."""
+    images = subject.get_images_dict(intensity_only=False, include=transform.include,
+                                     exclude=transform.exclude)
+    scalars = [(n, i) for n, i in images.items() if isinstance(i, tio.ScalarImage)]
+    label_maps = [(n, i) for n, i in images.items() if isinstance(i, tio.LabelMap)]
+    for kind, found in (("scalar image (the CT)", scalars), ("label map", label_maps)):
+        if len(found) != 1:
+            names = [n for n, _ in found]
+            raise ValueError(
+                f"{transform.name} needs exactly one {kind} after include/exclude; found "
+                f"{len(found)}: {names}. Choose the CT and its label map with "
+                f"include=[...] or exclude=[...]")
+    return scalars[0], label_maps[0]

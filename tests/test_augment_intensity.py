@@ -9,7 +9,7 @@ import torchio as tio
 from torchio.utils import get_subclasses
 
 import augment
-from augment import CTNoise, HUWindow, RandomCTNoise
+from augment import ContrastPhase, CTNoise, HUWindow, RandomContrastPhase, RandomCTNoise
 
 SPACING = (2.0, 2.0, 3.0)
 
@@ -21,7 +21,8 @@ def make_subject(value_hu: float = 50.0) -> tio.Subject:
     ct[:, :8] = -1000.0  # a slab of air
     ct[:, 8:12] = 1200.0  # and of bone
     label = torch.zeros((1, 48, 48, 24), dtype=torch.uint8)
-    label[:, 20:30, 20:30, 8:16] = 1
+    label[:, 20:36, 20:36, 6:18] = 1
+    label[:, 26:30, 26:30, 10:14] = 2
     return tio.Subject(ct=tio.ScalarImage(tensor=ct, affine=affine),
                        seg=tio.LabelMap(tensor=label, affine=affine))
 
@@ -30,7 +31,8 @@ def test_class_names_are_unique_among_torchio_transforms():
     """The history is replayed by class name: ours must not shadow TorchIO's or each other."""
     # A class with two Transform bases is listed twice by get_subclasses: count classes once.
     names = [cls.__name__ for cls in set(get_subclasses(tio.Transform))]
-    for name in ("TumorInsertion", "RandomTumorInsertion", "CTNoise", "RandomCTNoise", "HUWindow"):
+    for name in ("TumorInsertion", "RandomTumorInsertion", "CTNoise", "RandomCTNoise", "HUWindow",
+                 "ContrastPhase", "RandomContrastPhase"):
         assert names.count(name) == 1, name
         assert getattr(augment, name).__name__ == name
 
@@ -101,3 +103,23 @@ def test_tumour_insertion_before_noise_and_window_replays():
     replayed = out.get_composed_history()(subject)
     assert torch.equal(replayed.seg.data, out.seg.data)
     assert torch.allclose(replayed.ct.data, out.ct.data, atol=1e-6)
+
+
+def test_contrast_phase_shifts_liver_and_tumour_separately():
+    subject = make_subject(value_hu=100.0)
+    out = ContrastPhase(liver_shift_hu=-30.0, tumor_shift_hu=20.0, edge_mm=0.5)(subject)
+    change = out.ct.data - subject.ct.data
+    assert float(change[0, 22, 22, 8]) == pytest.approx(-30.0, abs=0.5)  # liver, away from tumour
+    assert float(change[0, 27, 27, 11]) == pytest.approx(20.0, abs=1.0)  # tumour centre
+    assert float(change[0, 44, 44, 2]) == 0.0  # background far away
+    assert torch.equal(out.seg.data, subject.seg.data)
+
+
+def test_random_contrast_phase_replays_and_is_an_intensity_transform():
+    subject = make_subject()
+    torch.manual_seed(2)
+    out = RandomContrastPhase()(subject)
+    (recorded,) = out.history
+    assert recorded.name == "ContrastPhase" and -40 <= recorded.liver_shift_hu <= 20
+    assert torch.equal(out.get_composed_history()(subject).ct.data, out.ct.data)
+    assert len(out.get_applied_transforms(ignore_intensity=True)) == 0  # labels untouched
