@@ -12,9 +12,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torchio as tio
-from scipy import ndimage
 from torchio.transforms.augmentation import RandomTransform
 from torchio.transforms.intensity_transform import IntensityTransform
+
+from synth.heuristic import texture
 
 from . import _core
 
@@ -96,12 +97,6 @@ class CTNoise(IntensityTransform):
 
 def correlated_noise(shape, spacing_mm, std_hu: float, correlation_mm: float, seed: int) -> np.ndarray:
     """A float32 Gaussian noise field of standard deviation ``std_hu``, smoothed with a Gaussian of
-    sigma ``correlation_mm`` (in mm, on ``spacing_mm``)."""
-    generator = torch.Generator().manual_seed(seed)
-    white = torch.randn(tuple(shape), generator=generator, dtype=torch.float32).numpy()
-    if correlation_mm > 0:
-        sigma = [correlation_mm / s for s in spacing_mm]
-        white = ndimage.gaussian_filter(white, sigma, mode="wrap")
-    # Smoothing lowers the variance; rescale so that std_hu is the added noise's strength.
-    spread = float(white.std())
-    return (white * (std_hu / spread if spread > 0 else 0.0)).astype(np.float32)
+    sigma ``correlation_mm`` (in mm, on ``spacing_mm``); the synthesiser's own texture noise."""
+    unit = texture.correlated_noise(tuple(shape), 2.0 * correlation_mm, spacing_mm, np.random.default_rng(seed))
+    return (np.float32(std_hu) * unit).astype(np.float32, copy=False)
