@@ -13,7 +13,6 @@ import numpy as np
 
 from .errors import LesionPlacementError
 from .heuristic.blend import soft_edge, to_dtype
-from ._arrays import bounding_slices
 from .heuristic.location import PlacementRules, sample_location
 from .heuristic.mass_effect import MASS_EFFECT_FROM_MM, displacement_box, push_outward
 from .heuristic.shape import rasterize, sample_shape
@@ -185,7 +184,7 @@ def _paint(host, volume, label, index, center, box, stencil, appearance, subcaps
     spacing = host.spacing
     radius = stencil.diameter_mm / 2.0
     # Only voxels within one edge width of the surface change; work on their box alone.
-    changed = stencil.crop(bounding_slices(stencil.distance_mm <= appearance.edge_mm))
+    changed = stencil.crop(stencil.around_body(appearance.edge_mm, spacing))
     paint_box = tuple(slice(b.start + c.start, b.start + c.stop) for b, c in zip(box, changed.offset))
     changed_box = paint_box
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .._arrays import bounding_slices, dilate_cube
+from .._arrays import dilate_cube
 from .shape import LesionStencil
 
 TUMOUR = 2
@@ -57,22 +57,25 @@ def sample_location(host, label: np.ndarray, stencil: LesionStencil, rules: Plac
     # Tumours must stay clear of the changed zone and, on voxels coarser than that zone, of every
     # voxel touching the body (26-connected), so that lesions never merge into one component.
     needs_free = distance <= edge_mm + rules.gap_mm
-    ring = tuple(slice(b.start - 1, b.stop + 1) for b in bounding_slices(stencil.inside))
+    body_box = stencil.body_box
+    ring = tuple(slice(b.start - 1, b.stop + 1) for b in body_box)  # the pad keeps one voxel spare
     needs_free[ring] |= dilate_cube(stencil.inside[ring])
     # Vessels matter only under the lesion's body: read the vessel map on the body's box alone.
-    body_box = bounding_slices(stencil.inside)
     body = stencil.inside[body_box]
     max_vessel_voxels = rules.vessel_tolerance * stencil.voxel_count
     # Large lesions draw candidates from the clearance map: few places can hold them.
     guided = stencil.diameter_mm >= GUIDED_FROM_MM
     clearance = stencil.inner_radius_mm + min(rules.capsule_margin_mm, edge_mm + rules.gap_mm) - host.clearance_cell_mm
-    tried = 0
+    tried, batch = 0, 4  # most lesions take one of the first few candidates: start small
     while tried < attempts:
-        batch = min(32, attempts - tried)
+        batch = min(batch * 2, 32, attempts - tried)
         candidates = (host.sample_clear_voxels(rng, batch, clearance) if guided
                       else host.sample_liver_voxels(rng, batch))
         if len(candidates) == 0:
-            return None
+            if guided:
+                return None  # no place in the liver is clear enough
+            tried += batch  # rejection sampling missed the liver this time; try again
+            continue
         for center in candidates:
             tried += 1
             box, local = box_at(center, stencil.half_size, label.shape)

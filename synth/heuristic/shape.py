@@ -15,7 +15,6 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 import numpy as np
-from scipy.spatial.transform import Rotation
 
 from .size import equivalent_diameter
 
@@ -42,8 +41,7 @@ def sample_shape(diameter_mm: float, rng: np.random.Generator, *, elongation_sd:
     """
     log_axes = rng.normal(0.0, elongation_sd, size=3)
     semi_axes = np.exp(log_axes - log_axes.mean())  # product 1: volume kept
-    # A normalised 4-D Gaussian is a uniformly random unit quaternion, i.e. a uniform rotation.
-    rotation = Rotation.from_quat(rng.normal(size=4)).as_matrix()
+    rotation = _random_rotation(rng)
     # Gentle irregularity for every lesion, lobes for large ones.
     # Few waves suffice (each costs a cosine per voxel): three gentle ones, plus lobes that grow
     # from barely there at 10 mm to clear lobulation at 30 mm and beyond.
@@ -83,12 +81,39 @@ class LesionStencil:
     voxel_count: int
     diameter_mm: float  # equivalent diameter of ``inside``
     inner_radius_mm: float  # distance from the centre to the nearest voxel outside
+    body_box: tuple[slice, slice, slice]  # the box of the ``inside`` voxels
     offset: tuple[slice, slice, slice] | None = None  # set by crop: where this part came from
 
     def crop(self, local: tuple[slice, slice, slice]) -> "LesionStencil":
-        """The part of the stencil inside ``local``; sizes and counts describe the whole lesion."""
+        """The part of the stencil inside ``local`` (which must hold the whole body); sizes and
+        counts describe the whole lesion."""
+        body_box = tuple(slice(b.start - c.start, b.stop - c.start) for b, c in zip(self.body_box, local))
         return replace(self, distance_mm=self.distance_mm[local], depth=self.depth[local],
-                       inside=self.inside[local], offset=local)
+                       inside=self.inside[local], body_box=body_box, offset=local)
+
+    def around_body(self, margin_mm: float, spacing) -> tuple[slice, slice, slice]:
+        """The body's box grown by ``margin_mm`` (and one voxel), clipped to the stencil.
+
+        Every voxel within ``margin_mm`` of the surface lies in it: the radial distance to the
+        surface is never shorter than the straight one."""
+        grow = [int(np.ceil(margin_mm / s)) + 1 for s in spacing]
+        return tuple(slice(max(b.start - g, 0), min(b.stop + g, n))
+                     for b, g, n in zip(self.body_box, grow, self.inside.shape))
+
+
+def _random_rotation(rng: np.random.Generator) -> np.ndarray:
+    """A uniformly random rotation matrix: a normalised 4-D Gaussian is a uniform unit quaternion."""
+    w, x, y, z = _unit_quaternion(rng)
+    return np.array([
+        [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+        [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+        [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
+    ])
+
+
+def _unit_quaternion(rng: np.random.Generator) -> np.ndarray:
+    q = rng.normal(size=4)
+    return q / np.linalg.norm(q)
 
 
 def surface_radius(shape: LesionShape, directions: np.ndarray) -> np.ndarray:
@@ -105,7 +130,7 @@ def surface_radius(shape: LesionShape, directions: np.ndarray) -> np.ndarray:
     return wave / ellipsoid_norm
 
 
-def _sphere_directions(count: int = 400) -> np.ndarray:
+def _sphere_directions(count: int = 128) -> np.ndarray:
     # A Fibonacci lattice: nearly uniform directions, deterministic.
     i = np.arange(count) + 0.5
     polar = np.arccos(1.0 - 2.0 * i / count)
@@ -141,8 +166,8 @@ def rasterize(shape: LesionShape, voxel_count: int, spacing, *, pad_mm: float) -
     # Only voxels within reach + pad of the centre can matter; the box's corners are about half of
     # it and stay "far outside" without evaluating the surface there.
     near = np.flatnonzero(rho <= reach + pad_mm)
-    offsets = np.stack([np.broadcast_to(a.reshape(shape), box_shape).ravel()[near]
-                        for a, shape in zip(axes, ((-1, 1, 1), (1, -1, 1), (1, 1, -1)))], axis=1)
+    near_index = np.stack(np.unravel_index(near, box_shape), axis=1)
+    offsets = ((near_index - np.array(half)) * spacing).astype(np.float32)
     rho_near = rho[near]
     # Unit direction in the lesion frame (the centre voxel, with no direction, gets +x).
     directions = offsets @ shape.rotation.astype(np.float32)
@@ -162,6 +187,8 @@ def rasterize(shape: LesionShape, voxel_count: int, spacing, *, pad_mm: float) -
     depth[near] = relative / level
     inside = distance < 0
     count = int(np.count_nonzero(inside))
+    body_index = near_index[relative < level]
+    body_box = tuple(slice(int(lo), int(hi) + 1) for lo, hi in zip(body_index.min(axis=0), body_index.max(axis=0)))
     return LesionStencil(
         half_size=half,
         distance_mm=distance.reshape(box_shape),
@@ -170,4 +197,5 @@ def rasterize(shape: LesionShape, voxel_count: int, spacing, *, pad_mm: float) -
         voxel_count=count,
         diameter_mm=equivalent_diameter(count, voxel_volume),
         inner_radius_mm=float(rho[~inside].min()),
+        body_box=body_box,
     )

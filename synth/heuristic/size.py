@@ -67,7 +67,8 @@ def size_class(diameter_mm: float) -> str:
 
 def sample_diameter(spec: SizeSpec, rng: np.random.Generator) -> tuple[float, tuple[float, float]]:
     """Draw a diameter in mm and return it with the range it was drawn from."""
-    index = rng.choice(len(spec.ranges), p=np.asarray(spec.weights)) if len(spec.ranges) > 1 else 0
+    cumulative = np.cumsum(spec.weights)
+    index = int(np.searchsorted(cumulative, rng.random() * cumulative[-1], side="right"))
     low, high = spec.ranges[index]
     diameter = math.exp(rng.uniform(math.log(low), math.log(high))) if high > low else low
     return diameter, (low, high)

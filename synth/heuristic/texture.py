@@ -75,8 +75,8 @@ def sample_phenotype(weights: dict[str, float], diameter_mm: float, rng: np.rand
     if len(names) > 1 and diameter_mm < STRUCTURED_FROM_MM:
         uniform = [n for n in names if n in UNIFORM_PHENOTYPES]
         names = uniform or names
-    p = np.array([weights[n] for n in names])
-    return names[int(rng.choice(len(names), p=p / p.sum()))]
+    cumulative = np.cumsum([weights[n] for n in names])
+    return names[int(np.searchsorted(cumulative, rng.random() * cumulative[-1], side="right"))]
 
 
 def sample_appearance(
