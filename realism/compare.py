@@ -1,0 +1,240 @@
+"""Real and synthetic lesions from the same livers, their features, and distribution distances.
+
+Real lesions are the connected components of label 2 in labelled cases. Synthetic lesions are
+inserted by the heuristic synthesiser into the same livers' tumour-free tissue, one lesion per
+insertion call (each call starts again from the original scan, so synthetic lesions never meet
+each other), in the size class of a real lesion. Both kinds are cut into crops the same way and
+measured by the same :func:`realism.features.lesion_features`, so a difference between them is a
+difference between the lesions, not between two measurement paths.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage, stats
+
+from synth import LesionPlacementError, prepare_host
+from synth.heuristic.size import size_class
+
+from .features import FEATURE_NAMES, lesion_features
+
+SIZE_CLASSES = ("tiny", "small", "medium", "large")
+
+
+@dataclass(frozen=True)
+class LesionSample:
+    """One lesion cut out of its scan: a CT crop (HU), its masks and where it came from."""
+
+    source: str  # "real" or "synthetic"
+    case: str
+    center_mm: tuple[float, float, float]  # centroid in the scan's voxel-grid mm
+    diameter_mm: float  # equivalent diameter of the mask
+    size_class: str
+    volume: np.ndarray  # float32 HU crop
+    lesion: np.ndarray  # bool, the lesion's voxels
+    liver: np.ndarray  # bool, tumour-free liver (label 1) in the crop
+    spacing: tuple[float, float, float]
+    phenotype: str = ""  # the synthesiser's phenotype; empty for real lesions
+
+
+def crop_around(mask_box, spacing, shape, *, margin_mm: float) -> tuple[slice, slice, slice]:
+    """A box of slices: ``mask_box`` grown by ``margin_mm`` on every side, clipped to ``shape``."""
+    grow = [int(np.ceil(margin_mm / s)) for s in spacing]
+    return tuple(slice(max(b.start - g, 0), min(b.stop + g, n)) for b, g, n in zip(mask_box, grow, shape))
+
+
+def _sample(source, case, volume, label, component, box, spacing, phenotype="") -> LesionSample:
+    """Cut one lesion's crop; ``component`` is its full-scan-box mask restricted to ``box``."""
+    index = np.argwhere(component)
+    offset = np.array([b.start for b in box])
+    count = index.shape[0]
+    diameter = (6.0 * count * float(np.prod(spacing)) / np.pi) ** (1.0 / 3.0)
+    return LesionSample(
+        source=source, case=case,
+        center_mm=tuple(float(c) for c in (index.mean(axis=0) + offset) * np.asarray(spacing)),
+        diameter_mm=float(diameter), size_class=size_class(diameter),
+        volume=np.asarray(volume[box], dtype=np.float32), lesion=component,
+        liver=np.asarray(label[box] == 1), spacing=tuple(float(s) for s in spacing), phenotype=phenotype)
+
+
+def _touches_border(box, shape) -> bool:
+    return any(b.start == 0 or b.stop == n for b, n in zip(box, shape))
+
+
+def extract_real_lesions(volume, label, spacing, *, case: str = "case", min_diameter_mm: float = 3.0,
+                         exclude_border: bool = True, margin_mm: float = 8.0) -> list[LesionSample]:
+    """Cut every real tumour (26-connected component of label 2) out of a labelled scan.
+
+    Parameters
+    ----------
+    volume, label : (X, Y, Z) arrays
+        CT in HU and labels 0/1/2.
+    spacing : three floats
+        Voxel size in mm.
+    min_diameter_mm : float
+        Components with a smaller equivalent diameter are skipped: a lesion of a few voxels has no
+        measurable shape or edge (and the synthesiser draws nothing below 3 mm).
+    exclude_border : bool
+        Skip components that touch the scan's border: their shape and size are cut off.
+    margin_mm : float
+        Margin kept around the lesion's box, for the parenchyma shell and the edge profile.
+    """
+    spacing = tuple(float(s) for s in spacing)
+    components, count = ndimage.label(np.asarray(label) == 2, structure=np.ones((3, 3, 3), dtype=bool))
+    voxel_volume = float(np.prod(spacing))
+    sizes = np.bincount(components.ravel(), minlength=count + 1)
+    samples = []
+    for index, box in enumerate(ndimage.find_objects(components), start=1):
+        if box is None:
+            continue
+        diameter = (6.0 * sizes[index] * voxel_volume / np.pi) ** (1.0 / 3.0)
+        if diameter < min_diameter_mm or (exclude_border and _touches_border(box, label.shape)):
+            continue
+        crop = crop_around(box, spacing, label.shape, margin_mm=margin_mm)
+        samples.append(_sample("real", case, volume, label, components[crop] == index, crop, spacing))
+    return samples
+
+
+def synthesize_lesions(volume, label, spacing, size_classes, *, case: str = "case", seed=0,
+                       margin_mm: float = 8.0, exclude_border: bool = True,
+                       synth_options: dict | None = None, progress=None) -> tuple[list[LesionSample], int]:
+    """Insert one synthetic lesion per entry of ``size_classes`` into the scan's tumour-free liver.
+
+    Each insertion starts from the original scan (one ``prepare_host``, reused), so lesions are
+    independent. A lesion is cut with the record's change box grown by ``margin_mm``; its mask is
+    the new tumour voxels (label 2 after, not before) connected to the record's centre.
+
+    Parameters
+    ----------
+    size_classes : sequence of str or (float, float)
+        The ``size`` argument of each insertion: a class name or a diameter range in mm.
+    seed : int or numpy.random.Generator
+        Source of the insertions' randomness.
+    synth_options : dict, optional
+        Further keyword options of :func:`synth.synthesize` (``phenotype``, ``edge_mm``, ...).
+    progress : callable, optional
+        Called once per insertion (a tqdm ``update``, for instance).
+
+    Returns
+    -------
+    (samples, failures)
+        The synthetic lesions, and the number of insertions that found no room
+        (:class:`synth.LesionPlacementError`) or whose lesion touched the border.
+    """
+    spacing = tuple(float(s) for s in spacing)
+    host = prepare_host(volume, label, spacing=spacing)
+    rng = np.random.default_rng(seed)
+    options = dict(synth_options or {})
+    samples, failures = [], 0
+    for size in size_classes:
+        try:
+            result = host.insert(size=size, count=1, rng=rng, **options)
+        except LesionPlacementError:
+            failures += 1
+            continue
+        finally:
+            if progress is not None:
+                progress()
+        record = result.lesions[0]
+        new_tumour_box = tuple(slice(a, b) for a, b in record.bbox)
+        crop = crop_around(new_tumour_box, spacing, label.shape, margin_mm=margin_mm)
+        new = (result.label[crop] == 2) & (host.label[crop] != 2)
+        parts, _ = ndimage.label(new, structure=np.ones((3, 3, 3), dtype=bool))
+        centre = tuple(c - b.start for c, b in zip(record.center_voxel, crop))
+        component = parts == parts[centre] if parts[centre] else parts > 0
+        body = ndimage.find_objects(component.astype(np.int8))[0]
+        body = tuple(slice(b.start + c.start, b.stop + c.start) for b, c in zip(body, crop))
+        if exclude_border and _touches_border(body, label.shape):
+            failures += 1
+            continue
+        samples.append(_sample("synthetic", case, result.volume, result.label, component, crop, spacing,
+                               phenotype=record.phenotype))
+    return samples, failures
+
+
+def matched_sizes(real: list[LesionSample], *, per_real: int = 2, match: str = "class") -> list:
+    """The ``size`` argument for ``per_real`` synthetic lesions per real lesion.
+
+    ``match="class"`` asks for the real lesion's size class (the synthesiser draws the diameter
+    inside it, as its users get); ``match="diameter"`` asks for the real diameter +-10 %, clipped
+    to the synthesiser's 3-50 mm, so that size differences cannot explain other differences.
+    """
+    if match not in ("class", "diameter"):
+        raise ValueError(f"match must be 'class' or 'diameter'; got {match!r}")
+    sizes = []
+    for sample in real:
+        if match == "class":
+            size = sample.size_class
+        else:
+            low = float(np.clip(0.9 * sample.diameter_mm, 3.0, 45.0))
+            size = (low, float(np.clip(1.1 * sample.diameter_mm, low * 1.05, 50.0)))
+        sizes.extend([size] * per_real)
+    return sizes
+
+
+def feature_table(samples: list[LesionSample], *, progress=None) -> dict[str, np.ndarray]:
+    """Features of every sample as columns, with ``source``, ``case``, ``size_class``,
+    ``phenotype`` and ``center_mm`` columns beside :data:`~realism.features.FEATURE_NAMES`."""
+    rows = []
+    for sample in samples:
+        rows.append(lesion_features(sample.volume, sample.lesion, sample.spacing, liver=sample.liver))
+        if progress is not None:
+            progress()
+    table = {name: np.array([row[name] for row in rows], dtype=np.float64) for name in FEATURE_NAMES}
+    table["source"] = np.array([s.source for s in samples], dtype=object)
+    table["case"] = np.array([s.case for s in samples], dtype=object)
+    table["size_class"] = np.array([s.size_class for s in samples], dtype=object)
+    table["phenotype"] = np.array([s.phenotype for s in samples], dtype=object)
+    table["center_mm"] = np.array([s.center_mm for s in samples], dtype=np.float64).reshape(-1, 3)
+    return table
+
+
+def subset(table: dict[str, np.ndarray], keep: np.ndarray) -> dict[str, np.ndarray]:
+    """Rows ``keep`` (a boolean or index array) of every column."""
+    return {name: column[keep] for name, column in table.items()}
+
+
+def distribution_distances(real: np.ndarray, synthetic: np.ndarray) -> dict[str, float]:
+    """Distances between two samples of one feature (NaNs dropped).
+
+    ``wasserstein`` is in the feature's unit; ``wasserstein_scaled`` divides it by the real
+    sample's standard deviation, so features of different units can be ranked; ``ks`` is the
+    two-sample Kolmogorov-Smirnov statistic (0 to 1) with its ``ks_p`` value.
+    """
+    real = real[np.isfinite(real)]
+    synthetic = synthetic[np.isfinite(synthetic)]
+    out = {"n_real": int(real.size), "n_synthetic": int(synthetic.size)}
+    if real.size < 2 or synthetic.size < 2:
+        return out | {"real_median": float(np.median(real)) if real.size else float("nan"),
+                      "synthetic_median": float(np.median(synthetic)) if synthetic.size else float("nan"),
+                      "wasserstein": float("nan"), "wasserstein_scaled": float("nan"),
+                      "ks": float("nan"), "ks_p": float("nan")}
+    distance = float(stats.wasserstein_distance(real, synthetic))
+    ks = stats.ks_2samp(real, synthetic)
+    return out | {
+        "real_median": float(np.median(real)),
+        "synthetic_median": float(np.median(synthetic)),
+        "real_iqr": [float(q) for q in np.percentile(real, [25, 75])],
+        "synthetic_iqr": [float(q) for q in np.percentile(synthetic, [25, 75])],
+        "wasserstein": distance,
+        "wasserstein_scaled": distance / max(float(real.std()), 1e-9),
+        "ks": float(ks.statistic),
+        "ks_p": float(ks.pvalue),
+    }
+
+
+def compare_tables(table: dict[str, np.ndarray], *, features=FEATURE_NAMES) -> dict[str, dict]:
+    """Distances between real and synthetic rows, per size class and over all lesions.
+
+    Returns ``{group: {feature: distances}}`` with groups ``"all"`` and every size class present.
+    """
+    real = table["source"] == "real"
+    groups = {"all": np.ones(real.size, dtype=bool)}
+    groups.update({name: table["size_class"] == name for name in SIZE_CLASSES
+                   if np.any(table["size_class"] == name)})
+    return {group: {feature: distribution_distances(table[feature][in_group & real],
+                                                    table[feature][in_group & ~real])
+                    for feature in features}
+            for group, in_group in groups.items()}
