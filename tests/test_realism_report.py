@@ -1,0 +1,53 @@
+"""realism.report and ``python -m realism`` on a small LiTS-117 run."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from realism.cli import main
+from realism.report import Case, load_cases, realism_report
+
+
+def test_report_writes_its_files(lits117, tmp_path):
+    case = Case("lits-117", lits117.volume, lits117.label, lits117.spacing)
+    summary = realism_report([case], out_dir=tmp_path, seed=1, per_real=1, max_real_per_case=10, n_boot=200,
+                             progress=False)
+    for name in ("realism.json", "realism.md", "histograms.png", "gallery.png", "gallery_labelled.png", "roc.png"):
+        assert (tmp_path / name).stat().st_size > 0, name
+    written = json.loads((tmp_path / "realism.json").read_text())
+    assert written["counts"]["real"] == summary["counts"]["real"] == 10
+    assert written["counts"]["synthetic"] + written["counts"]["insertions_failed"] == 10
+    auc = written["classifier"]["all features"]["auc"]
+    low, high = written["classifier"]["all features"]["ci95"]
+    assert 0.0 <= low <= auc <= high <= 1.0
+    assert written["classifier"]["all features"]["folds"] == "by spatial slab"
+    assert "contrast_hu" in written["distances"]["all"]
+    text = (tmp_path / "realism.md").read_text()
+    assert "## Real-vs-synthetic classifier" in text and "![gallery](gallery.png)" in text
+
+
+def test_cli_on_the_shared_data(shared_data, tmp_path, capsys):
+    code = main(["--data", str(shared_data / "lits117"), "--out", str(tmp_path), "--seed", "2", "--per-real", "1",
+                 "--max-real", "6", "--no-figures", "--quiet", "--synth-options", '{"phenotype": "hypodense"}'])
+    assert code == 0
+    assert "classifier AUC" in capsys.readouterr().out
+    written = json.loads((tmp_path / "realism.json").read_text())
+    assert written["settings"]["synth_options"] == {"phenotype": "hypodense"}
+    assert set(written["synthetic_by_phenotype"]) == {"hypodense"}
+    assert not list(tmp_path.glob("*.png"))
+
+
+def test_cli_refuses_a_folder_without_cases(tmp_path, capsys):
+    assert main(["--data", str(tmp_path), "--out", str(tmp_path / "out"), "--quiet"]) == 2
+    assert "no labelled cases" in capsys.readouterr().err
+    assert main(["--data", str(tmp_path), "--out", str(tmp_path / "out"), "--synth-options", "[1]"]) == 2
+
+
+def test_load_cases_reads_lits_pairs(shared_data):
+    cases = load_cases(shared_data)
+    assert [c.name for c in cases] == ["lits-117"]
+    assert cases[0].volume.shape == cases[0].label.shape and set(cases[0].label.ravel()) <= {0, 1, 2}
+    with pytest.raises(FileNotFoundError):
+        load_cases(shared_data / "totalseg_example")
