@@ -89,7 +89,7 @@ def synthesize(
     phenotype="mix",
     seed=None,
     rng=None,
-    edge_mm=(1.0, 2.0),
+    edge_mm=(1.5, 3.0),
     subcapsular_probability: float = 0.1,
     mass_effect: bool = True,
     max_attempts: int = 300,

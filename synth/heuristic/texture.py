@@ -86,7 +86,7 @@ def sample_appearance(
     noise_hu: float,
     rng: np.random.Generator,
     *,
-    edge_mm: tuple[float, float] = (1.0, 2.0),
+    edge_mm: tuple[float, float] = (1.5, 3.0),
 ) -> Appearance:
     """Draw the intensities of one lesion in a liver of median ``liver_hu`` and noise ``noise_hu``.
 
