@@ -114,9 +114,9 @@ def main():
                                origin="lower", extent=extent)
                 ax.set_title(title, fontsize=8)
     fig.suptitle(f"Real and synthetic liver lesions, axial slices, window [{WINDOW[0]}, {WINDOW[1]}] HU "
-                 f"(W {WINDOW[1] - WINDOW[0]} / L {(WINDOW[0] + WINDOW[1]) / 2:g}); rows: "
-                 + "; ".join(r[0] for r in rows) + " (lower half: the same with outlines)", fontsize=9)
-    fig.tight_layout(rect=(0, 0, 1, 0.97))
+                 f"(W {WINDOW[1] - WINDOW[0]} / L {(WINDOW[0] + WINDOW[1]) / 2:g})\nrows: "
+                 + "; ".join(r[0] for r in rows) + "\n(lower half: the same panels with outlines)", fontsize=9)
+    fig.tight_layout(rect=(0, 0, 1, 0.96))
     out = REPO / "docs" / "figures" / "gallery.png"
     fig.savefig(out, dpi=90)
     print(f"wrote {out}")
