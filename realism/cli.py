@@ -7,9 +7,9 @@ import json
 import sys
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(prog: str = "python -m realism") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m realism",
+        prog=prog,
         description="Compare real liver tumours with synthetic ones inserted into the same livers: "
                     "feature distributions, a real-vs-synthetic classifier (ROC AUC), figures.")
     parser.add_argument("--data", required=True, help="folder with LiTS volume-N/segmentation-N pairs "
@@ -28,8 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+def main(argv=None, *, prog: str = "python -m realism") -> int:
+    args = build_parser(prog).parse_args(argv)
     from .report import load_cases, realism_report
 
     try:

@@ -51,3 +51,10 @@ def test_load_cases_reads_lits_pairs(shared_data):
     assert cases[0].volume.shape == cases[0].label.shape and set(cases[0].label.ravel()) <= {0, 1, 2}
     with pytest.raises(FileNotFoundError):
         load_cases(shared_data / "totalseg_example")
+
+
+def test_tumorsynth_realism_forwards_to_the_report(tmp_path, capsys):
+    from synth.cli import main
+
+    assert main(["realism", "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "out")]) == 2
+    assert "realism" in capsys.readouterr().err

@@ -1,10 +1,12 @@
-"""The ``tumorsynth`` command line: ``insert``, ``demo`` and ``synthesize``.
+"""The ``tumorsynth`` command line: ``insert``, ``demo``, ``synthesize`` and ``realism``.
 
 - ``insert`` puts synthetic tumours into one CT (NIfTI) inside its liver mask and writes the new
   CT, the label map, a JSON record of the lesions and a PNG preview.
 - ``demo`` writes the built-in phantom to NIfTI and runs exactly the ``insert`` path on it.
 - ``synthesize`` builds an offline synthetic data set from a folder of cases, in parallel and
   resumable (a variant whose ``lesions.json`` exists is done; it is written last).
+- ``realism`` hands its arguments to the realism report (package ``realism``), imported only
+  when the command runs: the synthesiser itself never depends on it.
 
 This module holds the argument parser and :func:`main`; the work is done in
 
@@ -61,6 +63,12 @@ def _synthesize_command(args: argparse.Namespace) -> int:
         args.data, args.out, args.variants, workers=args.workers,
         options=SynthesisOptions.from_args(args), base_seed=args.seed,
     )
+
+
+def _realism_command(args: argparse.Namespace) -> int:
+    from realism.cli import main as realism_main
+
+    return realism_main(args.forwarded, prog=f"{PROG} realism")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -120,6 +128,15 @@ def build_parser() -> argparse.ArgumentParser:
         "number (default: 0)",
     )
     synth.set_defaults(handler=_synthesize_command)
+
+    realism = commands.add_parser(
+        "realism",
+        help="measure how close synthetic lesions are to real ones",
+        description="Compare real tumours with synthetic ones inserted into the same livers "
+        "(run 'tumorsynth realism --help' for the options).",
+        add_help=False,
+    )
+    realism.set_defaults(handler=_realism_command, forwards_arguments=True)
     return parser
 
 
@@ -127,9 +144,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status (0 ok, 1 some cases failed, 2 bad input)."""
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args, unknown = parser.parse_known_args(argv)
+        if unknown and not getattr(args, "forwards_arguments", False):
+            parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     except SystemExit as exc:  # argparse already printed usage and the message
         return int(exc.code or 0)
+    args.forwarded = unknown  # the realism report parses its own options
     try:
         return int(args.handler(args))
     except UsageError as exc:
