@@ -1,12 +1,16 @@
-"""Make docs/realism.md's figures: the realism report on LiTS-117 with the synthesiser's defaults,
-then the same measurement with candidate default changes (tuning.json).
+"""Make docs/realism.md's figures: the realism report on LiTS-117 with the synthesiser's current
+defaults, the same report with the defaults it had before tuning (``before/``), and candidate
+default changes measured against those "before" settings (tuning.json).
 
     python docs/figures/realism/make_realism.py [--quick]
 
 Options that ``synth.synthesize`` exposes (``edge_mm``, ``phenotype``) are passed as options;
-constants that it does not expose (the shape's elongation and surface waves, the texture's
-amplitude) are changed for the run only by wrapping the synthesiser's functions here, so that
-nothing in ``synth/`` is edited. A candidate that wins is a suggestion for the lead engineer.
+constants that it does not expose (the shape's elongation, surface waves and lobulation, the
+texture's amplitude) are changed for the run only by wrapping the synthesiser's functions here,
+so that nothing in ``synth/`` is edited. The pre-tuning defaults are reproduced the same way:
+``edge_mm=(1.0, 2.0)``, ``elongation_sd=0.15``, wave amplitudes scaled by 1/3 (the current
+uniform(0.06, 0.15) and uniform(0.12, 0.27) draws become the old uniform(0.02, 0.05) and
+uniform(0.04, 0.09) draws, from the same random numbers) and lobes from 10 mm.
 """
 
 from __future__ import annotations
@@ -71,54 +75,87 @@ def patched(*, elongation_sd=None, wave_scale=None, texture_scale=None, lobulati
         synth.heuristic.shape.LOBULATION_FROM_MM = original_lobulation
 
 
-TUNED = "tuned: edge + elongation + waves x3 + lobes from 0 mm + phenotype mix"
 LITS_LIKE_PHENOTYPES = {"hypodense": 0.85, "isodense": 0.05, "hyperdense": 0.03, "rim-enhancing": 0.05,
                         "necrotic": 0.02}
+# The synthesiser's defaults before the tuning that docs/realism.md suggested (commit dd531db).
+BEFORE_OPTIONS = {"edge_mm": (1.0, 2.0)}
+BEFORE_CONSTANTS = {"elongation_sd": 0.15, "wave_scale": 1.0 / 3.0, "lobulation_from_mm": 10.0}
+
+
+def from_before(options=None, constants=None):
+    """A candidate: the pre-tuning settings with some options and wrapped constants changed."""
+    return {**BEFORE_OPTIONS, **(options or {})}, {**BEFORE_CONSTANTS, **(constants or {})}
+
+
+CURRENT = "current defaults"
+BEFORE = "defaults before tuning"
+# Candidate rows are changes relative to the pre-tuning defaults (wave_scale: on the old amplitudes,
+# so "waves x2" is 2/3 of the current ones). "edge + elongation + waves x3 + lobes from 0 mm" is
+# exactly the current defaults, measured unwrapped as CURRENT.
 CANDIDATES = {
-    "defaults": ({}, {}),
-    "edge_mm (1.5, 3.0)": ({"edge_mm": (1.5, 3.0)}, {}),
-    "hypodense only": ({"phenotype": "hypodense"}, {}),
-    "elongation_sd 0.25": ({}, {"elongation_sd": 0.25}),
-    "surface waves x2": ({}, {"wave_scale": 2.0}),
-    "texture x0.6": ({}, {"texture_scale": 0.6}),
-    "edge + elongation + waves": ({"edge_mm": (1.5, 3.0)}, {"elongation_sd": 0.25, "wave_scale": 2.0}),
-    "lobes from 0 mm": ({}, {"lobulation_from_mm": 0.0}),
-    "hypodense contrast 0.35-0.55 E": ({}, {"hypodense_range": (0.35, 0.55)}),
-    "edge + elongation + waves x3 + lobes from 0 mm": (
-        {"edge_mm": (1.5, 3.0)}, {"elongation_sd": 0.25, "wave_scale": 3.0, "lobulation_from_mm": 0.0}),
-    TUNED: ({"edge_mm": (1.5, 3.0), "phenotype": LITS_LIKE_PHENOTYPES},
-            {"elongation_sd": 0.25, "wave_scale": 3.0, "lobulation_from_mm": 0.0}),
+    CURRENT: ({}, {}),
+    BEFORE: from_before(),
+    "edge_mm (1.5, 3.0)": from_before({"edge_mm": (1.5, 3.0)}),
+    "hypodense only": from_before({"phenotype": "hypodense"}),
+    "elongation_sd 0.25": from_before(constants={"elongation_sd": 0.25}),
+    "surface waves x2": from_before(constants={"wave_scale": 2.0 / 3.0}),
+    "lobes from 0 mm": from_before(constants={"lobulation_from_mm": 0.0}),
+    "texture x0.6": from_before(constants={"texture_scale": 0.6}),
+    "hypodense contrast 0.35-0.55 E": from_before(constants={"hypodense_range": (0.35, 0.55)}),
+    "edge + elongation + waves x2": from_before({"edge_mm": (1.5, 3.0)},
+                                                {"elongation_sd": 0.25, "wave_scale": 2.0 / 3.0}),
+    "current defaults + LiTS-like phenotype mix": ({"phenotype": LITS_LIKE_PHENOTYPES}, {}),
 }
+FIGURES = {CURRENT: HERE, BEFORE: HERE / "before"}
+SEEDS = (0, 1, 2)  # CURRENT and BEFORE are also measured on seeds 1 and 2
 WATCHED = ("contrast_hu", "texture_sd_hu", "glcm_contrast_hu", "edge_width_mm", "sphericity", "elongation",
            "roughness", "solidity")
 
 
+def _jsonable(value):
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, tuple):
+        return list(value)
+    if isinstance(value, float):
+        return round(value, 6)
+    return value
+
+
+def measure(cases, name, options, constants, *, seed=0):
+    out = FIGURES.get(name, ROOT / "build" / "realism" / name.replace(" ", "_")) if seed == 0 else \
+        ROOT / "build" / "realism" / f"{name.replace(' ', '_')}_seed{seed}"
+    with patched(**constants):
+        summary = realism_report(cases, out_dir=out, seed=seed, per_real=PER_REAL, synth_options=options,
+                                 figures_on=seed == 0 and name in FIGURES, progress=False)
+    row = {"options": _jsonable(options), "constants": _jsonable(constants), "seed": seed,
+           "runtime_s": summary["runtime_s"],
+           "auc": {k: [round(v["auc"], 3)] + [round(c, 3) for c in v["ci95"]]
+                   for k, v in summary["classifier"].items()},
+           "ks": {f: round(summary["distances"]["all"][f]["ks"], 3) for f in WATCHED},
+           "synthetic_median": {f: round(summary["distances"]["all"][f]["synthetic_median"], 3)
+                                for f in WATCHED}}
+    print(f"{name:45s} seed {seed} AUC {row['auc']['all features']}  intensity {row['auc']['intensity only'][0]}  "
+          f"shape {row['auc']['shape only'][0]}  KS {row['ks']}", flush=True)
+    return row, summary
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--quick", action="store_true", help="defaults only, no candidates")
+    parser.add_argument("--quick", action="store_true", help="current defaults only, no candidates")
     args = parser.parse_args()
     cases = load_cases(DATA)
     tuning = {}
     for name, (options, constants) in CANDIDATES.items():
-        out = {"defaults": HERE, TUNED: HERE / "tuned"}.get(name, ROOT / "build" / "realism" / name.replace(" ", "_"))
-        with patched(**constants):
-            summary = realism_report(cases, out_dir=out, seed=0, per_real=PER_REAL, synth_options=options,
-                                     figures_on=name in ("defaults", TUNED), progress=False)
-        row = {"options": {k: list(v) if isinstance(v, tuple) else v for k, v in options.items()},
-               "constants": constants, "runtime_s": summary["runtime_s"],
-               "auc": {k: [round(v["auc"], 3)] + [round(c, 3) for c in v["ci95"]]
-                       for k, v in summary["classifier"].items()},
-               "ks": {f: round(summary["distances"]["all"][f]["ks"], 3) for f in WATCHED},
-               "synthetic_median": {f: round(summary["distances"]["all"][f]["synthetic_median"], 3)
-                                    for f in WATCHED}}
-        tuning[name] = row
-        print(f"{name:50s} AUC {row['auc']['all features']}  intensity {row['auc']['intensity only'][0]}  "
-              f"shape {row['auc']['shape only'][0]}  KS {row['ks']}", flush=True)
+        tuning[name], summary = measure(cases, name, options, constants)
         if args.quick:
-            break
-    if not args.quick:
-        tuning["real_median"] = {f: round(summary["distances"]["all"][f]["real_median"], 3) for f in WATCHED}
-        (HERE / "tuning.json").write_text(json.dumps(tuning, indent=1))
+            return
+    tuning["real_median"] = {f: round(summary["distances"]["all"][f]["real_median"], 3) for f in WATCHED}
+    tuning["seeds"] = {name: {str(seed): tuning[name]["auc"]["all features"] if seed == 0 else
+                              measure(cases, name, *CANDIDATES[name], seed=seed)[0]["auc"]["all features"]
+                              for seed in SEEDS}
+                       for name in (BEFORE, CURRENT)}
+    (HERE / "tuning.json").write_text(json.dumps(tuning, indent=1))
 
 
 if __name__ == "__main__":
