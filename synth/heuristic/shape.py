@@ -159,16 +159,22 @@ def rasterize(shape: LesionShape, voxel_count: int, spacing, *, pad_mm: float) -
     radii = surface_radius(shape, _DIRECTIONS)
     body_volume = 4.0 / 3.0 * np.pi * float(np.mean(radii.astype(np.float64) ** 3))
     scale = (voxel_count * voxel_volume / body_volume) ** (1.0 / 3.0)
+    # Extent along each scan axis (an elongated lesion needs a box, not a cube).
+    extent = (np.abs(_DIRECTIONS @ shape.rotation.T.astype(np.float32)) * radii[:, None]).max(axis=0)
+    reach_per_axis = extent * scale * 1.1 + 0.5 * spacing
     reach = float(radii.max()) * scale * 1.1 + 0.5 * float(spacing.max())
-    half = tuple(int(np.ceil((reach + pad_mm) / s)) + 1 for s in spacing)
+    half = tuple(int(np.ceil((r + pad_mm) / s)) + 1 for r, s in zip(reach_per_axis, spacing))
     axes = [np.arange(-h, h + 1, dtype=np.float32) * np.float32(s) for h, s in zip(half, spacing)]
     box_shape = tuple(a.size for a in axes)
     rho = np.sqrt(axes[0][:, None, None] ** 2 + axes[1][None, :, None] ** 2 + axes[2][None, None, :] ** 2).ravel()
     # Only voxels within reach + pad of the centre can matter; the box's corners are about half of
     # it and stay "far outside" without evaluating the surface there.
-    near = np.flatnonzero(rho <= reach + pad_mm)
-    near_index = np.stack(np.unravel_index(near, box_shape), axis=1)
-    offsets = ((near_index - np.array(half)) * spacing).astype(np.float32)
+    near = np.flatnonzero(rho <= reach + pad_mm).astype(np.int32)
+    # Unravel by hand in int32 and gather the float32 axes: several times cheaper than
+    # unravel_index and float64 arithmetic on large boxes.
+    plane = box_shape[1] * box_shape[2]
+    near_index = (near // plane, (near // box_shape[2]) % box_shape[1], near % box_shape[2])
+    offsets = np.stack([a[i] for a, i in zip(axes, near_index)], axis=1)
     rho_near = rho[near]
     # Unit direction in the lesion frame (the centre voxel, with no direction, gets +x).
     directions = offsets @ shape.rotation.astype(np.float32)
@@ -188,8 +194,8 @@ def rasterize(shape: LesionShape, voxel_count: int, spacing, *, pad_mm: float) -
     depth[near] = relative / level
     inside = distance < 0
     count = int(np.count_nonzero(inside))
-    body_index = near_index[relative < level]
-    body_box = tuple(slice(int(lo), int(hi) + 1) for lo, hi in zip(body_index.min(axis=0), body_index.max(axis=0)))
+    in_body = relative < level
+    body_box = tuple(slice(int(i[in_body].min()), int(i[in_body].max()) + 1) for i in near_index)
     return LesionStencil(
         half_size=half,
         distance_mm=distance.reshape(box_shape),
