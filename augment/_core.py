@@ -15,7 +15,7 @@ import numpy as np
 import synth
 from synth.heuristic.size import parse_size
 from synth.heuristic.texture import parse_phenotype
-from synth.validation import check_count
+from synth.validation import affine_disagreement_mm, check_count
 
 ON_FAILURE = ("raise", "warn", "ignore")
 # Seeds are drawn from [0, SEED_HIGH): wide enough that two draws in a long training run
@@ -62,11 +62,7 @@ def check_same_space(image_shape, image_affine, label_shape, label_affine, *, im
             f"image {image_name!r} and label map {label_name!r} are not in one space: spatial shapes "
             f"{image_shape} and {label_shape} differ; resample the label map onto the image first "
             f"(e.g. tio.Resample({image_name!r}))")
-    corners = np.array([[i, j, k, 1.0] for i in (0, image_shape[0] - 1) for j in (0, image_shape[1] - 1)
-                        for k in (0, image_shape[2] - 1)])
-    world_image = corners @ np.asarray(image_affine, dtype=np.float64).T
-    world_label = corners @ np.asarray(label_affine, dtype=np.float64).T
-    distance_mm = float(np.linalg.norm(world_image[:, :3] - world_label[:, :3], axis=1).max())
+    distance_mm = affine_disagreement_mm(image_shape, image_affine, label_affine)
     if not distance_mm <= tolerance_mm:  # also catches NaN
         raise ValueError(
             f"image {image_name!r} and label map {label_name!r} are not in one space: their affines "

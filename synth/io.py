@@ -20,6 +20,8 @@ from typing import Any, Iterator
 import nibabel as nib
 import numpy as np
 
+from .validation import affine_disagreement_mm
+
 __all__ = [
     "NiftiVolume",
     "load_nifti",
@@ -132,13 +134,6 @@ def load_nifti(path: str | os.PathLike) -> NiftiVolume:
     return NiftiVolume(array=array, spacing=spacing, affine=affine, path=path)
 
 
-def _corner_voxels(shape: tuple[int, ...]) -> np.ndarray:
-    """The 8 corner voxel indices of a 3-D grid as homogeneous coordinates, shape (8, 4)."""
-    last = [max(n - 1, 0) for n in shape[:3]]
-    corners = np.array(np.meshgrid(*[[0, m] for m in last], indexing="ij")).reshape(3, -1).T
-    return np.hstack([corners, np.ones((len(corners), 1))])
-
-
 def check_same_space(a: NiftiVolume, b: NiftiVolume, *, atol_mm: float = 1e-3) -> None:
     """Raise ValueError unless ``a`` and ``b`` share one voxel grid.
 
@@ -154,10 +149,7 @@ def check_same_space(a: NiftiVolume, b: NiftiVolume, *, atol_mm: float = 1e-3) -
             f"shape mismatch: {a.path} has shape {tuple(a.array.shape)}, "
             f"{b.path} has shape {tuple(b.array.shape)}"
         )
-    corners = _corner_voxels(a.array.shape)
-    world_a = corners @ np.asarray(a.affine, dtype=np.float64).T
-    world_b = corners @ np.asarray(b.affine, dtype=np.float64).T
-    max_diff_mm = float(np.linalg.norm(world_a[:, :3] - world_b[:, :3], axis=1).max())
+    max_diff_mm = affine_disagreement_mm(a.array.shape, a.affine, b.affine)
     if not max_diff_mm <= atol_mm:  # also catches NaN
         raise ValueError(
             f"inconsistent affines: {a.path} and {b.path} place voxels up to "

@@ -114,3 +114,16 @@ def check_seed(seed, rng) -> np.random.Generator:
     if seed is not None and not isinstance(seed, (numbers.Integral, np.random.SeedSequence)):
         raise TypeError(f"seed must be an int; got {type(seed).__name__}")
     return np.random.default_rng(seed)
+
+
+def affine_disagreement_mm(shape, affine_a, affine_b) -> float:
+    """Largest distance in mm at which two affines place the same voxel of a grid of ``shape``.
+
+    The corners are enough: affine maps are linear, so the largest disagreement over the grid is
+    at one of its eight corners. NaN when an affine holds NaN.
+    """
+    last = [max(int(n) - 1, 0) for n in tuple(shape)[:3]]
+    corners = np.array([[i, j, k, 1.0] for i in (0, last[0]) for j in (0, last[1]) for k in (0, last[2])])
+    world_a = corners @ np.asarray(affine_a, dtype=np.float64).T
+    world_b = corners @ np.asarray(affine_b, dtype=np.float64).T
+    return float(np.linalg.norm(world_a[:, :3] - world_b[:, :3], axis=1).max())
