@@ -1,4 +1,4 @@
-"""The ``tumorsynth`` command line: ``insert``, ``demo``, ``synthesize`` and ``realism``.
+"""The ``tumorsynth`` command line: ``insert``, ``demo``, ``synthesize``, ``realism``, ``evaluate``.
 
 - ``insert`` puts synthetic tumours into one CT (NIfTI) inside its liver mask and writes the new
   CT, the label map, a JSON record of the lesions and a PNG preview.
@@ -7,6 +7,8 @@
   resumable (a variant whose ``lesions.json`` exists is done; it is written last).
 - ``realism`` hands its arguments to the realism report (package ``realism``), imported only
   when the command runs: the synthesiser itself never depends on it.
+- ``evaluate`` scores predicted tumour labels lesion by lesion (package ``train``, imported only
+  when the command runs).
 
 This module holds the argument parser and :func:`main`; the work is done in
 
@@ -69,6 +71,16 @@ def _realism_command(args: argparse.Namespace) -> int:
     from realism.cli import main as realism_main
 
     return realism_main(args.forwarded, prog=f"{PROG} realism")
+
+
+def _evaluate_command(args: argparse.Namespace) -> int:
+    from .evaluate import run_evaluate
+
+    summary = run_evaluate(args.pred, args.gt, args.json, tumour_label=args.tumour_label)
+    print(f"{summary['n_cases']} case(s): global Dice {summary['global_dice']:.3f}, "
+          f"{summary['detected']}/{summary['n_lesions']} lesions detected, "
+          f"{summary['false_positives']} false positives; report in {args.json}")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -137,6 +149,19 @@ def build_parser() -> argparse.ArgumentParser:
         add_help=False,
     )
     realism.set_defaults(handler=_realism_command, forwards_arguments=True)
+
+    evaluate = commands.add_parser(
+        "evaluate",
+        help="lesion-wise evaluation of predicted tumours",
+        description="Score predicted tumour labels against ground truth lesion by lesion "
+        "(detection per size bin, per-lesion Dice, false positives, Dice, ASSD, HD95); "
+        "two NIfTI files or two folders of matching names. Schema in docs/evaluation.md.",
+    )
+    evaluate.add_argument("--pred", required=True, type=Path, help="predicted label map(s)")
+    evaluate.add_argument("--gt", required=True, type=Path, help="ground-truth label map(s)")
+    evaluate.add_argument("--json", required=True, type=Path, help="output JSON report")
+    evaluate.add_argument("--tumour-label", type=int, default=2, help="tumour label value (default 2)")
+    evaluate.set_defaults(handler=_evaluate_command)
     return parser
 
 
