@@ -47,6 +47,30 @@ def check_settings(*, size, count, phenotype, liver_label, tumor_label, on_failu
     return options
 
 
+# The settings every insertion transform holds (besides its seed): validated once, stored as
+# attributes, recorded in TorchIO's history and handed to the deterministic twin.
+SETTINGS = ("size", "count", "phenotype", "liver_label", "tumor_label", "on_failure",
+            "synthesis_options", "space_tolerance_mm")
+
+
+def store_settings(transform, *, size, count, phenotype, liver_label, tumor_label, on_failure,
+                   synthesis_options, space_tolerance_mm) -> None:
+    """Validate the insertion settings and set them as attributes of ``transform``."""
+    synthesis_options = check_settings(
+        size=size, count=count, phenotype=phenotype, liver_label=liver_label,
+        tumor_label=tumor_label, on_failure=on_failure, synthesis_options=synthesis_options)
+    values = dict(size=size, count=count, phenotype=phenotype, liver_label=liver_label,
+                  tumor_label=tumor_label, on_failure=on_failure, synthesis_options=synthesis_options,
+                  space_tolerance_mm=space_tolerance_mm)
+    for name in SETTINGS:
+        setattr(transform, name, values[name])
+
+
+def settings_of(transform) -> dict:
+    """The stored settings of an insertion transform, as keyword arguments."""
+    return {name: getattr(transform, name) for name in SETTINGS}
+
+
 def check_same_space(image_shape, image_affine, label_shape, label_affine, *, image_name="image",
                      label_name="label", tolerance_mm=1e-3) -> None:
     """Raise ValueError unless the image and the label map lie on one voxel grid.

@@ -74,18 +74,11 @@ class RandTumorInsertiond(RandomizableTransform, MapTransform):
         if len(self.keys) != 1:
             raise ValueError(f"keys must name exactly one CT image (the lesions are drawn into one "
                              f"label map); got {list(self.keys)}")
-        self.synthesis_options = _core.check_settings(
-            size=size, count=count, phenotype=phenotype, liver_label=liver_label,
-            tumor_label=tumor_label, on_failure=on_failure, synthesis_options=synthesis_options)
+        _core.store_settings(self, size=size, count=count, phenotype=phenotype, liver_label=liver_label,
+                             tumor_label=tumor_label, on_failure=on_failure,
+                             synthesis_options=synthesis_options, space_tolerance_mm=space_tolerance_mm)
         self.label_key = label_key
-        self.size = size
-        self.count = count
-        self.phenotype = phenotype
-        self.liver_label = liver_label
-        self.tumor_label = tumor_label
         self.spacing = None if spacing is None else _spacing_triplet(spacing)
-        self.on_failure = on_failure
-        self.space_tolerance_mm = space_tolerance_mm
         self.seed: int | None = None  # the last seed drawn, for logging and replay
 
     def randomize(self, data=None) -> None:

@@ -63,16 +63,9 @@ class RandomTumorInsertion(RandomTransform):
                  tumor_label: int = 2, on_failure: str = "warn", synthesis_options: dict | None = None,
                  space_tolerance_mm: float = 1e-3, **kwargs):
         super().__init__(**kwargs)
-        self.synthesis_options = _core.check_settings(
-            size=size, count=count, phenotype=phenotype, liver_label=liver_label,
-            tumor_label=tumor_label, on_failure=on_failure, synthesis_options=synthesis_options)
-        self.size = size
-        self.count = count
-        self.phenotype = phenotype
-        self.liver_label = liver_label
-        self.tumor_label = tumor_label
-        self.on_failure = on_failure
-        self.space_tolerance_mm = space_tolerance_mm
+        _core.store_settings(self, size=size, count=count, phenotype=phenotype, liver_label=liver_label,
+                             tumor_label=tumor_label, on_failure=on_failure,
+                             synthesis_options=synthesis_options, space_tolerance_mm=space_tolerance_mm)
 
     def get_params(self) -> int:
         """The only random value: the synthesiser's seed, from the torch RNG.
@@ -83,18 +76,7 @@ class RandomTumorInsertion(RandomTransform):
         return int(torch.randint(0, _core.SEED_HIGH, (1,), dtype=torch.int64).item())
 
     def apply_transform(self, subject: tio.Subject) -> tio.Subject:
-        transform = TumorInsertion(
-            seed=self.get_params(),
-            size=self.size,
-            count=self.count,
-            phenotype=self.phenotype,
-            liver_label=self.liver_label,
-            tumor_label=self.tumor_label,
-            on_failure=self.on_failure,
-            synthesis_options=self.synthesis_options,
-            space_tolerance_mm=self.space_tolerance_mm,
-            **self._get_base_args(),
-        )
+        transform = TumorInsertion(seed=self.get_params(), **_core.settings_of(self), **self._get_base_args())
         return transform(subject)
 
 
@@ -124,20 +106,12 @@ class TumorInsertion(tio.Transform):
         super().__init__(**kwargs)
         if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
             raise ValueError(f"seed must be a non-negative int; got {seed!r}")
-        self.synthesis_options = _core.check_settings(
-            size=size, count=count, phenotype=phenotype, liver_label=liver_label,
-            tumor_label=tumor_label, on_failure=on_failure, synthesis_options=synthesis_options)
         self.seed = seed
-        self.size = size
-        self.count = count
-        self.phenotype = phenotype
-        self.liver_label = liver_label
-        self.tumor_label = tumor_label
-        self.on_failure = on_failure
-        self.space_tolerance_mm = space_tolerance_mm
+        _core.store_settings(self, size=size, count=count, phenotype=phenotype, liver_label=liver_label,
+                             tumor_label=tumor_label, on_failure=on_failure,
+                             synthesis_options=synthesis_options, space_tolerance_mm=space_tolerance_mm)
         # Every value the insertion depends on: TorchIO records these in the history.
-        self.args_names = ["seed", "size", "count", "phenotype", "liver_label", "tumor_label",
-                           "on_failure", "synthesis_options", "space_tolerance_mm"]
+        self.args_names = ["seed", *_core.SETTINGS]
 
     def apply_transform(self, subject: tio.Subject) -> tio.Subject:
         (image_name, image), (label_name, label_map) = select_ct_and_label(self, subject)

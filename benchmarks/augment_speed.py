@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import sys
 import time
@@ -36,7 +35,7 @@ import torch
 import torchio as tio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _machine import machine  # noqa: E402
+from _common import machine, write_results  # noqa: E402
 
 from augment import RandomTumorInsertion  # noqa: E402
 from augment.pipelines import label_sampler, training_pipeline  # noqa: E402
@@ -185,8 +184,8 @@ def markdown(results) -> str:
             share = f"{100 * cost['share_of_pipeline_time']:.1f} %" if cost else "-"
             added = f"{100 * cost['added_time_vs_without']:+.1f} %" if cost else "-"
             lines.append(f"| {name} | {variant} | {row['subjects_per_s']} | {share} | {added} |")
-    lines += ["", f"| scan | DataLoader workers | patches/s without insertion | patches/s with (p 0.5) "
-              f"| added time |", "|---|---|---|---|---|"]
+    lines += ["", "| scan | DataLoader workers | patches/s without insertion | patches/s with (p 0.5) "
+              "| added time |", "|---|---|---|---|---|"]
     for name, entry in results["scans"].items():
         for workers, rates in entry["queue_patches_per_s"].items():
             added = entry["insertion_cost"]["default_p0.5"][f"queue_added_time_{workers}"]
@@ -234,12 +233,7 @@ def main(argv=None):
     results["scans"]["phantom_224x176x80"] = bench_subject(
         "phantom", subject_from_arrays(phantom.volume, phantom.label, phantom.affine), args.subjects, args.repeats)
 
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    for path, text in ((args.out, json.dumps(results, indent=2)), (args.out.with_suffix(".md"), markdown(results))):
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(text)
-        os.replace(tmp, path)
-        print(f"wrote {path}")
+    write_results(results, args.out, markdown(results))
 
 
 if __name__ == "__main__":

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import sys
 import time
@@ -30,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _machine import machine  # noqa: E402
+from _common import machine, write_results  # noqa: E402
 
 from synth import LesionPlacementError, insert_tumor, prepare_host  # noqa: E402
 from synth.phantom import make_phantom  # noqa: E402
@@ -189,12 +188,7 @@ def main(argv=None):
         print(f"skipping the real case: {TOTALSEG} not found")
     results["scaling_small_lesions"] = scaling(max(5, args.repeats // 2))
 
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    for path, text in ((args.out, json.dumps(results, indent=2)), (args.out.with_suffix(".md"), markdown(results))):
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(text)
-        os.replace(tmp, path)
-        print(f"wrote {path}")
+    write_results(results, args.out, markdown(results))
 
 
 if __name__ == "__main__":

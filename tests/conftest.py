@@ -8,6 +8,7 @@ whatever the spacing, including thick-slice anisotropic spacings such as (0.7, 0
 from __future__ import annotations
 
 import functools
+import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -173,3 +174,21 @@ def totalseg_example(shared_data) -> RealCase:
 def lits117(shared_data) -> RealCase:
     """LiTS case 117 (cropped, 128^3, int16 HU): labels 0/1/2 with ~70 tumours, 1.4 mm nominal."""
     return _load_case(shared_data / "lits117", "volume-117.nii.gz", "segmentation-117.nii.gz")
+
+
+# --- examples ---------------------------------------------------------------------------------
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+@pytest.fixture(scope="session")
+def load_example():
+    """Import a script of examples/ by name (they are scripts, not a package)."""
+
+    def load(name: str):
+        spec = importlib.util.spec_from_file_location(name, EXAMPLES / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    return load

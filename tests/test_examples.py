@@ -1,23 +1,12 @@
 """The examples run in their quick mode and write what they promise."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
-
-def load_example(name):
-    spec = importlib.util.spec_from_file_location(name, EXAMPLES / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_insert_into_nifti_quick_writes_cases_in_the_requested_classes(tmp_path):
+def test_insert_into_nifti_quick_writes_cases_in_the_requested_classes(tmp_path, load_example):
     summary = load_example("insert_into_nifti").main(["--out", str(tmp_path), "--quick"])
     assert set(summary) == {"small", "medium"}
     for size, (low, high) in {"small": (5, 10), "medium": (10, 20)}.items():

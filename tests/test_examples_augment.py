@@ -1,22 +1,11 @@
 """The TorchIO and MONAI pipeline examples run in their quick mode and give what they promise."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
-
-def load_example(name):
-    spec = importlib.util.spec_from_file_location(name, EXAMPLES / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_torchio_pipeline_quick_replays_and_yields_tumour_patches(tmp_path):
+def test_torchio_pipeline_quick_replays_and_yields_tumour_patches(tmp_path, load_example):
     summary = load_example("torchio_pipeline").main(["--quick", "--out", str(tmp_path)])
     assert summary == json.loads((tmp_path / "torchio_pipeline.json").read_text())
     assert summary["steps"][0] == "LiverCrop" and summary["steps"][-1] == "HUWindow"
@@ -30,7 +19,7 @@ def test_torchio_pipeline_quick_replays_and_yields_tumour_patches(tmp_path):
     assert summary["patches_with_tumour"] >= 2
 
 
-def test_monai_pipeline_quick_is_reproducible_and_inserts(tmp_path):
+def test_monai_pipeline_quick_is_reproducible_and_inserts(tmp_path, load_example):
     pytest.importorskip("monai")
     summary = load_example("monai_pipeline").main(["--quick", "--out", str(tmp_path)])
     assert summary == json.loads((tmp_path / "monai_pipeline.json").read_text())

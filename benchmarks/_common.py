@@ -1,9 +1,11 @@
-"""Describe the machine a benchmark ran on, for the JSON and the docs."""
+"""What every benchmark shares: the machine it ran on, and how its results are written."""
 
 from __future__ import annotations
 
+import json
 import os
 import platform
+from pathlib import Path
 
 import numpy as np
 import scipy
@@ -25,3 +27,13 @@ def machine() -> dict:
         "scipy": scipy.__version__,
         "system": platform.system(),
     }
+
+
+def write_results(results: dict, out: Path, markdown: str) -> None:
+    """Write ``results`` as JSON to ``out`` and the tables beside it (``.md``), each atomically."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    for path, text in ((out, json.dumps(results, indent=2)), (out.with_suffix(".md"), markdown)):
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(text)
+        os.replace(tmp, path)
+        print(f"wrote {path}")
