@@ -6,7 +6,6 @@ from __future__ import annotations
 import functools
 import warnings
 
-import numpy as np
 import pytest
 import torch
 import torchio as tio
