@@ -1,0 +1,5 @@
+"""Data for the trainer: loaders, preprocessing, splits, healthy hosts, sample fetch."""
+
+from .case import Case
+
+__all__ = ["Case"]
