@@ -1,5 +1,39 @@
-"""Data for the trainer: loaders, preprocessing, splits, healthy hosts, sample fetch."""
+"""Data for the trainer: loaders, preprocessing, splits, healthy hosts, sample fetch.
 
+Importing this package never imports torch, MONAI or diffusers; cc3d, tqdm and the phantom are
+imported by the functions that use them.
+"""
+
+from .cache import default_cache_dir
 from .case import Case
+from .checks import CaseProblem, check_case, find_problems
+from .fetch import FetchError, fetch_lits117
+from .files import CaseFiles, find_cases
+from .hosts import healthy_hosts, phantom_hosts
+from .mrc import MrcVolume, read_mrc
+from .preprocess import Preprocessing, crop_to_liver, load_cases, preprocess_case, resample
+from .splits import Split, split_axial, split_cases
 
-__all__ = ["Case"]
+__all__ = [
+    "Case",
+    "CaseFiles",
+    "CaseProblem",
+    "FetchError",
+    "MrcVolume",
+    "Preprocessing",
+    "Split",
+    "check_case",
+    "crop_to_liver",
+    "default_cache_dir",
+    "fetch_lits117",
+    "find_cases",
+    "find_problems",
+    "healthy_hosts",
+    "load_cases",
+    "phantom_hosts",
+    "preprocess_case",
+    "read_mrc",
+    "resample",
+    "split_axial",
+    "split_cases",
+]

@@ -1,0 +1,119 @@
+"""Splitting data for training and testing: by case, or one case along its axial axis."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from .case import Case
+
+__all__ = ["Split", "split_cases", "split_axial"]
+
+
+@dataclass(frozen=True)
+class Split:
+    """Case ids for training, validation and testing (disjoint; each id in exactly one)."""
+
+    train: tuple[str, ...]
+    val: tuple[str, ...]
+    test: tuple[str, ...]
+
+
+def _check_fraction(name: str, value) -> float:
+    value = float(value)
+    if not (math.isfinite(value) and 0.0 <= value < 1.0):
+        raise ValueError(f"{name} must be in [0, 1), got {value!r}")
+    return value
+
+
+def split_cases(case_ids, *, val_fraction: float = 0.1, test_fraction: float = 0.2, seed: int = 0) -> Split:
+    """Split case ids at random into train, validation and test sets.
+
+    The ids are sorted before shuffling with ``numpy.random.default_rng(seed)``, so the result
+    depends only on the set of ids and the seed (not on their order, the process or the platform).
+    Set sizes are ``round(n * fraction)`` for validation and test, reduced when needed so that at
+    least one case is left for training. Each list comes back sorted.
+
+    Raises:
+        ValueError: no ids, duplicate ids, fractions outside [0, 1) or summing to 1 or more.
+    """
+    ids = [str(c) for c in case_ids]
+    if not ids:
+        raise ValueError("split_cases needs at least one case id")
+    if len(set(ids)) != len(ids):
+        duplicates = sorted({c for c in ids if ids.count(c) > 1})
+        raise ValueError(f"duplicate case ids: {duplicates[:10]}")
+    val_fraction = _check_fraction("val_fraction", val_fraction)
+    test_fraction = _check_fraction("test_fraction", test_fraction)
+    if val_fraction + test_fraction >= 1.0:
+        raise ValueError(f"val_fraction + test_fraction must be below 1 so that cases are left for "
+                         f"training; got {val_fraction} + {test_fraction}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise ValueError(f"seed must be an int, got {seed!r}")
+    n = len(ids)
+    n_test = int(round(n * test_fraction))
+    n_val = int(round(n * val_fraction))
+    while n_test + n_val > n - 1:  # keep one for training: take from the larger of the two
+        if n_test >= n_val:
+            n_test -= 1
+        else:
+            n_val -= 1
+    order = np.random.default_rng(int(seed)).permutation(n)
+    shuffled = [sorted(ids)[i] for i in order]
+    test = tuple(sorted(shuffled[:n_test]))
+    val = tuple(sorted(shuffled[n_test:n_test + n_val]))
+    train = tuple(sorted(shuffled[n_test + n_val:]))
+    return Split(train=train, val=val, test=test)
+
+
+def _crossing_lesions(label: np.ndarray, low: int, high: int) -> int:
+    """Tumour components (26-connected) with voxels both below slice ``low`` and at/after ``high``."""
+    import cc3d
+
+    components = cc3d.connected_components(label == 2, connectivity=26)
+    below = np.unique(components[:, :, :low])
+    above = np.unique(components[:, :, high:])
+    return int(np.count_nonzero(np.intersect1d(below[below > 0], above[above > 0])))
+
+
+def split_axial(case: Case, *, train_fraction: float = 0.6, gap_mm: float = 5.0) -> tuple[Case, Case]:
+    """Cut one case along axis 2 into a training part (lower slices) and a test part (upper).
+
+    ``gap_mm`` of slices between the two parts is dropped (rounded up to whole slices), so no voxel of
+    the test part touches one of the training part, not even diagonally. A tumour crossing the cut
+    is split between the parts (its pieces count as separate lesions); the notes say how many were.
+    Affines are updated so that both parts stay in the original world coordinates. Ids become
+    ``"<id>-train"`` and ``"<id>-test"``.
+
+    Raises:
+        ValueError: a fraction outside (0, 1), a negative gap, or a case too thin for both parts.
+    """
+    train_fraction = float(train_fraction)
+    if not (0.0 < train_fraction < 1.0):
+        raise ValueError(f"train_fraction must be in (0, 1), got {train_fraction!r}")
+    gap_mm = float(gap_mm)
+    if not (math.isfinite(gap_mm) and gap_mm >= 0):
+        raise ValueError(f"gap_mm must be >= 0 mm, got {gap_mm!r}")
+    depth = case.image.shape[2]
+    gap = int(math.ceil(gap_mm / case.spacing[2] - 1e-9))
+    gap = max(gap, 1)  # at least one slice, so the two parts never touch
+    cut = int(round(depth * train_fraction))
+    start = cut + gap
+    if cut < 1 or start >= depth:
+        raise ValueError(f"case {case.case_id!r}: {depth} slices are too few to cut at {train_fraction} "
+                         f"with a gap of {gap} slices ({gap_mm} mm)")
+    crossing = _crossing_lesions(case.label, cut, start)
+    where = (f"axial split of {case.case_id}: slices [0, {cut}) train, [{start}, {depth}) test, "
+             f"{gap} slices ({gap * case.spacing[2]:.3g} mm) dropped between; a lesion crossing the cut "
+             f"is split between the parts ({crossing} tumour components did)")
+    test_affine = np.array(case.affine, dtype=np.float64)
+    test_affine[:3, 3] = test_affine[:3, 3] + test_affine[:3, 2] * start
+    train_part = replace(case, case_id=f"{case.case_id}-train", image=case.image[:, :, :cut].copy(),
+                         label=case.label[:, :, :cut].copy(), affine=np.array(case.affine, dtype=np.float64),
+                         notes=tuple(case.notes) + (where,))
+    test_part = replace(case, case_id=f"{case.case_id}-test", image=case.image[:, :, start:].copy(),
+                        label=case.label[:, :, start:].copy(), affine=test_affine,
+                        notes=tuple(case.notes) + (where,))
+    return train_part, test_part
