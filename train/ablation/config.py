@@ -1,0 +1,287 @@
+"""The ablation's configuration: a JSON document, validated with errors that name the problem.
+
+Schema (every key is checked; an unknown key is an error, because a typo would otherwise
+silently run the default)::
+
+    {
+      "name": "cpu-quick",                      # str, names the report
+      "description": "...",                     # optional str, repeated in the report
+      "data": {
+        "source": "lits117-axial" | "folder",
+        "path": "...",                          # folder: required (LiTS, MSD Task03 or manifest);
+                                                # lits117-axial: optional folder that already holds
+                                                # volume-117.nii.gz and segmentation-117.nii.gz
+        "preprocessing": {...},                 # train.data.Preprocessing fields (mm)
+        "split": {...}                          # lits117-axial: train_fraction, gap_mm
+                                                # folder: val_fraction, test_fraction, seed
+      },
+      "hosts": {                                # livers that receive synthetic tumours
+        "phantoms": 3,                          # procedural phantom livers (tumour-free)
+        "phantom shape mm": [300, 240, 200],    # optional field of view of each phantom, mm
+        "healthy cases": true,                  # tumour-free cases of the training split
+        "training part": true                   # the training cases themselves (their healthy liver)
+      },
+      "arms": ["real", "real+heuristic", "synthetic-only"],   # "real" is required: the baseline
+      "seeds": [0, 1],
+      "train": {...},                           # train.loop.TrainConfig fields, except seed and
+                                                # synthetic_* (they come from "seeds" and "synthetic")
+      "synthetic": {"probability": 0.5, "size": ..., "count": ...},   # TrainConfig synthetic_*
+      "diffusion": {"model": "path"},           # only with a "+diffusion" arm
+      "bootstrap": 2000                         # bootstrap resamples for the 95 % CIs
+    }
+
+Arms:
+
+* ``real``: trained on the real training cases only (no synthetic tumours).
+* ``real+heuristic``: the real training cases, plus heuristic synthetic tumours inserted on the
+  fly into the hosts with ``synthetic.probability`` per patch.
+* ``synthetic-only``: no real tumour is seen: trained on the tumour-free hosts (phantoms and
+  healthy cases) with synthetic tumours only.
+* ``real+diffusion``: rejected for now (the diffusion synthesiser has no trainer hook yet).
+* ``+torchio`` suffix: rejected for now (see ``TORCHIO_MESSAGE``).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import math
+from importlib import resources
+from pathlib import Path
+
+BASE_ARMS = ("real", "real+heuristic", "synthetic-only", "real+diffusion")
+BASELINE_ARM = "real"
+SOURCES = ("lits117-axial", "folder")
+PROFILES = ("cpu-quick", "gpu")
+
+TOP_KEYS = {"name", "description", "data", "hosts", "arms", "seeds", "train", "synthetic",
+            "diffusion", "bootstrap"}
+DATA_KEYS = {"source", "path", "preprocessing", "split"}
+SPLIT_KEYS = {
+    "lits117-axial": {"train_fraction", "gap_mm"},
+    "folder": {"val_fraction", "test_fraction", "seed"},
+}
+HOST_KEYS = {"phantoms", "phantom shape mm", "healthy cases", "training part"}
+SYNTHETIC_KEYS = {"probability", "size", "count"}
+DIFFUSION_KEYS = {"model"}
+# Fields of TrainConfig the ablation sets itself, so a config may not set them under "train".
+RESERVED_TRAIN_KEYS = {"seed", "synthetic_probability", "synthetic_size", "synthetic_count"}
+
+DEFAULT_PHANTOM_SHAPE_MM = (300.0, 240.0, 200.0)
+DEFAULT_BOOTSTRAP = 2000
+
+TORCHIO_MESSAGE = (
+    "the '+torchio' arm variants are not available yet: the trainer (train.loop) has no switch for "
+    "the TorchIO pipeline of augment.pipelines; remove '+torchio' from the arm name"
+)
+DIFFUSION_MESSAGE = (
+    "arm {arm!r} needs a diffusion model: give its path as \"diffusion\": {{\"model\": PATH}}; the "
+    "diffusion synthesiser is still pending (issue pending), so no trained model exists yet"
+)
+
+
+class ConfigError(ValueError):
+    """An ablation configuration that cannot run; the message names the key and the problem."""
+
+
+def _unknown(section: str, given, allowed) -> None:
+    extra = sorted(set(given) - set(allowed))
+    if extra:
+        raise ConfigError(
+            f"unknown key(s) {extra} in {section}; allowed: {sorted(allowed)}"
+        )
+
+
+def _is_number(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def parse_arm(arm: str) -> tuple[str, bool]:
+    """Split an arm name into (base arm, torchio flag); raises ConfigError for an unknown arm."""
+    if not isinstance(arm, str):
+        raise ConfigError(f"arms must be strings; got {arm!r}")
+    base, torchio = arm, False
+    if arm.endswith("+torchio"):
+        base, torchio = arm[: -len("+torchio")], True
+    if base not in BASE_ARMS:
+        raise ConfigError(
+            f"unknown arm {arm!r}; known arms: {list(BASE_ARMS)}, each optionally with '+torchio'"
+        )
+    return base, torchio
+
+
+def _train_config_fields() -> set[str] | None:
+    """TrainConfig's field names, or None when train.loop cannot be imported (checked later)."""
+    try:
+        from train.loop import TrainConfig
+    except ImportError:
+        return None
+    return {f.name for f in dataclasses.fields(TrainConfig)}
+
+
+def _preprocessing_fields() -> set[str] | None:
+    try:
+        from train.data import Preprocessing
+    except ImportError:
+        return None
+    return {f.name for f in dataclasses.fields(Preprocessing)}
+
+
+def validate_config(config: dict) -> dict:
+    """Check an ablation configuration and return a normalised deep copy with defaults filled in.
+
+    Raises:
+        ConfigError (a ValueError) naming the first problem found: an unknown key, an unknown arm,
+        a diffusion arm without a model, a missing baseline arm, a bad seed list, etc.
+    """
+    if not isinstance(config, dict):
+        raise ConfigError(f"the configuration must be a JSON object; got {type(config).__name__}")
+    cfg = copy.deepcopy(config)
+    _unknown("the configuration", cfg, TOP_KEYS)
+
+    name = cfg.get("name")
+    if not isinstance(name, str) or not name.strip():
+        raise ConfigError("\"name\" must be a non-empty string")
+    if not isinstance(cfg.get("description", ""), str):
+        raise ConfigError("\"description\" must be a string")
+    cfg.setdefault("description", "")
+
+    # --- data ---
+    data = cfg.get("data")
+    if not isinstance(data, dict):
+        raise ConfigError("\"data\" must be an object with at least \"source\"")
+    _unknown("\"data\"", data, DATA_KEYS)
+    source = data.get("source")
+    if source not in SOURCES:
+        raise ConfigError(f"data.source must be one of {list(SOURCES)}; got {source!r}")
+    if source == "folder" and not data.get("path"):
+        raise ConfigError("data.source \"folder\" needs data.path (a LiTS, MSD Task03 or manifest folder)")
+    if "path" in data and data["path"] is not None and not isinstance(data["path"], str):
+        raise ConfigError("data.path must be a string")
+    prep = data.setdefault("preprocessing", {})
+    if not isinstance(prep, dict):
+        raise ConfigError("data.preprocessing must be an object")
+    prep_fields = _preprocessing_fields()
+    if prep_fields is not None:
+        _unknown("data.preprocessing", prep, prep_fields)
+    split = data.setdefault("split", {})
+    if not isinstance(split, dict):
+        raise ConfigError("data.split must be an object")
+    _unknown(f"data.split (source {source!r})", split, SPLIT_KEYS[source])
+    for key, value in split.items():
+        if not _is_number(value):
+            raise ConfigError(f"data.split.{key} must be a number; got {value!r}")
+
+    # --- arms ---
+    arms = cfg.get("arms")
+    if not isinstance(arms, list) or not arms:
+        raise ConfigError("\"arms\" must be a non-empty list of arm names")
+    if len(set(arms)) != len(arms):
+        raise ConfigError(f"\"arms\" lists an arm twice: {arms}")
+    bases = []
+    for arm in arms:
+        base, torchio = parse_arm(arm)
+        if torchio:
+            raise ConfigError(f"arm {arm!r}: {TORCHIO_MESSAGE}")
+        if base == "real+diffusion":
+            model = (cfg.get("diffusion") or {}).get("model")
+            if not model:
+                raise ConfigError(DIFFUSION_MESSAGE.format(arm=arm))
+        bases.append(base)
+    if BASELINE_ARM not in arms:
+        raise ConfigError(
+            f"\"arms\" must include {BASELINE_ARM!r}: every other arm is compared with it; got {arms}"
+        )
+    diffusion = cfg.get("diffusion")
+    if diffusion is not None:
+        if not isinstance(diffusion, dict):
+            raise ConfigError("\"diffusion\" must be an object {\"model\": PATH}")
+        _unknown("\"diffusion\"", diffusion, DIFFUSION_KEYS)
+
+    # --- seeds ---
+    seeds = cfg.get("seeds", [0])
+    if (not isinstance(seeds, list) or not seeds
+            or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds)):
+        raise ConfigError(f"\"seeds\" must be a non-empty list of non-negative integers; got {seeds!r}")
+    if len(set(seeds)) != len(seeds):
+        raise ConfigError(f"\"seeds\" lists a seed twice: {seeds}")
+    cfg["seeds"] = seeds
+
+    # --- hosts ---
+    hosts = cfg.setdefault("hosts", {})
+    if not isinstance(hosts, dict):
+        raise ConfigError("\"hosts\" must be an object")
+    _unknown("\"hosts\"", hosts, HOST_KEYS)
+    phantoms = hosts.setdefault("phantoms", 0)
+    if not isinstance(phantoms, int) or isinstance(phantoms, bool) or phantoms < 0:
+        raise ConfigError(f"hosts.phantoms must be a non-negative integer; got {phantoms!r}")
+    shape = hosts.setdefault("phantom shape mm", list(DEFAULT_PHANTOM_SHAPE_MM))
+    if not (isinstance(shape, list) and len(shape) == 3 and all(_is_number(v) and v > 0 for v in shape)):
+        raise ConfigError(f"hosts.\"phantom shape mm\" must be three positive numbers (mm); got {shape!r}")
+    for key in ("healthy cases", "training part"):
+        value = hosts.setdefault(key, False)
+        if not isinstance(value, bool):
+            raise ConfigError(f"hosts.{key!r} must be true or false; got {value!r}")
+    needs_hosts = [a for a, b in zip(arms, bases) if b != "real"]
+    if needs_hosts and not (phantoms or hosts["healthy cases"] or hosts["training part"]):
+        raise ConfigError(
+            f"arms {needs_hosts} insert synthetic tumours but \"hosts\" gives no liver to put them "
+            f"in: set hosts.phantoms > 0, hosts.\"healthy cases\" or hosts.\"training part\""
+        )
+    if "synthetic-only" in bases and not (phantoms or hosts["healthy cases"]):
+        raise ConfigError(
+            "arm 'synthetic-only' trains on tumour-free livers only: set hosts.phantoms > 0 or "
+            "hosts.\"healthy cases\" (the training part holds real tumours and is not used there)"
+        )
+
+    # --- train / synthetic ---
+    train = cfg.setdefault("train", {})
+    if not isinstance(train, dict):
+        raise ConfigError("\"train\" must be an object of TrainConfig fields")
+    reserved = sorted(set(train) & RESERVED_TRAIN_KEYS)
+    if reserved:
+        raise ConfigError(
+            f"train.{reserved[0]} is set by the ablation itself (seed from \"seeds\", synthetic_* "
+            f"from \"synthetic\"); remove {reserved} from \"train\""
+        )
+    train_fields = _train_config_fields()
+    if train_fields is not None:
+        _unknown("\"train\" (train.loop.TrainConfig fields)", train, train_fields - RESERVED_TRAIN_KEYS)
+    synthetic = cfg.setdefault("synthetic", {})
+    if not isinstance(synthetic, dict):
+        raise ConfigError("\"synthetic\" must be an object")
+    _unknown("\"synthetic\"", synthetic, SYNTHETIC_KEYS)
+    prob = synthetic.get("probability", 0.5)
+    if not (_is_number(prob) and 0.0 < prob <= 1.0):
+        raise ConfigError(f"synthetic.probability must be a number in (0, 1]; got {prob!r}")
+    synthetic["probability"] = float(prob)
+
+    boot = cfg.setdefault("bootstrap", DEFAULT_BOOTSTRAP)
+    if not isinstance(boot, int) or isinstance(boot, bool) or boot < 10:
+        raise ConfigError(f"\"bootstrap\" must be an integer >= 10 (resamples); got {boot!r}")
+    return cfg
+
+
+def load_profile(name: str) -> dict:
+    """The bundled profile ``name`` (``"cpu-quick"`` or ``"gpu"``) as a raw configuration dict."""
+    if name not in PROFILES:
+        raise ConfigError(f"unknown profile {name!r}; bundled profiles: {list(PROFILES)}")
+    text = resources.files("train.ablation").joinpath("profiles", f"{name}.json").read_text("utf-8")
+    return json.loads(text)
+
+
+def load_config(config) -> dict:
+    """A validated configuration from a dict, a JSON file path, or a bundled profile name."""
+    if isinstance(config, dict):
+        return validate_config(config)
+    if isinstance(config, str) and config in PROFILES and not Path(config).exists():
+        return validate_config(load_profile(config))
+    path = Path(config)
+    if not path.is_file():
+        raise ConfigError(f"configuration file not found: {path}")
+    try:
+        raw = json.loads(path.read_text("utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{path} is not valid JSON: {exc}") from None
+    return validate_config(raw)

@@ -1,0 +1,203 @@
+"""The ablation report: ``results.json``, ``results.md`` and PNG figures, all written atomically."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ._files import write_json_atomic, write_text_atomic
+from .figures import plot_metric_by_bin, plot_overlays
+from .stats import ALL_BIN, BINS
+
+FIGURES = {
+    "sensitivity": "sensitivity_by_size.png",
+    "sensitivity_iou50": "sensitivity_iou50_by_size.png",
+    "lesion_dice": "dice_by_size.png",
+}
+OVERLAYS = "overlays_small_lesions.png"
+# Below these, the report says in plain words that it shows the pipeline, not a gain.
+WEAK_EVIDENCE_CASES = 10
+WEAK_EVIDENCE_STEPS = 5000
+
+
+def _fmt(value, digits: int = 2) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def _mean_sd(entry: dict, digits: int = 2) -> str:
+    if entry["mean"] is None:
+        return "–"
+    if entry["sd"] is None:
+        return _fmt(entry["mean"], digits)
+    return f"{entry['mean']:.{digits}f} ± {entry['sd']:.{digits}f}"
+
+
+def _ci(entry: dict | None, digits: int = 2) -> str:
+    if entry is None or entry["difference"] is None:
+        return ""
+    text = f"{entry['difference']:+.{digits}f}"
+    if entry["low"] is not None:
+        text += f" [{entry['low']:+.{digits}f}, {entry['high']:+.{digits}f}]"
+    return text
+
+
+def evidence_paragraph(results: dict) -> str:
+    """A plain statement of how much the numbers can carry, from the run's own sizes."""
+    stats = results["stats"]
+    n_cases, n_les = stats["n_cases"], stats["n_lesions"]
+    steps = results.get("config", {}).get("train", {}).get("steps")
+    params = results.get("model_parameters")
+    seeds = len(stats["seeds"])
+    per_bin = ", ".join(f"{n_les[b]} {b} mm" for b in BINS if b != ALL_BIN)
+    text = (
+        f"**How much this shows.** Every number above comes from {n_cases} test case(s) holding "
+        f"{n_les[ALL_BIN]} ground-truth lesions ({per_bin}), {seeds} training seed(s) per arm"
+    )
+    if steps is not None:
+        text += f", {steps} training steps per run"
+    if params is not None:
+        text += f" and a model of {params / 1e6:.2f} M parameters"
+    text += (
+        ". The confidence intervals resample the test lesions (and cases), so they cover which "
+        "lesions happened to be in the test set, not other scans, scanners or hospitals; the "
+        "± sd is the spread between training seeds. Lesions of one scan are not independent, and "
+        "a bin with few lesions says almost nothing."
+    )
+    weak = n_cases < WEAK_EVIDENCE_CASES or (steps is not None and steps < WEAK_EVIDENCE_STEPS)
+    if weak:
+        text += (
+            " With this little data, a tiny model and so few steps, the report shows that the "
+            "pipeline works end to end (data, synthetic tumours, training, lesion-wise "
+            "evaluation, statistics); it is not evidence of a gain, and no difference here should "
+            "be quoted as one. Run the `gpu` profile on a full data set for that."
+        )
+    return text
+
+
+def _results_table(stats: dict) -> list[str]:
+    base = stats.get("baseline", "real")
+    lines = [
+        "| Size bin (mm) | Lesions | Arm | Sensitivity | Sensitivity IoU>0.5 | Lesion Dice "
+        f"| Δ sensitivity vs {base} [95 % CI] | Δ sens. IoU>0.5 [95 % CI] | Δ lesion Dice [95 % CI] |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for b in BINS:
+        for arm, per_bin in stats["arms"].items():
+            cells = per_bin[b]
+            diff = stats["differences"].get(arm, {}).get(b, {})
+            lines.append(
+                f"| {b} | {stats['n_lesions'][b]} | {arm} | {_mean_sd(cells['sensitivity'])} "
+                f"| {_mean_sd(cells['sensitivity_iou50'])} | {_mean_sd(cells['lesion_dice'])} "
+                f"| {_ci(diff.get('sensitivity'))} | {_ci(diff.get('sensitivity_iou50'))} "
+                f"| {_ci(diff.get('lesion_dice'))} |"
+            )
+    return lines
+
+
+def _case_table(stats: dict) -> list[str]:
+    base = stats.get("baseline", "real")
+    lines = [
+        f"| Arm | Case Dice | False positives per case | Δ case Dice vs {base} [95 % CI] "
+        "| Δ FPs per case [95 % CI] |",
+        "|---|---|---|---|---|",
+    ]
+    for arm, per_bin in stats["arms"].items():
+        cells = per_bin[ALL_BIN]
+        diff = stats["differences"].get(arm, {}).get(ALL_BIN, {})
+        lines.append(
+            f"| {arm} | {_mean_sd(cells['case_dice'])} | {_mean_sd(cells['false_positives_per_case'], 1)} "
+            f"| {_ci(diff.get('case_dice'))} | {_ci(diff.get('false_positives_per_case'), 1)} |"
+        )
+    return lines
+
+
+def _runs_table(results: dict) -> list[str]:
+    lines = ["| Arm | Seed | Steps | Train time (s) | Eval time (s) | Case Dice | Lesions found |",
+             "|---|---|---|---|---|---|---|"]
+    for arm, by_seed in results.get("runs", {}).items():
+        for seed, run in by_seed.items():
+            summ = run.get("summary", {})
+            lines.append(
+                f"| {arm} | {seed} | {run.get('steps', '–')} | {_fmt(run.get('train_s'), 0)} "
+                f"| {_fmt(run.get('eval_s'), 0)} | {_fmt(summ.get('mean_dice'))} "
+                f"| {summ.get('detected', '–')}/{summ.get('n_lesions', '–')} |"
+            )
+    return lines
+
+
+def render_markdown(results: dict, figures: dict | None = None) -> str:
+    """``results.md`` from the results dict (see :func:`write_report`)."""
+    stats = results["stats"]
+    cfg = results.get("config", {})
+    out = [f"# Ablation: {results.get('name', cfg.get('name', ''))}", ""]
+    if cfg.get("description"):
+        out += [cfg["description"], ""]
+    data = results.get("data", {})
+    if data:
+        out += [f"**Data.** {data.get('summary', '')}", ""]
+        for note in data.get("notes", []):
+            out += [f"- {note}"]
+        if data.get("notes"):
+            out += [""]
+    machine = results.get("machine", {})
+    timings = results.get("timings", {})
+    if machine or timings:
+        out += [f"**Run.** {machine.get('summary', '')} Wall time {_fmt(timings.get('total_s'), 0)} s."
+                .strip(), ""]
+    out += [
+        "## Lesion-wise results per size bin",
+        "",
+        f"Mean ± sd over {len(stats['seeds'])} seed(s) ({', '.join(map(str, stats['seeds']))}). "
+        f"Δ: difference of the arm to `{stats.get('baseline', 'real')}`, averaged over seeds, with "
+        f"a paired bootstrap 95 % CI over the test lesions ({results.get('config', {}).get('bootstrap', '?')} "
+        "resamples; the same lesions in every arm). Size = equivalent diameter of the ground-truth "
+        "lesion. Lesion Dice is 0 for a missed lesion.",
+        "",
+        *_results_table(stats),
+        "",
+        "## Case-level results",
+        "",
+        "Case Dice on the tumour label; false positives = predicted tumour components that touch no "
+        "ground-truth lesion. The CI resamples test cases (none with a single test case).",
+        "",
+        *_case_table(stats),
+        "",
+        evidence_paragraph(results),
+        "",
+    ]
+    if figures:
+        out += ["## Figures", ""]
+        for key, name in figures.items():
+            out += [f"![{key}]({name})", ""]
+    out += ["## Runs", "", *_runs_table(results), ""]
+    return "\n".join(out)
+
+
+def write_report(results: dict, out_dir, *, overlay_cases: dict | None = None,
+                 overlay_predictions: dict | None = None) -> dict:
+    """Write ``results.json``, ``results.md`` and the figures into ``out_dir``.
+
+    Args:
+        results: the results dict; needs ``stats`` (from :func:`train.ablation.stats.summarise`),
+            and uses ``name``, ``config``, ``data``, ``machine``, ``timings``, ``runs`` if present.
+        overlay_cases: ``{case_id: Case}`` of the test cases, for the lesion overlays (optional).
+        overlay_predictions: ``{arm: {case_id: label map}}`` of one seed per arm (optional).
+
+    Returns ``{"json": path, "markdown": path, "figures": {key: path}}``; ``results["figures"]``
+    lists the figure file names (relative to ``out_dir``).
+    """
+    out_dir = Path(out_dir)
+    figures = {}
+    for metric, name in FIGURES.items():
+        plot_metric_by_bin(results["stats"], metric, out_dir / name)
+        figures[metric] = name
+    if overlay_cases and overlay_predictions:
+        first_seed = {arm: next(iter(by_seed.values()))["evaluation"]
+                      for arm, by_seed in results["runs"].items()
+                      if by_seed and "evaluation" in next(iter(by_seed.values()))}
+        evaluations = {arm: ev for arm, ev in first_seed.items() if arm in overlay_predictions}
+        if plot_overlays(evaluations, overlay_cases, overlay_predictions, out_dir / OVERLAYS):
+            figures["overlays"] = OVERLAYS
+    results = dict(results, figures=figures)
+    md = write_text_atomic(out_dir / "results.md", render_markdown(results, figures))
+    js = write_json_atomic(out_dir / "results.json", results)
+    return {"json": js, "markdown": md, "figures": {k: out_dir / v for k, v in figures.items()}}
