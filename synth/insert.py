@@ -30,7 +30,7 @@ _PLACEMENT_ROUNDS = len(_VESSEL_TOLERANCE)
 
 
 def insert_tumor(volume, mask, *, spacing=None, size="mix", count=(1, 3), phenotype="mix",
-                 seed=None, rng=None, **options):
+                 seed=None, rng=None, method="heuristic", model=None, **options):
     """Insert synthetic tumours into the liver of a CT scan.
 
     Parameters
@@ -53,9 +53,15 @@ def insert_tumor(volume, mask, *, spacing=None, size="mix", count=(1, 3), phenot
         ``"mix"`` or a ``{name: weight}`` dict.
     seed : int, optional / rng : numpy.random.Generator, optional
         Source of randomness (give at most one). The same seed gives the same output.
+    method : ``"heuristic"`` or ``"diffusion"``
+        Who draws the lesion's appearance: the numpy texture model, or a trained diffusion
+        model that inpaints the lesion (``model`` required; see ``docs/diffusion.md``). Size,
+        shape, location, edge and label rules are the same for both.
+    model : path or synth.diffusion.DiffusionModel, optional
+        The diffusion model folder (``config.json`` + ``weights.safetensors``) or a loaded model.
     **options
         Passed to :func:`synthesize` (``edge_mm``, ``subcapsular_probability``, ``mass_effect``,
-        ``max_attempts``).
+        ``max_attempts``, ``sampling_steps``, ``sampler``).
 
     Returns
     -------
@@ -75,7 +81,8 @@ def insert_tumor(volume, mask, *, spacing=None, size="mix", count=(1, 3), phenot
         volume, mask, image, header_spacing = images
         spacing = header_spacing if spacing is None else spacing
     result = prepare_host(volume, mask, spacing=(1.0, 1.0, 1.0) if spacing is None else spacing).insert(
-        size=size, count=count, phenotype=phenotype, seed=seed, rng=rng, **options)
+        size=size, count=count, phenotype=phenotype, seed=seed, rng=rng, method=method, model=model,
+        **options)
     if images is None:
         return result.volume, result.label
     return _like(image, result.volume), _like(image, result.label)
@@ -93,6 +100,10 @@ def synthesize(
     subcapsular_probability: float = 0.1,
     mass_effect: bool = True,
     max_attempts: int = 300,
+    method: str = "heuristic",
+    model=None,
+    sampling_steps: int | None = None,
+    sampler: str | None = None,
 ) -> InsertionResult:
     """Insert lesions into a prepared scan and return the new arrays with lesion records.
 
@@ -107,6 +118,11 @@ def synthesize(
         Push surrounding parenchyma outward around lesions of 20 mm and more.
     max_attempts : int
         Candidate centres tried per lesion before :class:`LesionPlacementError` is raised.
+    method, model
+        As in :func:`insert_tumor`.
+    sampling_steps : int, optional / sampler : str, optional
+        Diffusion only: sampler steps (default the model's, 10) and ``"ddim"`` or
+        ``"dpm-solver"`` (default the model's, ``"ddim"``).
     """
     rng = check_seed(seed, rng)
     size_spec = parse_size(size)
@@ -117,6 +133,7 @@ def synthesize(
         raise ValueError(f"subcapsular_probability must be in [0, 1]; got {subcapsular_probability}")
     if max_attempts < 1:
         raise ValueError(f"max_attempts must be at least 1; got {max_attempts}")
+    painter = _painter(method, model, sampling_steps, sampler)
     smallest_ml = np.pi * size_spec.smallest_mm**3 / 6.0 / 1000.0
     if low * smallest_ml > host.stats.volume_ml:
         raise LesionPlacementError(
@@ -124,7 +141,8 @@ def synthesize(
             f"need {low * smallest_ml:.1f} mL, more than the {host.stats.volume_ml:.1f} mL of free liver")
 
     request = _Request(size_spec, phenotype_weights, (edge_low, edge_high), subcapsular_probability,
-                       mass_effect, max_attempts, n_lesions=int(rng.integers(low, high + 1)))
+                       mass_effect, max_attempts, n_lesions=int(rng.integers(low, high + 1)),
+                       painter=painter)
     volume = host.volume.copy(order="K")  # keep the caller's memory layout
     label = host.label.copy()
     lesions = [_insert_one(host, volume, label, index, request, rng)
@@ -143,6 +161,22 @@ class _Request:
     mass_effect: bool
     max_attempts: int
     n_lesions: int
+    painter: object = None  # None: the heuristic texture; else a synth.diffusion.DiffusionPainter
+
+
+def _painter(method, model, sampling_steps, sampler):
+    """The diffusion painter for ``method="diffusion"``, None for the heuristic."""
+    if method == "heuristic":
+        extra = [name for name, value in (("model", model), ("sampling_steps", sampling_steps),
+                                          ("sampler", sampler)) if value is not None]
+        if extra:
+            raise ValueError(f"{', '.join(extra)} only apply to method='diffusion'")
+        return None
+    if method != "diffusion":
+        raise ValueError(f"method must be 'heuristic' or 'diffusion'; got {method!r}")
+    from .diffusion.insertion import DiffusionPainter  # torch is imported only here
+
+    return DiffusionPainter(model, steps=sampling_steps, sampler=sampler)
 
 
 def _insert_one(host: HostScan, volume, label, index: int, request: _Request, rng) -> Lesion:
@@ -176,10 +210,11 @@ def _insert_one(host: HostScan, volume, label, index: int, request: _Request, rn
             f"and other tumours; ask for a smaller size or fewer lesions")
     center, box, local = placed
     return _paint(host, volume, label, index, center, box, stencil.crop(local), appearance,
-                  subcapsular, request.mass_effect, rng)
+                  subcapsular, request.mass_effect, rng, request.painter)
 
 
-def _paint(host, volume, label, index, center, box, stencil, appearance, subcapsular, mass_effect, rng) -> Lesion:
+def _paint(host, volume, label, index, center, box, stencil, appearance, subcapsular, mass_effect, rng,
+           painter=None) -> Lesion:
     """Change the image and label around an accepted centre and return the lesion's record."""
     spacing = host.spacing
     radius = stencil.diameter_mm / 2.0
@@ -200,7 +235,10 @@ def _paint(host, volume, label, index, center, box, stencil, appearance, subcaps
 
     weight = soft_edge(changed.distance_mm, appearance.edge_mm)
     weight *= label[paint_box] == 1  # only tumour-free liver changes
-    change = intensity_change(appearance, changed.distance_mm, changed.depth, spacing, rng)
+    if painter is None:
+        change = intensity_change(appearance, changed.distance_mm, changed.depth, spacing, rng)
+    else:  # the model's target values, blended in with the same soft edge
+        change = painter(volume, paint_box, center, changed, spacing, rng) - volume[paint_box].astype(np.float32)
     new_region = to_dtype(volume[paint_box].astype(np.float32) + weight * change, volume.dtype)
     volume[paint_box] = new_region
     label[paint_box][changed.inside] = 2
@@ -213,7 +251,7 @@ def _paint(host, volume, label, index, center, box, stencil, appearance, subcaps
         diameter_mm=stencil.diameter_mm,
         voxel_count=stencil.voxel_count,
         size_class=size_class(stencil.diameter_mm),
-        phenotype=appearance.phenotype,
+        phenotype=appearance.phenotype if painter is None else painter.phenotype,
         mean_hu_change=float((new_region[changed.inside].astype(np.float32) - before).mean()),
         edge_mm=appearance.edge_mm,
         subcapsular=subcapsular,

@@ -9,6 +9,8 @@
   when the command runs: the synthesiser itself never depends on it.
 - ``evaluate`` scores predicted tumour labels lesion by lesion (package ``train``, imported only
   when the command runs).
+- ``diffusion train`` trains the diffusion synthesiser (``insert --method diffusion --model``
+  uses it); torch is imported only when it runs.
 
 This module holds the argument parser and :func:`main`; the work is done in
 
@@ -39,6 +41,7 @@ from .insert import run_demo, run_insert
 from .options import (
     DEFAULT_COUNT,
     SynthesisOptions,
+    add_method_options,
     add_synthesis_options,
     parse_positive_int,
     parse_seed,
@@ -101,6 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     insert.add_argument("--out", required=True, type=Path, help="output folder")
     add_synthesis_options(insert, count_default=DEFAULT_COUNT)
+    add_method_options(insert)
     insert.add_argument("--seed", type=parse_seed, help="random seed (default: random, recorded)")
     insert.set_defaults(handler=_insert_command)
 
@@ -111,6 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--out", type=Path, default=Path("tumorsynth-demo"), help="output folder")
     add_synthesis_options(demo, count_default=DEMO_COUNT)
+    add_method_options(demo)
     demo.add_argument("--seed", type=parse_seed, default=0, help="random seed (default: 0)")
     demo.set_defaults(handler=_demo_command)
 
@@ -162,6 +167,10 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--json", required=True, type=Path, help="output JSON report")
     evaluate.add_argument("--tumour-label", type=int, default=2, help="tumour label value (default 2)")
     evaluate.set_defaults(handler=_evaluate_command)
+
+    from .diffusion import add_diffusion_parser
+
+    add_diffusion_parser(commands)
     return parser
 
 

@@ -47,8 +47,11 @@ def prepare(ct: NiftiVolume, liver: NiftiVolume):
 def insert_lesions(host: Any, options: SynthesisOptions, seed: int):
     """One insertion on a prepared host (raises UsageError for settings it refuses)."""
     with input_errors():
+        if options.method != "heuristic" and not options.model:
+            raise ValueError("--method diffusion needs --model MODEL_DIR")
         return host.insert(
-            size=options.size, count=options.count, phenotype=options.phenotype, seed=seed
+            size=options.size, count=options.count, phenotype=options.phenotype, seed=seed,
+            **options.method_options(),
         )
 
 

@@ -24,17 +24,31 @@ class SynthesisOptions:
     size: str | tuple[float, float] = "mix"
     count: int | tuple[int, int] = DEFAULT_COUNT
     phenotype: str = "mix"
+    method: str = "heuristic"
+    model: str | None = None  # diffusion model folder
+    sampling_steps: int | None = None
 
     def as_json(self) -> dict[str, Any]:
-        return {
+        out = {
             "size": list(self.size) if isinstance(self.size, tuple) else self.size,
             "count": list(self.count) if isinstance(self.count, tuple) else self.count,
             "phenotype": self.phenotype,
         }
+        if self.method != "heuristic":
+            out.update(method=self.method, model=self.model, sampling_steps=self.sampling_steps)
+        return out
+
+    def method_options(self) -> dict[str, Any]:
+        """Keyword arguments of ``synthesize`` for the method (none for the heuristic)."""
+        if self.method == "heuristic":
+            return {}
+        return {"method": self.method, "model": self.model, "sampling_steps": self.sampling_steps}
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> SynthesisOptions:
-        return cls(size=args.size, count=args.count, phenotype=args.phenotype)
+        return cls(size=args.size, count=args.count, phenotype=args.phenotype,
+                   method=getattr(args, "method", "heuristic"), model=getattr(args, "model", None),
+                   sampling_steps=getattr(args, "sampling_steps", None))
 
 
 def parse_size(text: str) -> str | tuple[float, float]:
@@ -126,4 +140,22 @@ def add_synthesis_options(
         default="mix",
         metavar="NAME|mix",
         help="hypodense, isodense, hyperdense, rim-enhancing, necrotic, or mix (default: mix)",
+    )
+
+
+def add_method_options(parser: argparse.ArgumentParser) -> None:
+    """Add ``--method``, ``--model``, ``--sampling-steps`` (the diffusion synthesiser)."""
+    parser.add_argument(
+        "--method",
+        choices=("heuristic", "diffusion"),
+        default="heuristic",
+        help="heuristic texture model, or a trained diffusion model (--model) (default: heuristic)",
+    )
+    parser.add_argument(
+        "--model", help="diffusion model folder (config.json + weights.safetensors)"
+    )
+    parser.add_argument(
+        "--sampling-steps",
+        type=parse_positive_int,
+        help="diffusion sampling steps (default: the model's, 10)",
     )

@@ -1,0 +1,2 @@
+class TrainingResult: pass
+def train_diffusion(*a, **k): raise NotImplementedError
