@@ -1,0 +1,124 @@
+"""Training settings: one frozen dataclass that round-trips through JSON."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+__all__ = ["TrainConfig", "parse_synthetic_size"]
+
+# Settings that may change when a run is resumed (they do not change what is learned at a step).
+RESUMABLE_CHANGES = frozenset({"steps", "val_every", "checkpoint_every", "device", "num_workers"})
+
+
+def parse_synthetic_size(size: str):
+    """``"mix"``/class name stays a string; ``"a,b"`` becomes ``(a, b)`` mm for :mod:`synth`."""
+    if "," in size:
+        try:
+            low, high = (float(v) for v in size.split(","))
+        except ValueError:
+            raise ValueError(f"synthetic_size {size!r}: expected 'min_mm,max_mm' like '3,10'") from None
+        if not 0 < low <= high:
+            raise ValueError(f"synthetic_size {size!r}: need 0 < min_mm <= max_mm")
+        return (low, high)
+    return size
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that decides a training run; sizes in voxels unless named ``_mm``.
+
+    Attributes:
+        patch_size: training patch (X, Y, Z) in voxels; also the sliding-window size.
+        batch_size: patches per step (per process under DDP).
+        steps: optimiser steps of the whole run.
+        learning_rate, weight_decay, poly_power: SGD with Nesterov momentum 0.99 (nnU-Net's
+            recipe); the rate at step s is ``learning_rate * (1 - s / steps) ** poly_power``.
+        loss: ``"dice_ce"`` or ``"composite"`` (:func:`train.losses.build_loss`).
+        filters, deep_supervision: the DynUNet (:func:`train.model.build_model`).
+        hu_window: CT is clipped to this HU range, then scaled linearly to [0, 1].
+        foreground_share: share of patches centred on a liver (or tumour) voxel.
+        tumour_share: share of patches centred on a tumour voxel; for a case without tumour these
+            are centred on liver instead. The rest are centred on any voxel.
+        synthetic_probability: chance that a sample is a host patch with synthetic tumours.
+        synthetic_size: :mod:`synth` size class (tiny/small/medium/large/mix) or ``"a,b"`` mm.
+        synthetic_count: (min, max) synthetic lesions per sample.
+        val_every: validate every this many steps; 0 validates only at the end.
+        checkpoint_every: write ``checkpoint.pt`` every this many steps (and at the end).
+        sw_overlap: sliding-window overlap at validation and prediction.
+        amp: mixed precision (float16 autocast + GradScaler), on CUDA only.
+        seed: every random draw derives from it (initial weights; sampling at each step).
+        device: ``"auto"`` (CUDA if available), ``"cpu"``, ``"cuda"``, ``"cuda:1"``.
+        num_workers: DataLoader workers building batches (0: in the training process).
+    """
+
+    patch_size: tuple[int, int, int] = (96, 96, 96)
+    batch_size: int = 2
+    steps: int = 1000
+    learning_rate: float = 1e-2
+    weight_decay: float = 3e-5
+    poly_power: float = 0.9
+    loss: str = "dice_ce"
+    filters: tuple[int, ...] = (16, 32, 64, 128, 256)
+    deep_supervision: bool = False
+    hu_window: tuple[float, float] = (-200.0, 300.0)
+    foreground_share: float = 0.5
+    tumour_share: float = 0.33
+    synthetic_probability: float = 0.0
+    synthetic_size: str = "mix"
+    synthetic_count: tuple[int, int] = (1, 3)
+    val_every: int = 0
+    checkpoint_every: int = 100
+    sw_overlap: float = 0.25
+    amp: bool = True
+    seed: int = 0
+    device: str = "auto"
+    num_workers: int = 0
+
+    def __post_init__(self):
+        # Lists from JSON become tuples so that configs compare and hash reliably.
+        for name in ("patch_size", "filters", "hu_window", "synthetic_count"):
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+        if len(self.patch_size) != 3 or any(int(p) < 1 for p in self.patch_size):
+            raise ValueError(f"patch_size must be three positive voxel counts; got {self.patch_size}")
+        object.__setattr__(self, "patch_size", tuple(int(p) for p in self.patch_size))
+        object.__setattr__(self, "filters", tuple(int(f) for f in self.filters))
+        if self.batch_size < 1 or self.steps < 1:
+            raise ValueError(f"batch_size and steps must be at least 1; got {self.batch_size}, {self.steps}")
+        if self.learning_rate <= 0 or self.weight_decay < 0 or self.poly_power < 0:
+            raise ValueError("learning_rate must be positive, weight_decay and poly_power non-negative")
+        low, high = self.hu_window
+        if not low < high:
+            raise ValueError(f"hu_window must be (low, high) HU with low < high; got {self.hu_window}")
+        for name in ("foreground_share", "tumour_share", "synthetic_probability"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1]; got {getattr(self, name)}")
+        if self.foreground_share + self.tumour_share > 1.0 + 1e-9:
+            raise ValueError(f"foreground_share + tumour_share must be at most 1; got "
+                             f"{self.foreground_share} + {self.tumour_share}")
+        if len(self.synthetic_count) != 2 or not 0 <= self.synthetic_count[0] <= self.synthetic_count[1]:
+            raise ValueError(f"synthetic_count must be (min, max) with 0 <= min <= max; got {self.synthetic_count}")
+        parse_synthetic_size(self.synthetic_size)
+        if self.val_every < 0 or self.checkpoint_every < 1:
+            raise ValueError("val_every must be >= 0 and checkpoint_every >= 1")
+        if not 0.0 <= self.sw_overlap < 1.0:
+            raise ValueError(f"sw_overlap must be in [0, 1); got {self.sw_overlap}")
+        if self.num_workers < 0:
+            raise ValueError(f"num_workers must be >= 0; got {self.num_workers}")
+
+    def to_dict(self) -> dict:
+        """JSON-safe dict (tuples as lists)."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TrainConfig:
+        """Inverse of :meth:`to_dict`; unknown keys are an error (a typo must not pass silently)."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown TrainConfig keys: {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        return cls(**d)
+
+    def differences(self, other: TrainConfig) -> list[str]:
+        """Names of the settings that differ from ``other``."""
+        return [f.name for f in dataclasses.fields(self) if getattr(self, f.name) != getattr(other, f.name)]

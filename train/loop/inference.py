@@ -1,0 +1,77 @@
+"""Sliding-window prediction, tumour Dice for validation, and loading saved models."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from ..model import build_model
+from .config import TrainConfig
+from .sampling import normalise_hu
+
+__all__ = ["load_model", "predict_case", "tumour_dice", "validate"]
+
+
+def _autocast(device: torch.device, enabled: bool):
+    return torch.autocast(device_type=device.type, dtype=torch.float16, enabled=enabled and device.type == "cuda")
+
+
+@torch.no_grad()
+def predict_case(model: torch.nn.Module, case, config: TrainConfig, *, device="cpu") -> np.ndarray:
+    """uint8 label map (0/1/2) of ``case.image``'s shape.
+
+    MONAI ``sliding_window_inference`` with ``config.patch_size`` windows, ``config.sw_overlap``
+    overlap and Gaussian blending, then the argmax over classes (the argmax of the softmax).
+    The model is put in eval mode; inputs are not changed.
+    """
+    from monai.inferers import sliding_window_inference
+
+    device = torch.device(device)
+    module = model.module if hasattr(model, "module") else model
+    module.eval()
+    image = torch.from_numpy(normalise_hu(case.image, config.hu_window))[None, None].to(device)
+    with _autocast(device, config.amp):
+        logits = sliding_window_inference(image, roi_size=tuple(config.patch_size), sw_batch_size=2,
+                                          predictor=module, overlap=config.sw_overlap, mode="gaussian")
+    return logits.argmax(dim=1)[0].to(torch.uint8).cpu().numpy()
+
+
+def tumour_dice(prediction: np.ndarray, label: np.ndarray) -> float:
+    """Dice of tumour (label 2) voxels; 1.0 when neither has tumour (nothing to find, none found)."""
+    pred, truth = prediction == 2, label == 2
+    total = int(pred.sum()) + int(truth.sum())
+    return 1.0 if total == 0 else 2.0 * int((pred & truth).sum()) / total
+
+
+def validate(model: torch.nn.Module, cases: Sequence, config: TrainConfig, *, device="cpu") -> float:
+    """Mean tumour Dice over ``cases`` (NaN without cases); leaves the model in training mode."""
+    if not cases:
+        return float("nan")
+    module = model.module if hasattr(model, "module") else model
+    try:
+        scores = [tumour_dice(predict_case(module, c, config, device=device), c.label) for c in cases]
+    finally:
+        module.train()
+    return float(np.mean(scores))
+
+
+def load_model(path, device="cpu") -> tuple[torch.nn.Module, TrainConfig]:
+    """Model and config from ``model.pt``, ``best.pt`` or ``checkpoint.pt`` (eval mode).
+
+    Files are read with ``torch.load(weights_only=True)``: only tensors and plain containers,
+    never arbitrary pickled objects.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"no model file at {path}")
+    state = torch.load(path, map_location=device, weights_only=True)
+    if not isinstance(state, dict) or "model" not in state or "config" not in state:
+        raise ValueError(f"{path} is not a tumorsynth model file (needs 'model' and 'config' entries)")
+    config = TrainConfig.from_dict(state["config"])
+    model = build_model(filters=config.filters, deep_supervision=config.deep_supervision,
+                        patch_size=config.patch_size)
+    model.load_state_dict(state["model"])
+    return model.to(device).eval(), config

@@ -1,0 +1,179 @@
+"""Training patches: foreground/tumour oversampling and on-the-fly synthetic tumours.
+
+Every draw for step ``s`` on DDP rank ``r`` comes from ``numpy.random.default_rng([seed, s, r])``,
+so a batch depends on nothing but (seed, step, rank): a resumed run sees exactly the batches an
+uninterrupted run would have seen, without saving any random state.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from .config import TrainConfig, parse_synthetic_size
+
+__all__ = ["PatchSampler", "PreparedCase", "normalise_hu", "prepare_case", "step_rng"]
+
+# Context (mm) kept around a synthetic patch so lesions can sit near its border and the
+# synthesiser sees real liver around them; the patch is cut out after insertion.
+SYNTHETIC_MARGIN_MM = 15.0
+# HU of the padding around hosts smaller than the synthetic region: air.
+PAD_HU = -1000.0
+
+
+def step_rng(seed: int, step: int, rank: int = 0) -> np.random.Generator:
+    """The generator of every random draw made for ``step`` on ``rank``."""
+    return np.random.default_rng([int(seed), int(step), int(rank)])
+
+
+def normalise_hu(image: np.ndarray, hu_window: Sequence[float]) -> np.ndarray:
+    """Clip HU to ``hu_window`` and scale linearly to [0, 1] (new float32 array)."""
+    low, high = float(hu_window[0]), float(hu_window[1])
+    out = np.clip(image.astype(np.float32), low, high)
+    out -= low
+    out /= high - low
+    return out
+
+
+def _pad_to(array: np.ndarray, shape: Sequence[int], value) -> tuple[np.ndarray, tuple[int, ...]]:
+    """Pad symmetrically so every side is at least ``shape``; returns the array and the low pads."""
+    widths = [(max(0, s - n) // 2, max(0, s - n) - max(0, s - n) // 2) for n, s in zip(array.shape, shape)]
+    if not any(a or b for a, b in widths):
+        return array, (0, 0, 0)
+    return np.pad(array, widths, mode="constant", constant_values=value), tuple(a for a, _ in widths)
+
+
+def _crop(arrays, centre, size):
+    """Crops of ``size`` that contain ``centre``, as centred as the array bounds allow."""
+    shape = arrays[0].shape
+    start = [min(max(0, c - s // 2), n - s) for c, s, n in zip(centre, size, shape)]
+    box = tuple(slice(a, a + s) for a, s in zip(start, size))
+    return [a[box] for a in arrays]
+
+
+@dataclass(frozen=True)
+class PreparedCase:
+    """A case ready for patch drawing: normalised image, label, padded to at least the patch.
+
+    ``foreground`` and ``tumour`` hold the flat indices of label >= 1 and label == 2 voxels.
+    """
+
+    case_id: str
+    image: np.ndarray
+    label: np.ndarray
+    foreground: np.ndarray
+    tumour: np.ndarray
+
+
+def prepare_case(case, patch_size: Sequence[int], hu_window: Sequence[float]) -> PreparedCase:
+    """Normalise and pad a :class:`train.data.Case` (pad value: the window's low end, label 0)."""
+    image, _ = _pad_to(normalise_hu(case.image, hu_window), patch_size, 0.0)
+    label, _ = _pad_to(np.asarray(case.label, dtype=np.uint8), patch_size, 0)
+    flat = label.ravel()
+    return PreparedCase(case.case_id, image, label,
+                        np.flatnonzero(flat >= 1), np.flatnonzero(flat == 2))
+
+
+@dataclass(frozen=True)
+class _Host:
+    case_id: str
+    image: np.ndarray  # HU, padded with air to at least the synthetic region
+    label: np.ndarray
+    spacing: tuple[float, float, float]
+    liver: np.ndarray  # flat indices of label == 1
+    margin: tuple[int, int, int]
+
+
+class PatchSampler:
+    """Draws training patches from cases and, with a probability, from hosts with new tumours.
+
+    Args:
+        cases: :class:`train.data.Case` records (HU images, 0/1/2 labels).
+        config: patch size, HU window, shares and synthetic settings are read from it.
+        hosts: cases whose liver receives synthetic tumours (typically healthy ones).
+    """
+
+    def __init__(self, cases: Sequence, config: TrainConfig, hosts: Sequence = ()):
+        if not cases and not (hosts and config.synthetic_probability > 0):
+            raise ValueError("no training cases (and no hosts with synthetic_probability > 0)")
+        if config.synthetic_probability > 0 and not hosts:
+            raise ValueError(f"synthetic_probability is {config.synthetic_probability} but no hosts were given")
+        if config.synthetic_probability < 1 and not cases:
+            raise ValueError("without training cases synthetic_probability must be 1")
+        self.config = config
+        self.patch = tuple(config.patch_size)
+        self.cases = [prepare_case(c, self.patch, config.hu_window) for c in cases]
+        self.hosts = [self._prepare_host(h) for h in hosts] if config.synthetic_probability > 0 else []
+        self.synthetic_size = parse_synthetic_size(config.synthetic_size)
+
+    def _prepare_host(self, case) -> _Host:
+        margin = tuple(int(math.ceil(SYNTHETIC_MARGIN_MM / s)) for s in case.spacing)
+        region = [p + 2 * m for p, m in zip(self.patch, margin)]
+        image, _ = _pad_to(np.asarray(case.image, dtype=np.float32), region, PAD_HU)
+        label, _ = _pad_to(np.asarray(case.label, dtype=np.uint8), region, 0)
+        liver = np.flatnonzero(label.ravel() == 1)
+        if liver.size == 0:
+            raise ValueError(f"host {case.case_id!r} has no liver voxels (label 1) for synthetic tumours")
+        return _Host(case.case_id, image, label, tuple(float(s) for s in case.spacing), liver, margin)
+
+    # --- real patches ---------------------------------------------------------------------
+    def draw_centre(self, case: PreparedCase, rng: np.random.Generator) -> tuple[str, tuple[int, int, int]]:
+        """Pick a patch centre: ``("tumour" | "liver" | "random", voxel)``."""
+        u = rng.random()
+        if u < self.config.tumour_share + self.config.foreground_share:
+            if u < self.config.tumour_share and case.tumour.size:
+                kind, pool = "tumour", case.tumour
+            else:
+                kind, pool = "liver", case.foreground
+            if pool.size:
+                flat = pool[rng.integers(pool.size)]
+                return kind, tuple(int(v) for v in np.unravel_index(flat, case.label.shape))
+        return "random", tuple(int(rng.integers(n)) for n in case.label.shape)
+
+    def real_patch(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        case = self.cases[int(rng.integers(len(self.cases)))]
+        _, centre = self.draw_centre(case, rng)
+        image, label = _crop([case.image, case.label], centre, self.patch)
+        return image, label
+
+    # --- synthetic patches ----------------------------------------------------------------
+    def synthetic_patch(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """A host patch centred on liver with tumours inserted into a margin-padded region."""
+        import synth
+
+        host = self.hosts[int(rng.integers(len(self.hosts)))]
+        centre = np.unravel_index(host.liver[rng.integers(host.liver.size)], host.label.shape)
+        region = [p + 2 * m for p, m in zip(self.patch, host.margin)]
+        image, label = _crop([host.image, host.label], centre, region)
+        seed = int(rng.integers(2**63 - 1))
+        try:
+            result = synth.prepare_host(image, label, spacing=host.spacing).insert(
+                size=self.synthetic_size, count=self.config.synthetic_count, seed=seed)
+            image, label = result.volume, result.label
+            lesion_centres = [les.center_voxel for les in result.lesions]
+        except synth.LesionPlacementError:
+            lesion_centres = []  # no room in this crop: keep the patch without a new lesion
+        if lesion_centres:
+            patch_centre = lesion_centres[int(rng.integers(len(lesion_centres)))]
+        else:
+            patch_centre = tuple(n // 2 for n in image.shape)
+        image, label = _crop([image, label], patch_centre, self.patch)
+        return normalise_hu(image, self.config.hu_window), np.asarray(label, dtype=np.uint8)
+
+    # --- batches --------------------------------------------------------------------------
+    def sample(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """One ``(image, label)`` patch pair, each of the patch shape."""
+        if self.hosts and rng.random() < self.config.synthetic_probability:
+            return self.synthetic_patch(rng)
+        return self.real_patch(rng)
+
+    def batch(self, step: int, rank: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """Batch of step ``step``: images ``(B, 1, X, Y, Z)`` float32, labels uint8, same shape."""
+        rng = step_rng(self.config.seed, step, rank)
+        pairs = [self.sample(rng) for _ in range(self.config.batch_size)]
+        images = np.stack([p[0] for p in pairs])[:, None].astype(np.float32, copy=False)
+        labels = np.stack([p[1] for p in pairs])[:, None].astype(np.uint8, copy=False)
+        return images, labels
