@@ -386,7 +386,7 @@ def test_split_axial_gap_and_labels():
     z_train_top = (train.affine @ [0, 0, train.image.shape[2] - 1, 1])[2]
     z_test_bottom = (test.affine @ [0, 0, 0, 1])[2]
     assert z_test_bottom - z_train_top >= 3.0  # the gap in mm between the nearest voxel centres
-    assert "split" in test.notes[-1] and "1 tumour components" in test.notes[-1]
+    assert "split" in test.notes[-1] and "crossing it: 1" in test.notes[-1]
     assert np.array_equal(case.image, image_before) and np.array_equal(case.label, label_before)
     with pytest.raises(ValueError, match="too few"):
         split_axial(case, train_fraction=0.95, gap_mm=4.0)

@@ -59,8 +59,11 @@ def _load(path, kind: str, case_id: str, problems: list[CaseProblem]):
         return None
 
 
-def header_problems(case_id: str, image_img, label_img) -> list[CaseProblem]:
-    """Problems visible in the headers alone: broken affines, shape mismatch, disagreeing affines."""
+def header_problems(case_id: str, image_img, label_img, *, spacing_given: bool = False) -> list[CaseProblem]:
+    """Problems visible in the headers alone: broken affines, shape mismatch, disagreeing affines.
+
+    ``spacing_given``: the caller knows the true spacing, so a broken affine is never fatal.
+    """
     problems: list[CaseProblem] = []
     broken = {}
     for kind, img in (("image", image_img), ("label", label_img)):
@@ -74,11 +77,15 @@ def header_problems(case_id: str, image_img, label_img) -> list[CaseProblem]:
         if reason is None:
             continue
         spacing = header_spacing(img)
-        usable = all(np.isfinite(s) and s > 0 for s in spacing)
+        usable = spacing_given or all(np.isfinite(s) and s > 0 for s in spacing)
         known = " (LiTS volumes 28-47 are known to carry identity affines)" if reason == "the identity matrix" else ""
-        tail = (f"the header's spacing {tuple(round(s, 4) for s in spacing)} mm is used and the orientation "
-                f"is taken as stored; give the true spacing if you know it" if usable else
-                "the header's spacing is not positive either, so the case cannot be resampled; give its spacing")
+        if spacing_given:
+            tail = "the spacing given by hand is used and the orientation is taken as stored"
+        elif usable:
+            tail = (f"the header's spacing {tuple(round(s, 4) for s in spacing)} mm is used and the orientation "
+                    f"is taken as stored; give the true spacing if you know it")
+        else:
+            tail = "the header's spacing is not positive either, so the case cannot be resampled; give its spacing"
         problems.append(CaseProblem(f"case {case_id}: the {kind}'s affine is {reason}, so the header gives "
                                     f"no real orientation or position{known}; {tail}.", not usable))
     if image_img is not None and label_img is not None:

@@ -73,9 +73,9 @@ def _reorient(array: np.ndarray, affine: np.ndarray, ornt_affine: np.ndarray) ->
     import nibabel as nib
 
     ornt = nib.orientations.io_orientation(ornt_affine)
-    out = nib.orientations.apply_orientation(array, ornt)
+    out = nib.orientations.apply_orientation(array, ornt)  # a view: cropping copies only what it keeps
     new_affine = affine @ nib.orientations.inv_ornt_aff(ornt, array.shape)
-    return np.ascontiguousarray(out), new_affine
+    return out, new_affine
 
 
 def crop_to_liver(image: np.ndarray, label: np.ndarray, affine: np.ndarray, margin_mm: float):
@@ -132,18 +132,36 @@ def _refuse(case_id: str, problems: list[CaseProblem]) -> None:
         raise ValueError(f"case {case_id} cannot be preprocessed: " + " ".join(fatal))
 
 
+def _check_override(case_id: str, spacing_override) -> np.ndarray | None:
+    if spacing_override is None:
+        return None
+    try:
+        override = np.asarray([float(s) for s in spacing_override], dtype=np.float64)
+    except (TypeError, ValueError):
+        override = np.zeros(0)
+    if override.shape != (3,) or not np.all(np.isfinite(override) & (override > 0)):
+        raise ValueError(f"case {case_id}: spacing_override must be three positive mm values, "
+                         f"got {spacing_override!r}")
+    return override
+
+
 def _load_native(files: CaseFiles, spacing_override, problems: list[CaseProblem]):
-    """Image (float32) and label (uint8) in closest canonical RAS, their affine and notes."""
+    """Image and label (uint8) in closest canonical RAS on the native grid, and their affine.
+
+    The arrays may be views of the loaded data (flipped by reorientation); the image keeps its
+    stored type, so the float32 copy is made only after cropping.
+    """
     import nibabel as nib
 
     case_id = files.case_id
+    override = _check_override(case_id, spacing_override)
     try:
         image_img = nib.load(str(files.image))
         label_img = nib.load(str(files.label)) if files.label is not None else None
     except Exception as exc:
         raise ValueError(f"case {case_id} cannot be preprocessed: a file cannot be read as NIfTI "
                          f"({type(exc).__name__}: {exc})") from exc
-    problems += header_problems(case_id, image_img, label_img)
+    problems += header_problems(case_id, image_img, label_img, spacing_given=override is not None)
     _refuse(case_id, problems)
     try:
         image = np.asanyarray(image_img.dataobj)
@@ -156,14 +174,14 @@ def _load_native(files: CaseFiles, spacing_override, problems: list[CaseProblem]
     problems += array_problems(case_id, image, label)
     _refuse(case_id, problems)
 
-    image = image.astype(np.float32, copy=False)
-    label = np.zeros(image.shape, np.uint8) if label is None else np.rint(label).astype(np.uint8)
-    image_broken = affine_is_broken(image_img.affine) is not None
-    if image_broken:
+    if label is None:
+        label = np.zeros(image.shape, np.uint8)
+    else:
+        label = (np.rint(label) if label.dtype.kind == "f" else label).astype(np.uint8, copy=False)
+    if affine_is_broken(image_img.affine) is not None:
         # No usable geometry: keep the stored orientation and build a plain diagonal affine.
-        spacing = spacing_override if spacing_override is not None else header_spacing(image_img)
-        affine = np.diag([*map(float, spacing), 1.0])
-        return np.ascontiguousarray(image), np.ascontiguousarray(label), affine
+        spacing = override if override is not None else header_spacing(image_img)
+        return image, label, np.diag([*map(float, spacing), 1.0])
     image_affine = np.asarray(image_img.affine, dtype=np.float64)
     image, affine = _reorient(image, image_affine, image_affine)
     label_affine = image_affine
@@ -174,11 +192,7 @@ def _load_native(files: CaseFiles, spacing_override, problems: list[CaseProblem]
         raise ValueError(f"case {case_id} cannot be preprocessed: after reorienting to RAS the image has "
                          f"shape {image.shape} and the label {label.shape}; their headers disagree on "
                          f"the axis order")
-    if spacing_override is not None:
-        override = np.asarray([float(s) for s in spacing_override])
-        if override.shape != (3,) or not np.all(override > 0):
-            raise ValueError(f"case {case_id}: spacing_override must be three positive mm values, "
-                             f"got {spacing_override!r}")
+    if override is not None:
         affine = affine.copy()
         affine[:3, :3] = affine[:3, :3] / np.asarray(_spacing(affine)) * override
     return image, label, affine

@@ -107,7 +107,7 @@ def split_axial(case: Case, *, train_fraction: float = 0.6, gap_mm: float = 5.0)
     crossing = _crossing_lesions(case.label, cut, start)
     where = (f"axial split of {case.case_id}: slices [0, {cut}) train, [{start}, {depth}) test, "
              f"{gap} slices ({gap * case.spacing[2]:.3g} mm) dropped between; a lesion crossing the cut "
-             f"is split between the parts ({crossing} tumour components did)")
+             f"is split between the parts (tumour components crossing it: {crossing})")
     test_affine = np.array(case.affine, dtype=np.float64)
     test_affine[:3, 3] = test_affine[:3, 3] + test_affine[:3, 2] * start
     train_part = replace(case, case_id=f"{case.case_id}-train", image=case.image[:, :, :cut].copy(),
