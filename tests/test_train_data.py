@@ -233,6 +233,44 @@ def test_preprocess_reorients_lps_file_to_the_same_ras_array(tmp_path):
     assert np.array_equal(b.image, image.astype(np.float32))
 
 
+def test_preprocess_trusts_each_header_float_labels_and_permuted_axes(tmp_path):
+    image, label = _arrays()
+    settings = Preprocessing(target_spacing=None, crop_margin_mm=None)
+    # Label stored as float (common in LiTS) with x flipped and its own matching header.
+    flip_affine = np.diag([-SPACING[0], SPACING[1], SPACING[2], 1.0])
+    flip_affine[0, 3] = (SHAPE[0] - 1) * SPACING[0]
+    files = CaseFiles("mixed", _write(tmp_path / "i.nii.gz", image),
+                      _write(tmp_path / "l.nii.gz", label[::-1].astype(np.float32), flip_affine))
+    with pytest.warns(UserWarning, match="23 mm apart"):  # voxel (0, y, z) is 23 mm away in the two
+        case = preprocess_case(files, settings)
+    assert case.label.dtype == np.uint8 and np.array_equal(case.label, label)
+    # Axes stored as (Z, X, Y): reorientation brings them back to (X, Y, Z).
+    perm = np.zeros((4, 4))
+    perm[0, 1], perm[1, 2], perm[2, 0], perm[3, 3] = SPACING[0], SPACING[1], SPACING[2], 1.0
+    zxy = CaseFiles("zxy", _write(tmp_path / "pi.nii.gz", image.transpose(2, 0, 1).copy(), perm),
+                    _write(tmp_path / "pl.nii.gz", label.transpose(2, 0, 1).copy(), perm))
+    case = preprocess_case(zxy, settings)
+    assert np.array_equal(case.image, image.astype(np.float32)) and case.spacing == SPACING
+
+
+def test_spacing_override_replaces_a_broken_header_spacing(tmp_path):
+    image, label = _arrays()
+    header = nib.Nifti1Header()
+    header.set_data_dtype(image.dtype)
+    header.set_data_shape(image.shape)
+    header.set_sform(np.zeros((4, 4)), code=1)
+    header.set_qform(None, code=0)
+    header["pixdim"][1:4] = 0.0  # nibabel reads a zero pixdim as 1 mm (and logs it)
+    nib.save(nib.Nifti1Image(image, None, header=header), str(tmp_path / "nospacing.nii.gz"))
+    files = CaseFiles("nospacing", tmp_path / "nospacing.nii.gz", _write(tmp_path / "lab.nii.gz", label))
+    assert [p.fatal for p in find_problems(files)] == [False]
+    with pytest.warns(UserWarning, match="given by hand"):
+        case = preprocess_case(files, Preprocessing(target_spacing=None), spacing_override=(0.8, 0.8, 3.0))
+    assert case.spacing == (0.8, 0.8, 3.0)
+    with pytest.raises(ValueError, match="spacing_override"):
+        preprocess_case(files, spacing_override=(1.0, -1.0, 1.0))
+
+
 def test_preprocess_crops_around_the_liver_with_the_margin(tmp_path):
     case = preprocess_case(_case(tmp_path), Preprocessing(target_spacing=None, crop_margin_mm=3.0))
     # margin 3 mm = 3 voxels in x, y (1 mm) and 2 slices in z (2 mm, rounded up); clipped at 0.
