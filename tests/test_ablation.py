@@ -214,3 +214,84 @@ def test_report_files_from_made_up_results(tmp_path):
     for png in paths["figures"].values():
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 2000
     assert not list((tmp_path / "report").glob("*.tmp"))  # atomic writes leave no temp file
+
+
+# --- end to end ---------------------------------------------------------------------------------
+
+
+TINY = {
+    "name": "tiny",
+    "data": {"source": "lits117-axial",
+             "preprocessing": {"target_spacing": [4.0, 4.0, 4.0], "crop_margin_mm": 8.0},
+             "split": {"train_fraction": 0.5, "gap_mm": 4.0}},
+    "hosts": {"phantoms": 1, "phantom shape mm": [240, 200, 160], "training part": True},
+    "arms": ["real", "real+heuristic"],
+    "seeds": [0],
+    "train": {"patch_size": [24, 24, 24], "batch_size": 1, "steps": 3, "filters": [4, 8, 16],
+              "checkpoint_every": 2, "device": "cpu", "amp": False},
+    "synthetic": {"probability": 0.5, "size": "small"},
+    "bootstrap": 50,
+}
+
+
+class Interrupted(Exception):
+    pass
+
+
+def test_tiny_ablation_end_to_end_resumes_and_skips_finished_runs(tmp_path, monkeypatch, capsys):
+    pytest.importorskip("monai")
+    import train.data
+    import train.loop
+    from train.ablation import run_ablation
+    from train.ablation.runner import EVAL_FILE, run_dir
+
+    def offline(*args, **kwargs):
+        raise train.data.FetchError("no network in this test")
+
+    monkeypatch.setattr(train.data, "fetch_lits117", offline)  # -> the phantom stand-in
+    out = tmp_path / "ablation"
+    real_train = train.loop.train_model
+    calls = []
+
+    # 1. Interrupted: the first run stops after 2 of its 3 steps (checkpoint written).
+    def interrupted(*args, **kwargs):
+        real_train(*args, **dict(kwargs, stop_after=2))
+        raise Interrupted
+
+    monkeypatch.setattr(train.loop, "train_model", interrupted)
+    with pytest.raises(Interrupted):
+        run_ablation(TINY, out, progress=False)
+    assert "PHANTOM case with phantom tumours" in capsys.readouterr().out
+    assert (run_dir(out, "real", 0) / "checkpoint.pt").is_file()
+    assert not (run_dir(out, "real", 0) / EVAL_FILE).exists()
+
+    # 2. Rerun: the interrupted run resumes, the other starts fresh; the report is written.
+    def recording(*args, **kwargs):
+        calls.append((kwargs["out_dir"].parent.name, kwargs["resume"]))
+        return real_train(*args, **kwargs)
+
+    monkeypatch.setattr(train.loop, "train_model", recording)
+    results = run_ablation(TINY, out, progress=False)
+    assert calls == [("real", True), ("real+heuristic", False)]
+    assert results["data"]["fallback_to_phantom"] is True
+    for arm in TINY["arms"]:
+        ev = json.loads((run_dir(out, arm, 0) / EVAL_FILE).read_text())
+        assert ev["steps"] == 3 and ev["cases"][0]["case_id"] == "phantom-tumours-test"
+        assert (run_dir(out, arm, 0) / "model.pt").is_file()
+    md = (out / "results.md").read_text()
+    assert "| all |" in md and "| real+heuristic |" in md
+    assert "offline: a phantom case with phantom tumours replaced LiTS-117" in md
+    saved = json.loads((out / "results.json").read_text())
+    assert saved["stats"]["n_lesions"]["all"] == results["stats"]["n_lesions"]["all"] > 0
+    assert set(saved["figures"]) == {"sensitivity", "sensitivity_iou50", "lesion_dice", "overlays"}
+    for name in saved["figures"].values():
+        assert (out / name).stat().st_size > 2000
+
+    # 3. A third call finds every eval.json and trains nothing.
+    def no_training(*args, **kwargs):
+        raise AssertionError("a finished run was trained again")
+
+    monkeypatch.setattr(train.loop, "train_model", no_training)
+    again = run_ablation(TINY, out, progress=False)
+    assert sorted(again["skipped_finished_runs"]) == ["real+heuristic/seed-0", "real/seed-0"]
+    assert again["stats"] == saved["stats"]

@@ -141,8 +141,11 @@ def render_markdown(results: dict, figures: dict | None = None) -> str:
     machine = results.get("machine", {})
     timings = results.get("timings", {})
     if machine or timings:
-        out += [f"**Run.** {machine.get('summary', '')} Wall time {_fmt(timings.get('total_s'), 0)} s."
-                .strip(), ""]
+        out += [f"**Run.** {machine.get('summary', '')} Wall time of the last invocation "
+                f"{_fmt(timings.get('total_s'), 0)} s (data {_fmt(timings.get('data_s'), 0)} s, "
+                f"report {_fmt(timings.get('report_s'), 0)} s); training "
+                f"{_fmt(timings.get('train_s'), 0)} s and evaluation {_fmt(timings.get('eval_s'), 0)} s "
+                "summed over the runs (a run finished earlier keeps its own times).", ""]
     out += [
         "## Lesion-wise results per size bin",
         "",
@@ -173,7 +176,7 @@ def render_markdown(results: dict, figures: dict | None = None) -> str:
 
 
 def write_report(results: dict, out_dir, *, overlay_cases: dict | None = None,
-                 overlay_predictions: dict | None = None) -> dict:
+                 overlay_predictions: dict | None = None, draw_figures: bool = True) -> dict:
     """Write ``results.json``, ``results.md`` and the figures into ``out_dir``.
 
     Args:
@@ -181,11 +184,18 @@ def write_report(results: dict, out_dir, *, overlay_cases: dict | None = None,
             and uses ``name``, ``config``, ``data``, ``machine``, ``timings``, ``runs`` if present.
         overlay_cases: ``{case_id: Case}`` of the test cases, for the lesion overlays (optional).
         overlay_predictions: ``{arm: {case_id: label map}}`` of one seed per arm (optional).
+        draw_figures: False rewrites only the JSON and Markdown and keeps ``results["figures"]``
+            (after a first call drew them), e.g. to add the final wall time.
 
     Returns ``{"json": path, "markdown": path, "figures": {key: path}}``; ``results["figures"]``
     lists the figure file names (relative to ``out_dir``).
     """
     out_dir = Path(out_dir)
+    if not draw_figures:
+        figures = dict(results.get("figures", {}))
+        md = write_text_atomic(out_dir / "results.md", render_markdown(results, figures))
+        js = write_json_atomic(out_dir / "results.json", results)
+        return {"json": js, "markdown": md, "figures": {k: out_dir / v for k, v in figures.items()}}
     figures = {}
     for metric, name in FIGURES.items():
         plot_metric_by_bin(results["stats"], metric, out_dir / name)

@@ -1,0 +1,139 @@
+"""The ablation's data: training, validation and test cases, and the hosts for synthetic tumours.
+
+Sources (``data.source`` of the configuration):
+
+* ``lits117-axial``: LiTS case 117 (fetched with :func:`train.data.fetch_lits117`, or read from
+  ``data.path``), preprocessed, then cut along the axial axis (:func:`train.data.split_axial`): the
+  lower part trains, the upper part is the test set, with a gap between them, so the test tumours
+  are real tumours that no arm trained on. Offline (FetchError), a phantom case with phantom
+  tumours stands in, split the same way, and the report says so.
+* ``folder``: every case of a LiTS, MSD Task03 or manifest folder (:func:`train.data.load_cases`),
+  split by case (:func:`train.data.split_cases`) into train / val / test.
+
+Hosts: phantom livers (tumour-free), the tumour-free training cases ("healthy cases") and the
+training cases themselves ("training part"; the synthesiser keeps away from their tumours).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+PHANTOM_HOST_SEED = 0  # phantom hosts are the same livers in every arm and seed
+FALLBACK_SEED = 117  # the offline stand-in for LiTS-117; differs from the host phantoms
+FALLBACK_LESIONS = 12  # phantom tumours asked for in the stand-in case
+
+
+@dataclass
+class AblationData:
+    """Everything the runs need; the same objects serve every arm and seed."""
+
+    train: list
+    val: list
+    test: list
+    heuristic_hosts: list  # livers that receive synthetic tumours next to real training data
+    tumour_free_hosts: list  # the only training data of the synthetic-only arm
+    summary: str = ""
+    notes: list[str] = field(default_factory=list)
+    fallback: bool = False
+
+    def describe(self) -> dict:
+        """JSON-ready description for the report."""
+        def ids(cases):
+            return [c.case_id for c in cases]
+
+        return {
+            "summary": self.summary,
+            "notes": list(self.notes),
+            "fallback_to_phantom": self.fallback,
+            "train": ids(self.train), "val": ids(self.val), "test": ids(self.test),
+            "heuristic_hosts": ids(self.heuristic_hosts),
+            "tumour_free_hosts": ids(self.tumour_free_hosts),
+            "test_shapes": {c.case_id: list(c.image.shape) for c in self.test},
+            "spacing_mm": {c.case_id: list(c.spacing) for c in self.test},
+        }
+
+
+def _settings(cfg: dict):
+    from train.data import Preprocessing
+
+    prep = dict(cfg["data"].get("preprocessing", {}))
+    for key, value in prep.items():
+        if isinstance(value, list):
+            prep[key] = tuple(value)
+    return Preprocessing(**prep)
+
+
+def _lits117_case(cfg: dict, data_path, settings, *, progress: bool, say):
+    """LiTS-117 preprocessed, or (offline) the phantom stand-in; returns (case, fallback, notes)."""
+    from train.data import FetchError, fetch_lits117, load_cases, phantom_hosts
+
+    path = data_path or cfg["data"].get("path")
+    try:
+        folder = path if path else fetch_lits117(progress=progress)
+        cases = load_cases(folder, settings, progress=progress)
+    except FetchError as exc:
+        say(
+            "LiTS-117 could not be fetched, so this ablation runs on a PHANTOM case with phantom "
+            f"tumours instead of real CT ({exc}). The numbers then only show that the pipeline "
+            "works. To use the real case, run `tumorsynth data fetch lits117` when online, or "
+            "pass --data FOLDER holding volume-117.nii.gz and segmentation-117.nii.gz."
+        )
+        spacing = settings.target_spacing or (2.0, 2.0, 2.0)
+        case = phantom_hosts(1, spacing=spacing, shape_mm=cfg["hosts"]["phantom shape mm"],
+                             seed=FALLBACK_SEED, lesions=FALLBACK_LESIONS)[0]
+        case = dataclasses.replace(case, case_id="phantom-tumours")
+        return case, True, ["offline: a phantom case with phantom tumours replaced LiTS-117"]
+    if len(cases) != 1:
+        raise ValueError(f"data.source 'lits117-axial' expects one case in {folder}; found {len(cases)}")
+    return cases[0], False, []
+
+
+def prepare_data(cfg: dict, *, data_path=None, progress: bool = True, say=print) -> AblationData:
+    """Load, preprocess and split the data of a validated configuration; build the hosts."""
+    from train.data import healthy_hosts, load_cases, phantom_hosts, split_axial, split_cases
+
+    settings = _settings(cfg)
+    source, split = cfg["data"]["source"], cfg["data"].get("split", {})
+    notes: list[str] = []
+    fallback = False
+    if source == "lits117-axial":
+        case, fallback, notes = _lits117_case(cfg, data_path, settings, progress=progress, say=say)
+        train_part, test_part = split_axial(case, **split)
+        train, val, test = [train_part], [], [test_part]
+        notes += list(dict.fromkeys(test_part.notes))
+        what = "phantom stand-in" if fallback else "LiTS-117"
+        summary = (f"{what} ({case.source or case.case_id}) cut along the axial axis: training part "
+                   f"{train_part.image.shape} voxels, held-out test part {test_part.image.shape} "
+                   f"voxels at {tuple(round(s, 2) for s in case.spacing)} mm.")
+    else:
+        path = data_path or cfg["data"]["path"]
+        cases = load_cases(path, settings, progress=progress)
+        if len(cases) < 2:
+            raise ValueError(f"data.path {path}: {len(cases)} case(s) found; a case split needs at least 2")
+        by_id = {c.case_id: c for c in cases}
+        parts = split_cases(list(by_id), **split)
+        train = [by_id[i] for i in parts.train]
+        val = [by_id[i] for i in parts.val]
+        test = [by_id[i] for i in parts.test]
+        if not test:
+            raise ValueError(f"the split {split} leaves no test case out of {len(cases)}")
+        summary = (f"{len(cases)} cases from {path}: {len(train)} train, {len(val)} validation, "
+                   f"{len(test)} test (split by case, seed {split.get('seed', 0)}).")
+    if not any(c.has_tumour for c in test):
+        raise ValueError("the test cases hold no tumour: lesion-wise results would be empty")
+
+    hosts_cfg = cfg["hosts"]
+    spacing = settings.target_spacing or train[0].spacing
+    phantoms = phantom_hosts(hosts_cfg["phantoms"], spacing=spacing,
+                             shape_mm=hosts_cfg["phantom shape mm"], seed=PHANTOM_HOST_SEED)
+    healthy = healthy_hosts(train) if hosts_cfg["healthy cases"] else []
+    own = list(train) if hosts_cfg["training part"] else []
+    seen, heuristic = set(), []
+    for host in phantoms + healthy + own:
+        if host.case_id not in seen:
+            seen.add(host.case_id)
+            heuristic.append(host)
+    return AblationData(train=list(train), val=list(val), test=list(test),
+                        heuristic_hosts=heuristic, tumour_free_hosts=phantoms + healthy,
+                        summary=summary, notes=notes, fallback=fallback)
