@@ -1,0 +1,220 @@
+"""train.loop: patch sampling, synthetic samples, training smoke run, resume, prediction."""
+
+import csv
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from synth.phantom import make_phantom
+from train.data import Case
+from train.loop import PatchSampler, TrainConfig, load_model, predict_case, train_model
+from train.loop.sampling import prepare_case
+
+TINY = dict(patch_size=(32, 32, 32), batch_size=2, filters=(4, 8, 16), device="cpu")
+
+
+def _phantom_case(seed, lesions=3):
+    ph = make_phantom(shape=(64, 56, 40), spacing=(3, 3, 3), lesions=lesions, seed=seed)
+    return Case(f"phantom-{seed}", ph.volume.astype(np.float32), ph.label, tuple(ph.spacing), ph.affine,
+                source="phantom")
+
+
+@pytest.fixture(scope="module")
+def tumour_case():
+    case = _phantom_case(0)
+    assert case.has_tumour
+    return case
+
+
+@pytest.fixture(scope="module")
+def healthy_host():
+    return _phantom_case(1, lesions=0)
+
+
+def _weights(path):
+    return torch.load(path, weights_only=True)["model"]
+
+
+def _same_weights(a, b):
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+# --- config -------------------------------------------------------------------------------------
+def test_config_round_trips_through_json():
+    config = TrainConfig(**TINY, steps=7, hu_window=(-100.0, 200.0), synthetic_size="3,10")
+    again = TrainConfig.from_dict(json.loads(json.dumps(config.to_dict())))
+    assert again == config and isinstance(again.patch_size, tuple)
+
+
+@pytest.mark.parametrize("kwargs, words", [
+    ({"foreground_share": 0.8, "tumour_share": 0.3}, "at most 1"),
+    ({"hu_window": (300.0, -200.0)}, "low < high"),
+    ({"synthetic_size": "10,3"}, "min_mm <= max_mm"),
+    ({"patch_size": (32, 32)}, "three positive"),
+])
+def test_config_rejects_bad_values(kwargs, words):
+    with pytest.raises(ValueError, match=words):
+        TrainConfig(**kwargs)
+
+
+def test_config_from_dict_rejects_unknown_keys():
+    with pytest.raises(ValueError, match="unknown TrainConfig keys: lr"):
+        TrainConfig.from_dict({"lr": 0.1})
+
+
+# --- sampling -----------------------------------------------------------------------------------
+def test_sampler_centres_the_requested_shares(tumour_case):
+    config = TrainConfig(**TINY, foreground_share=0.4, tumour_share=0.3)
+    sampler = PatchSampler([tumour_case], config)
+    prepared = sampler.cases[0]
+    rng = np.random.default_rng(5)
+    draws = [sampler.draw_centre(prepared, rng) for _ in range(3000)]
+    labels = np.array([prepared.label[c] for _, c in draws])
+    kinds = [k for k, _ in draws]
+    tumour_fraction = np.mean(labels == 2)
+    foreground_fraction = np.mean(labels >= 1)
+    assert kinds.count("tumour") / 3000 == pytest.approx(0.3, abs=0.03)
+    assert kinds.count("liver") / 3000 == pytest.approx(0.4, abs=0.03)
+    # random centres land in tumour rarely: the share is (almost all) the requested one
+    assert 0.27 <= tumour_fraction <= 0.35
+    background_share = np.mean(prepared.label >= 1)
+    assert foreground_fraction == pytest.approx(0.7 + 0.3 * background_share, abs=0.04)
+
+
+def test_sampler_gives_tumour_share_to_liver_when_case_has_no_tumour(healthy_host):
+    config = TrainConfig(**TINY, foreground_share=0.5, tumour_share=0.33)
+    sampler = PatchSampler([healthy_host], config)
+    rng = np.random.default_rng(0)
+    kinds = [sampler.draw_centre(sampler.cases[0], rng)[0] for _ in range(2000)]
+    assert "tumour" not in kinds
+    assert kinds.count("liver") / 2000 == pytest.approx(0.83, abs=0.03)
+
+
+def test_sampler_pads_cases_smaller_than_the_patch(tumour_case):
+    small = Case("small", tumour_case.image[20:40, 20:38, 10:22], tumour_case.label[20:40, 20:38, 10:22],
+                 tumour_case.spacing, tumour_case.affine)
+    sampler = PatchSampler([small], TrainConfig(**TINY))
+    images, labels = sampler.batch(0)
+    assert images.shape == labels.shape == (2, 1, 32, 32, 32)
+    assert images.dtype == np.float32 and labels.dtype == np.uint8
+    assert 0.0 <= images.min() and images.max() <= 1.0
+    # every small-case voxel is in the (padded) patch; the padding is label 0
+    assert (labels[0] >= 1).sum() == (small.label >= 1).sum()
+
+
+def test_batches_depend_only_on_seed_and_step(tumour_case):
+    sampler = PatchSampler([tumour_case], TrainConfig(**TINY, seed=3))
+    a, b = sampler.batch(4), sampler.batch(4)
+    assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+    assert not np.array_equal(sampler.batch(5)[0], a[0])
+    assert not np.array_equal(sampler.batch(4, rank=1)[0], a[0])
+
+
+def test_synthetic_samples_have_new_tumours_in_a_healthy_host(tumour_case, healthy_host):
+    before = healthy_host.image.copy(), healthy_host.label.copy()
+    assert not healthy_host.has_tumour
+    config = TrainConfig(**TINY, synthetic_probability=1.0, synthetic_size="8,15", synthetic_count=(1, 2))
+    sampler = PatchSampler([tumour_case], config, hosts=[healthy_host])
+    tumour_voxels = [int((sampler.batch(step)[1] == 2).sum()) for step in range(3)]
+    assert sum(v > 0 for v in tumour_voxels) >= 2
+    assert np.array_equal(healthy_host.image, before[0]) and np.array_equal(healthy_host.label, before[1])
+
+
+def test_synthetic_probability_needs_hosts(tumour_case):
+    with pytest.raises(ValueError, match="no hosts"):
+        PatchSampler([tumour_case], TrainConfig(**TINY, synthetic_probability=0.5))
+
+
+def test_prepare_case_normalises_the_hu_window(tumour_case):
+    prepared = prepare_case(tumour_case, (32, 32, 32), (-200.0, 300.0))
+    expected = np.clip((tumour_case.image - -200.0) / 500.0, 0, 1)
+    assert np.allclose(prepared.image, expected, atol=1e-6)
+
+
+# --- training -----------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def six_steps(tmp_path_factory, tumour_case):
+    """An uninterrupted 4-step run, the reference for the resume and seed tests."""
+    config = TrainConfig(**TINY, steps=4, seed=0)
+    out = tmp_path_factory.mktemp("uninterrupted")
+    return config, train_model(config, [tumour_case], out_dir=out, progress=False)
+
+
+def test_smoke_run_writes_checkpoints_and_logs(tmp_path, tumour_case):
+    config = TrainConfig(**TINY, steps=10, checkpoint_every=4)
+    result = train_model(config, [tumour_case], out_dir=tmp_path, progress=False)
+    for name in ("checkpoint.pt", "model.pt", "log.csv", "log.json"):
+        assert (tmp_path / name).is_file(), name
+    assert result.steps == 10 and result.model_path == tmp_path / "model.pt"
+    with open(tmp_path / "log.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    logged = json.loads((tmp_path / "log.json").read_text())
+    assert len(rows) == len(logged) == 10
+    assert [r["step"] for r in logged] == list(range(1, 11))
+    assert all(math.isfinite(r["loss"]) and r["loss"] > 0 for r in logged)
+    assert logged[0]["lr"] == pytest.approx(config.learning_rate)
+    assert logged[-1]["lr"] < logged[0]["lr"]  # poly decay
+    state = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    assert state["step"] == 10 and TrainConfig.from_dict(state["config"]) == config
+    assert not list(tmp_path.glob(".*.tmp"))  # no temporary file left behind
+
+
+def test_resume_gives_bit_identical_weights(tmp_path, tumour_case, six_steps):
+    config, reference = six_steps
+    first = train_model(config, [tumour_case], out_dir=tmp_path, stop_after=2, progress=False)
+    assert first.steps == 2 and first.model_path.name == "checkpoint.pt"
+    assert not (tmp_path / "model.pt").exists()
+    second = train_model(config, [tumour_case], out_dir=tmp_path, resume=True, progress=False)
+    assert second.steps == 4 and len(second.history) == 4
+    assert _same_weights(_weights(second.model_path), _weights(reference.model_path))
+    assert [r["loss"] for r in second.history] == [r["loss"] for r in reference.history]
+
+
+def test_same_seed_same_weights_other_seed_other_weights(tmp_path, tumour_case, six_steps):
+    config, reference = six_steps
+    again = train_model(config, [tumour_case], out_dir=tmp_path / "same", progress=False)
+    assert _same_weights(_weights(again.model_path), _weights(reference.model_path))
+    other = train_model(TrainConfig(**{**config.to_dict(), "seed": 1}), [tumour_case],
+                        out_dir=tmp_path / "other", progress=False)
+    assert not _same_weights(_weights(other.model_path), _weights(reference.model_path))
+
+
+def test_existing_run_needs_resume_and_a_compatible_config(tumour_case, six_steps):
+    config, reference = six_steps
+    with pytest.raises(ValueError, match="already holds a run"):
+        train_model(config, [tumour_case], out_dir=reference.out_dir, progress=False)
+    changed = TrainConfig(**{**config.to_dict(), "learning_rate": 0.1})
+    with pytest.raises(ValueError, match="differs in learning_rate"):
+        train_model(changed, [tumour_case], out_dir=reference.out_dir, resume=True, progress=False)
+
+
+def test_predict_case_and_load_model_round_trip(tumour_case, six_steps):
+    config, reference = six_steps
+    model, loaded = load_model(reference.model_path)
+    assert loaded == config
+    prediction = predict_case(model, tumour_case, loaded)
+    assert prediction.shape == tumour_case.image.shape and prediction.dtype == np.uint8
+    assert set(np.unique(prediction)) <= {0, 1, 2}
+
+
+def test_load_model_rejects_a_foreign_file(tmp_path):
+    torch.save({"weights": torch.zeros(1)}, tmp_path / "x.pt")
+    with pytest.raises(ValueError, match="not a tumorsynth model file"):
+        load_model(tmp_path / "x.pt")
+
+
+def test_validation_with_synthetic_tumours_and_deep_supervision(tmp_path, tumour_case, healthy_host):
+    config = TrainConfig(patch_size=(32, 32, 32), batch_size=2, filters=(4, 8, 16), device="cpu",
+                         steps=2, val_every=1, loss="composite", deep_supervision=True,
+                         synthetic_probability=0.5, synthetic_size="small")
+    result = train_model(config, [tumour_case], val_cases=[tumour_case], hosts=[healthy_host],
+                         out_dir=tmp_path, progress=False)
+    dice = [r["val_dice"] for r in result.history]
+    assert all(d is not None and 0.0 <= d <= 1.0 for d in dice)
+    best = torch.load(tmp_path / "best.pt", weights_only=True)
+    assert best["val_dice"] == pytest.approx(max(dice))
+    model, _ = load_model(tmp_path / "best.pt")
+    assert predict_case(model, tumour_case, config).shape == tumour_case.image.shape
