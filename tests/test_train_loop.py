@@ -137,8 +137,8 @@ def test_prepare_case_normalises_the_hu_window(tumour_case):
 # --- training -----------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def six_steps(tmp_path_factory, tumour_case):
-    """An uninterrupted 4-step run, the reference for the resume and seed tests."""
-    config = TrainConfig(**TINY, steps=4, seed=0)
+    """An uninterrupted 6-step run, the reference for the resume and seed tests."""
+    config = TrainConfig(**TINY, steps=6, seed=0)
     out = tmp_path_factory.mktemp("uninterrupted")
     return config, train_model(config, [tumour_case], out_dir=out, progress=False)
 
@@ -164,11 +164,11 @@ def test_smoke_run_writes_checkpoints_and_logs(tmp_path, tumour_case):
 
 def test_resume_gives_bit_identical_weights(tmp_path, tumour_case, six_steps):
     config, reference = six_steps
-    first = train_model(config, [tumour_case], out_dir=tmp_path, stop_after=2, progress=False)
-    assert first.steps == 2 and first.model_path.name == "checkpoint.pt"
+    first = train_model(config, [tumour_case], out_dir=tmp_path, stop_after=3, progress=False)
+    assert first.steps == 3 and first.model_path.name == "checkpoint.pt"
     assert not (tmp_path / "model.pt").exists()
     second = train_model(config, [tumour_case], out_dir=tmp_path, resume=True, progress=False)
-    assert second.steps == 4 and len(second.history) == 4
+    assert second.steps == 6 and len(second.history) == 6
     assert _same_weights(_weights(second.model_path), _weights(reference.model_path))
     assert [r["loss"] for r in second.history] == [r["loss"] for r in reference.history]
 
