@@ -1,4 +1,5 @@
-"""The ``tumorsynth`` command line: ``insert``, ``demo``, ``synthesize``, ``realism``, ``evaluate``.
+"""The ``tumorsynth`` command line: ``insert``, ``demo``, ``synthesize``, ``realism``, ``evaluate``,
+``diffusion``, ``data``, ``train``, ``ablate``.
 
 - ``insert`` puts synthetic tumours into one CT (NIfTI) inside its liver mask and writes the new
   CT, the label map, a JSON record of the lesions and a PNG preview.
@@ -9,6 +10,9 @@
   when the command runs: the synthesiser itself never depends on it.
 - ``evaluate`` scores predicted tumour labels lesion by lesion (package ``train``, imported only
   when the command runs).
+- ``data``, ``train`` and ``ablate`` hand their arguments to the trainer's own command modules
+  (``train.data.commands``, ``train.loop.commands``, ``train.ablation.commands``), imported only
+  when the command runs.
 - ``diffusion train`` trains the diffusion synthesiser (``insert --method diffusion --model``
   uses it); torch is imported only when it runs.
 
@@ -84,6 +88,29 @@ def _evaluate_command(args: argparse.Namespace) -> int:
           f"{summary['detected']}/{summary['n_lesions']} lesions detected, "
           f"{summary['false_positives']} false positives; report in {args.json}")
     return 0
+
+
+# Trainer commands: (module, one-line help). Each module has add_arguments(parser) and run(args);
+# it is imported only when its command runs, so the synthesiser never loads torch or the trainer.
+TRAINER_COMMANDS = {
+    "data": ("train.data.commands", "fetch the LiTS-117 sample; check a data set's files"),
+    "train": ("train.loop.commands", "train the bundled 3D U-Net (DynUNet)"),
+    "ablate": ("train.ablation.commands", "train with and without synthetic tumours; report per size"),
+}
+
+
+def _trainer_command(args: argparse.Namespace) -> int:
+    import importlib
+
+    module = importlib.import_module(TRAINER_COMMANDS[args.command][0])
+    parser = argparse.ArgumentParser(prog=f"{PROG} {args.command}",
+                                     description=TRAINER_COMMANDS[args.command][1])
+    module.add_arguments(parser)
+    try:
+        options = parser.parse_args(args.forwarded)
+    except SystemExit as exc:  # --help, or argparse already printed the problem
+        return int(exc.code or 0)
+    return int(module.run(options))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -167,6 +194,11 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--json", required=True, type=Path, help="output JSON report")
     evaluate.add_argument("--tumour-label", type=int, default=2, help="tumour label value (default 2)")
     evaluate.set_defaults(handler=_evaluate_command)
+
+    for name, (_, help_text) in TRAINER_COMMANDS.items():
+        trainer = commands.add_parser(name, help=help_text, add_help=False,
+                                      description=f"{help_text} (run '{PROG} {name} --help').")
+        trainer.set_defaults(handler=_trainer_command, forwards_arguments=True)
 
     from .diffusion import add_diffusion_parser
 
