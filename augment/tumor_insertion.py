@@ -7,6 +7,8 @@ so ``subject.get_composed_history()`` replays the very same lesions.
 
 from __future__ import annotations
 
+import os
+
 import torch
 import torchio as tio
 from torchio.transforms.augmentation import RandomTransform
@@ -41,6 +43,11 @@ class RandomTumorInsertion(RandomTransform):
         tumor_label: Label value of tumours: existing ones are kept and avoided, new ones get it.
         on_failure: What to do when the lesions find no room in the liver: ``"warn"`` (leave the
             subject unchanged and warn), ``"ignore"`` (leave it unchanged) or ``"raise"``.
+        method: ``"heuristic"`` (the numpy texture model) or ``"diffusion"`` (a trained diffusion
+            model inpaints each lesion; see ``docs/diffusion.md``).
+        model: The diffusion model: a folder (``config.json`` + ``weights.safetensors``, read
+            once per process) or a loaded ``synth.diffusion.DiffusionModel``. Only with
+            ``method="diffusion"``.
         synthesis_options: Further keyword arguments of :func:`synth.synthesize`
             (``edge_mm``, ``subcapsular_probability``, ``mass_effect``, ``max_attempts``).
         space_tolerance_mm: Largest distance, in mm, by which the image's and the label map's
@@ -61,8 +68,9 @@ class RandomTumorInsertion(RandomTransform):
 
     def __init__(self, size="mix", count=(1, 3), phenotype="mix", liver_label: int = 1,
                  tumor_label: int = 2, on_failure: str = "warn", synthesis_options: dict | None = None,
-                 space_tolerance_mm: float = 1e-3, **kwargs):
+                 space_tolerance_mm: float = 1e-3, method: str = "heuristic", model=None, **kwargs):
         super().__init__(**kwargs)
+        synthesis_options = with_method(synthesis_options, method, model)
         _core.store_settings(self, size=size, count=count, phenotype=phenotype, liver_label=liver_label,
                              tumor_label=tumor_label, on_failure=on_failure,
                              synthesis_options=synthesis_options, space_tolerance_mm=space_tolerance_mm)
@@ -91,7 +99,7 @@ class TumorInsertion(tio.Transform):
     Args:
         seed: Non-negative integer seed of the synthesiser.
         size, count, phenotype, liver_label, tumor_label, on_failure, synthesis_options,
-        space_tolerance_mm: As in :class:`RandomTumorInsertion`.
+        space_tolerance_mm, method, model: As in :class:`RandomTumorInsertion`.
         **kwargs: See :class:`~torchio.transforms.Transform`.
 
     Example:
@@ -102,11 +110,12 @@ class TumorInsertion(tio.Transform):
 
     def __init__(self, seed: int, size="mix", count=(1, 3), phenotype="mix", liver_label: int = 1,
                  tumor_label: int = 2, on_failure: str = "warn", synthesis_options: dict | None = None,
-                 space_tolerance_mm: float = 1e-3, **kwargs):
+                 space_tolerance_mm: float = 1e-3, method: str = "heuristic", model=None, **kwargs):
         super().__init__(**kwargs)
         if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
             raise ValueError(f"seed must be a non-negative int; got {seed!r}")
         self.seed = seed
+        synthesis_options = with_method(synthesis_options, method, model)
         _core.store_settings(self, size=size, count=count, phenotype=phenotype, liver_label=liver_label,
                              tumor_label=tumor_label, on_failure=on_failure,
                              synthesis_options=synthesis_options, space_tolerance_mm=space_tolerance_mm)
@@ -149,3 +158,28 @@ def select_ct_and_label(transform: tio.Transform, subject: tio.Subject):
                 f"{len(found)}: {names}. Choose the CT and its label map with "
                 f"include=[...] or exclude=[...]")
     return scalars[0], label_maps[0]
+
+
+def with_method(synthesis_options: dict | None, method: str, model) -> dict | None:
+    """The synthesis options with the synthesiser's ``method`` and ``model`` added.
+
+    They travel inside the synthesis options, which the transforms store, record in TorchIO's
+    history and hand to the deterministic twin: a replay uses the same model. The heuristic adds
+    nothing, so its settings (and history) are exactly what they were before the diffusion model
+    existed.
+    """
+    if method == "heuristic":
+        if model is not None:
+            raise ValueError("model= only applies to method='diffusion'")
+        return synthesis_options
+    if method != "diffusion":
+        raise ValueError(f"method must be 'heuristic' or 'diffusion'; got {method!r}")
+    if model is None:
+        raise ValueError("method='diffusion' needs model=: a model folder (config.json + "
+                         "weights.safetensors) or a loaded synth.diffusion.DiffusionModel")
+    options = dict(synthesis_options or {})
+    clash = {"method", "model"} & set(options)
+    if clash:
+        raise ValueError(f"give {sorted(clash)} as arguments of the transform, not in synthesis_options")
+    options.update(method="diffusion", model=os.fspath(model) if isinstance(model, (str, os.PathLike)) else model)
+    return options

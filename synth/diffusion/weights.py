@@ -80,6 +80,9 @@ def save_tensors_atomic(tensors: dict, path: Path, save_file=None) -> None:
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
         save_file(tensors, str(tmp))
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # as an ordinary file, not the private one safetensors makes
         os.replace(tmp, path)
     finally:
         if tmp.exists():
