@@ -218,3 +218,48 @@ def test_validation_with_synthetic_tumours_and_deep_supervision(tmp_path, tumour
     assert best["val_dice"] == pytest.approx(max(dice))
     model, _ = load_model(tmp_path / "best.pt")
     assert predict_case(model, tumour_case, config).shape == tumour_case.image.shape
+
+
+# --- command ------------------------------------------------------------------------------------
+def test_train_command_on_a_lits_folder(tmp_path, capsys):
+    import argparse
+
+    from synth.io import save_nifti
+    from train.loop import commands
+
+    data = tmp_path / "lits"
+    data.mkdir()
+    for i in range(3):
+        ph = make_phantom(shape=(40, 36, 24), spacing=(3, 3, 3), lesions=2, seed=10 + i)
+        save_nifti(ph.volume, ph.affine, data / f"volume-{i}.nii.gz")
+        save_nifti(ph.label, ph.affine, data / f"segmentation-{i}.nii.gz")
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"filters": [4, 8, 16], "batch_size": 1, "device": "cpu"}))
+    parser = argparse.ArgumentParser()
+    commands.add_arguments(parser)
+    out = tmp_path / "run"
+    args = parser.parse_args(["--data", str(data), "--out", str(out), "--config", str(config), "--steps", "2",
+                              "--patch", "32", "--synthetic-probability", "0",
+                              "--val-fraction", "0", "--test-fraction", "0", "--quiet"])
+    assert commands.run(args) == 0
+    assert f"model: {out / 'model.pt'}" in capsys.readouterr().out
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["steps"] == 2 and saved["patch_size"] == [32, 32, 32] and saved["synthetic_probability"] == 0
+    assert len(json.loads((out / "log.json").read_text())) == 2
+    # a second run into the same folder needs --resume
+    assert commands.run(args) == 2
+    assert "already holds a run" in capsys.readouterr().err
+
+
+def test_train_command_rejects_bad_options():
+    import argparse
+
+    from train.loop import commands
+
+    parser = argparse.ArgumentParser()
+    commands.add_arguments(parser)
+    args = parser.parse_args(["--data", "d", "--out", "o", "--hosts", "phantom:3", "--patch", "48,32,16"])
+    assert args.hosts == 3 and args.patch == (48, 32, 16)
+    for bad in (["--hosts", "real:3"], ["--patch", "32,32"]):
+        with pytest.raises(SystemExit):
+            parser.parse_args(["--data", "d", "--out", "o", *bad])

@@ -220,12 +220,11 @@ def _train(config, train_cases, val_cases, hosts, out_dir, resume, stop_after, p
     bar.close()
 
     finished = step >= config.steps
-    if ddp.is_main and finished:
-        if start == end:  # nothing left to do: keep the files as they are
-            pass
-        else:
-            save_torch(out_dir / "model.pt", {"model": net.state_dict(), "config": config.to_dict(),
-                                              "step": step})
+    # A finished run resumed again changes nothing, but still gets its model.pt if a crash came
+    # between the last checkpoint and the final weights.
+    if ddp.is_main and finished and (start < end or not (out_dir / "model.pt").exists()):
+        save_torch(out_dir / "model.pt", {"model": net.state_dict(), "config": config.to_dict(),
+                                          "step": step})
     ddp.barrier()
     model_path = out_dir / ("model.pt" if finished else "checkpoint.pt")
     return TrainResult(out_dir=out_dir, model_path=model_path, steps=step, history=history)
