@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import hashlib
 import socket
+import subprocess
+import sys
 import warnings
 import zipfile
 from pathlib import Path
@@ -77,6 +79,12 @@ def _case(tmp_path, name="case", image=None, label=None, image_affine=None, labe
     label = default_label if label is None else label
     return CaseFiles(name, _write(tmp_path / f"{name}_img.nii.gz", image, image_affine),
                      _write(tmp_path / f"{name}_lab.nii.gz", label, label_affine))
+
+
+def test_import_stays_light():
+    code = "import sys, train.data; print(sorted(m for m in ('torch', 'monai', 'diffusers', 'torchio') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
 
 
 # --- find_cases ---------------------------------------------------------------------------------
@@ -348,6 +356,10 @@ def test_cache_returns_identical_arrays_without_reading_the_files(tmp_path, monk
     assert Preprocessing().key() == settings.key()
     third = preprocess_case(files, other, cache_dir=cache)
     assert third.spacing == (2.0, 2.0, 2.0) and (cache / other.key()).is_dir()
+
+    stored[0].write_bytes(b"half a file")  # a damaged entry is rebuilt, not trusted
+    rebuilt = preprocess_case(files, settings, cache_dir=cache, notes=("hello",))
+    assert np.array_equal(rebuilt.image, first.image) and np.load(stored[0])["image"].shape == first.image.shape
 
 
 def test_cache_misses_when_the_file_changes(tmp_path):
