@@ -560,6 +560,8 @@ def test_fetch_lits117_from_a_wheel_file(fake_wheel, tmp_path):
     _assert_matches_shared(folder, arrays)
     assert sorted(p.name for p in folder.iterdir()) == ["README.txt", "segmentation-117.nii.gz",
                                                         "volume-117.nii.gz"]
+    case = preprocess_case(find_cases(folder)[0])
+    assert any("approximate" in note for note in case.notes)  # the reports repeat it
     # A second call finds the files: no wheel is read (this one does not exist) and nothing downloaded.
     assert fetch_lits117(tmp_path / "cache", wheel=tmp_path / "gone.whl", progress=False) == folder
 

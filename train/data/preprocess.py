@@ -23,7 +23,7 @@ from .files import CaseFiles, find_cases
 __all__ = ["Preprocessing", "preprocess_case", "load_cases", "crop_to_liver", "resample"]
 
 # Bump when the preprocessing code changes what it produces: old cache entries then miss.
-_PREPROCESSING_VERSION = 1
+_PREPROCESSING_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -145,7 +145,16 @@ def _check_override(case_id: str, spacing_override) -> np.ndarray | None:
     return override
 
 
-def _load_native(files: CaseFiles, spacing_override, problems: list[CaseProblem]):
+def _header_note(img) -> str | None:
+    """The header's description when it warns that the geometry is approximate (the fetched
+    LiTS-117 sample does), so that reports repeat it."""
+    text = img.header.get("descrip", b"")
+    text = (text.tobytes() if hasattr(text, "tobytes") else bytes(text)).split(b"\0")[0]
+    text = text.decode("ascii", "replace").strip()
+    return f"header says: {text}" if "approximate" in text.lower() else None
+
+
+def _load_native(files: CaseFiles, spacing_override, problems: list[CaseProblem], notes: list[str]):
     """Image and label (uint8) in closest canonical RAS on the native grid, and their affine.
 
     The arrays may be views of the loaded data (flipped by reorientation); the image keeps its
@@ -163,6 +172,9 @@ def _load_native(files: CaseFiles, spacing_override, problems: list[CaseProblem]
                          f"({type(exc).__name__}: {exc})") from exc
     problems += header_problems(case_id, image_img, label_img, spacing_given=override is not None)
     _refuse(case_id, problems)
+    note = _header_note(image_img)
+    if note and override is None:
+        notes.append(note)
     try:
         image = np.asanyarray(image_img.dataobj)
         label = np.asanyarray(label_img.dataobj) if label_img is not None else None
@@ -253,11 +265,12 @@ def preprocess_case(files: CaseFiles, settings: Preprocessing = Preprocessing(),
             return cached
 
     problems: list[CaseProblem] = []
-    image, label, affine = _load_native(files, spacing_override, problems)
+    header_notes: list[str] = []
+    image, label, affine = _load_native(files, spacing_override, problems, header_notes)
     messages = [p.message for p in problems]  # only non-fatal ones are left
     for message in messages:
         warnings.warn(message, stacklevel=2)
-    own_notes = list(messages)
+    own_notes = list(messages) + header_notes
     if spacing_override is not None:
         own_notes.append(f"spacing set by hand to {tuple(float(s) for s in spacing_override)} mm")
     if settings.crop_margin_mm is not None:
