@@ -295,3 +295,25 @@ def test_tiny_ablation_end_to_end_resumes_and_skips_finished_runs(tmp_path, monk
     again = run_ablation(TINY, out, progress=False)
     assert sorted(again["skipped_finished_runs"]) == ["real+heuristic/seed-0", "real/seed-0"]
     assert again["stats"] == saved["stats"]
+
+
+def test_command_arguments_and_config_errors(tmp_path, capsys):
+    import argparse
+
+    from train.ablation.commands import DEFAULT_OUT, add_arguments, run
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = parser.parse_args(["--profile", "cpu-quick"])
+    assert args.out == DEFAULT_OUT and args.data is None
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--profile", "cpu-quick", "--config", "x.json"])  # one or the other
+    with pytest.raises(SystemExit):
+        parser.parse_args([])
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(minimal_config(arms=["real", "real+magic"])))
+    assert run(parser.parse_args(["--config", str(bad), "--out", str(tmp_path / "o")])) == 2
+    assert "unknown arm 'real+magic'" in capsys.readouterr().err
+    assert run(parser.parse_args(["--profile", "gpu"])) == 2  # the gpu profile needs --data
+    assert "needs --data" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()

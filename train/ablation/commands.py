@@ -51,6 +51,10 @@ def run(args: argparse.Namespace) -> int:
     except (ValueError, FileNotFoundError) as exc:
         print(f"tumorsynth ablate: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print(f"\ntumorsynth ablate: interrupted; rerun the same command (same --out {args.out}) "
+              "to resume: finished runs are kept", file=sys.stderr)
+        return 130
     total = results["timings"]["total_s"]
     print(f"ablation {cfg['name']!r} finished in {total:.0f} s; report: {results['report']['markdown']}")
     return 0

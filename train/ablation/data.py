@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from pathlib import Path
 
 PHANTOM_HOST_SEED = 0  # phantom hosts are the same livers in every arm and seed
 FALLBACK_SEED = 117  # the offline stand-in for LiTS-117; differs from the host phantoms
@@ -103,7 +104,8 @@ def prepare_data(cfg: dict, *, data_path=None, progress: bool = True, say=print)
         train, val, test = [train_part], [], [test_part]
         notes += list(dict.fromkeys(test_part.notes))
         what = "phantom stand-in" if fallback else "LiTS-117"
-        summary = (f"{what} ({case.source or case.case_id}) cut along the axial axis: training part "
+        origin = Path(case.source).name if case.source else case.case_id  # no local folder names
+        summary = (f"{what} ({origin}) cut along the axial axis: training part "
                    f"{train_part.image.shape} voxels, held-out test part {test_part.image.shape} "
                    f"voxels at {tuple(round(s, 2) for s in case.spacing)} mm.")
     else:
@@ -118,7 +120,7 @@ def prepare_data(cfg: dict, *, data_path=None, progress: bool = True, say=print)
         test = [by_id[i] for i in parts.test]
         if not test:
             raise ValueError(f"the split {split} leaves no test case out of {len(cases)}")
-        summary = (f"{len(cases)} cases from {path}: {len(train)} train, {len(val)} validation, "
+        summary = (f"{len(cases)} cases from {Path(path).name}: {len(train)} train, {len(val)} validation, "
                    f"{len(test)} test (split by case, seed {split.get('seed', 0)}).")
     if not any(c.has_tumour for c in test):
         raise ValueError("the test cases hold no tumour: lesion-wise results would be empty")

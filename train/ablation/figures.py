@@ -12,7 +12,7 @@ from .stats import BINS
 # Soft-tissue window for the overlays: width 250 HU, level 65 HU (liver and its lesions).
 WINDOW_WIDTH_HU = 250.0
 WINDOW_LEVEL_HU = 65.0
-OVERLAY_HALF_WIDTH_MM = 30.0  # the overlay shows a 60 mm square around the lesion
+OVERLAY_HALF_WIDTH_MM = 25.0  # the overlay shows a 50 mm square around the lesion
 METRIC_TITLES = {
     "sensitivity": "Detection sensitivity (any overlap)",
     "sensitivity_iou50": "Detection sensitivity (IoU > 0.5)",
@@ -89,14 +89,20 @@ def pick_overlay_lesions(evaluation: dict, *, per_kind: int = 2, max_diameter_mm
     """Small GT lesions to show from one run: up to ``per_kind`` found and ``per_kind`` missed.
 
     Returns ``[(case_id, lesion dict, found)]``, smallest first within each kind. Lesions below
-    ``max_diameter_mm`` are preferred; when there are none, the smallest lesions are used.
+    ``max_diameter_mm`` are preferred; when a kind has none, its smallest lesions of any size.
     """
     rows = [(c["case_id"], les) for c in evaluation["cases"] for les in c["lesions"]]
     rows.sort(key=lambda r: r[1]["diameter_mm"])
-    small = [r for r in rows if r[1]["diameter_mm"] < max_diameter_mm] or rows
-    found = [(c, les, True) for c, les in small if les["detected"]][:per_kind]
-    missed = [(c, les, False) for c, les in small if not les["detected"]][:per_kind]
-    return found + missed
+    small = [r for r in rows if r[1]["diameter_mm"] < max_diameter_mm]
+
+    def kind(detected: bool):
+        # Small lesions of this kind first; else the smallest of this kind of any size, so that a
+        # model that found only large lesions still shows what "found" looks like.
+        pool = [r for r in small if r[1]["detected"] == detected]
+        pool = pool or [r for r in rows if r[1]["detected"] == detected]
+        return [(c, les, detected) for c, les in pool[:per_kind]]
+
+    return kind(True) + kind(False)
 
 
 def plot_overlays(evaluations: dict, cases: dict, predictions: dict, path, *,
@@ -148,7 +154,7 @@ def plot_overlays(evaluations: dict, cases: dict, predictions: dict, path, *,
                          f"Dice {lesion['dice']:.2f}", fontsize=7)
         axes[row, 0].text(-0.08, 0.5, arm, transform=axes[row, 0].transAxes, rotation=90,
                           ha="right", va="center", fontsize=8)
-    fig.suptitle("Small test lesions: green = ground truth, dashed red = prediction (W 250 / L 65 HU)",
+    fig.suptitle("Small test lesions\ngreen: ground truth, dashed red: prediction\n(W 250 / L 65 HU)",
                  fontsize=8)
     fig.tight_layout()
     try:

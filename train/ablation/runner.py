@@ -16,6 +16,7 @@ checkpoint (``train_model(resume=True)``), so an interrupted ablation loses at m
 from __future__ import annotations
 
 import io
+import json
 import os
 import platform
 import time
@@ -128,12 +129,23 @@ def run_one(cfg: dict, arm: str, seed: int, data: AblationData, out_dir, *,
     return evaluation
 
 
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def machine_info() -> dict:
     """Where the ablation ran, for the report."""
     import torch
 
     cuda = torch.cuda.is_available()
-    device = torch.cuda.get_device_name(0) if cuda else f"CPU ({platform.processor() or platform.machine()})"
+    device = torch.cuda.get_device_name(0) if cuda else f"CPU ({_cpu_name()})"
     info = {
         "platform": platform.platform(),
         "python": platform.python_version(),
@@ -172,8 +184,6 @@ def run_ablation(config, out_dir, *, progress: bool = True, data_path=None, say=
     t0 = time.perf_counter()
     data = prepare_data(cfg, progress=progress, say=say)
     data_s = time.perf_counter() - t0
-
-    import json
 
     runs: dict = {arm: {} for arm in cfg["arms"]}
     jobs = [(arm, seed) for seed in cfg["seeds"] for arm in cfg["arms"]]  # a seed's arms together
