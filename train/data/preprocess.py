@@ -279,8 +279,9 @@ def preprocess_case(files: CaseFiles, settings: Preprocessing = Preprocessing(),
             own_notes.append("no liver label: the whole field of view is kept")
     if settings.target_spacing is not None:
         image, label, affine = resample(image, label, affine, settings.target_spacing)
-    image = np.ascontiguousarray(image, dtype=np.float32)
-    label = np.ascontiguousarray(label, dtype=np.uint8)
+    # Always a fresh array: never a view of nibabel's memory map of the file.
+    image = np.array(image, dtype=np.float32, order="C")
+    label = np.array(label, dtype=np.uint8, order="C")
     spacing = _spacing(affine)
     if settings.target_spacing is not None:
         spacing = tuple(settings.target_spacing)  # exact, not the float round trip through the affine
