@@ -3,6 +3,7 @@
 import csv
 import json
 import math
+import os
 
 import numpy as np
 import pytest
@@ -263,3 +264,53 @@ def test_train_command_rejects_bad_options():
     for bad in (["--hosts", "real:3"], ["--patch", "32,32"]):
         with pytest.raises(SystemExit):
             parser.parse_args(["--data", "d", "--out", "o", *bad])
+
+
+
+# --- DDP ----------------------------------------------------------------------------------------
+DDP_SCRIPT = """
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch.distributed as dist
+from synth.phantom import make_phantom
+from train.data import Case
+from train.loop import TrainConfig, train_model
+
+ph = make_phantom(shape=(48, 40, 32), spacing=(3, 3, 3), lesions=2, seed=0)
+case = Case("p", ph.volume.astype(np.float32), ph.label, (3.0, 3.0, 3.0), ph.affine)
+config = TrainConfig(patch_size=(32, 32, 32), batch_size=1, steps=2, filters=(4, 8, 16), device="cpu")
+result = train_model(config, [case], out_dir=sys.argv[1], progress=False)
+assert not dist.is_initialized()  # the group created for the run is closed again
+# each rank reports in a file of its own (printed lines of two processes can interleave)
+Path(sys.argv[1], "rank-" + os.environ["RANK"] + ".done").write_text(str(result.steps))
+"""
+
+
+@pytest.mark.skipif(os.environ.get("TUMORSYNTH_TEST_DDP") != "1",
+                    reason="starts two torchrun processes (about a minute on 2 cores); set TUMORSYNTH_TEST_DDP=1")
+def test_two_process_gloo_ddp_run(tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    script = tmp_path / "ddp_run.py"
+    script.write_text(DDP_SCRIPT)
+    out = tmp_path / "run"
+    # A session of its own, so that a hung run is ended with all its worker processes.
+    process = subprocess.Popen(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+         str(script), str(out)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        _, stderr = process.communicate(timeout=300)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.communicate()
+        pytest.fail("the 2-process DDP run did not finish in 300 s")
+    assert process.returncode == 0, stderr[-3000:]
+    assert [(out / f"rank-{r}.done").read_text() for r in (0, 1)] == ["2", "2"]
+    assert len(json.loads((out / "log.json").read_text())) == 2  # one writer, one row per step
+    assert (out / "model.pt").is_file()
