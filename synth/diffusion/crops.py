@@ -50,10 +50,23 @@ def resample_to_crop(array: np.ndarray, axes: list[np.ndarray], *, order: int = 
 
     Outside the scan the nearest border value is used, or ``cval`` when given.
     """
-    grid = np.meshgrid(*axes, indexing="ij")
+    # Read only the part of the scan the grid touches (one voxel spare for the interpolation):
+    # converting a whole scan to float per lesion would cost more than the lesion.
+    window, shifted = [], []
+    for a, n in zip(axes, array.shape):
+        lo, hi = max(int(np.floor(a.min())) - 1, 0), min(int(np.ceil(a.max())) + 2, n)
+        if hi <= lo:  # the grid misses the array along this axis
+            if cval is None:
+                lo, hi = (0, 1) if a.max() < 0 else (n - 1, n)
+            else:
+                return np.full([x.size for x in axes], cval, dtype=np.float32)
+        window.append(slice(lo, hi))
+        shifted.append(a - lo)
+    grid = np.meshgrid(*shifted, indexing="ij")
     mode = "nearest" if cval is None else "constant"
-    return ndimage.map_coordinates(np.asarray(array, dtype=np.float32), grid, order=order, mode=mode,
-                                   cval=0.0 if cval is None else cval, prefilter=False).astype(np.float32)
+    return ndimage.map_coordinates(np.asarray(array[tuple(window)], dtype=np.float32), grid, order=order,
+                                   mode=mode, cval=0.0 if cval is None else cval,
+                                   prefilter=False).astype(np.float32)
 
 
 def resample_from_crop(crop: np.ndarray, box, center, scan_spacing, step_mm: float) -> np.ndarray:
