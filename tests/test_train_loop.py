@@ -324,3 +324,12 @@ def test_two_process_gloo_ddp_run(tmp_path):
     assert [(out / f"rank-{r}.done").read_text() for r in (0, 1)] == ["2", "2"]
     assert len(json.loads((out / "log.json").read_text())) == 2  # one writer, one row per step
     assert (out / "model.pt").is_file()
+
+
+def test_loader_workers_do_not_change_the_run(tmp_path, tumour_case):
+    weights = []
+    for workers in (0, 1):
+        config = TrainConfig(**TINY, steps=2, num_workers=workers)
+        result = train_model(config, [tumour_case], out_dir=tmp_path / str(workers), progress=False)
+        weights.append(_weights(result.model_path))
+    assert _same_weights(*weights)
