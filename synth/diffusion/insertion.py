@@ -85,11 +85,15 @@ class DiffusionPainter:
             lesion[(config.crop_size // 2,) * 3] = True
         region = region_around(lesion, step_mm, config.region_margin_mm)
         known = to_unit(known_hu, config.hu_window)
-        as_tensor = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))[None, None]
-        generated = inpaint(self.model, as_tensor(known), as_tensor(region), as_tensor(lesion), seed=seed,
-                            steps=self.steps, sampler=self.sampler)[0, 0].cpu().numpy()
+        generated = inpaint(self.model, _batch_of_one(known), _batch_of_one(region), _batch_of_one(lesion),
+                            seed=seed, steps=self.steps, sampler=self.sampler)[0, 0].cpu().numpy()
         # Resample the change, not the crop: outside the region it is exactly zero, so the scan's
         # own voxels are not blurred by the round trip through the model grid.
         change = to_hu(generated, config.hu_window) - to_hu(known, config.hu_window)
         change *= region
         return volume[paint_box].astype(np.float32) + resample_from_crop(change, paint_box, center, spacing, step_mm)
+
+
+def _batch_of_one(array: np.ndarray) -> torch.Tensor:
+    """A (1, 1, n, n, n) float32 tensor of an (n, n, n) array."""
+    return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))[None, None]

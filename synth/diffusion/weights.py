@@ -8,6 +8,7 @@ and unexpected names listed), and that every tensor has the expected shape.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -140,8 +141,6 @@ def load_model(model, *, device=None) -> DiffusionModel:
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder}: no such model folder")
     config = DiffusionConfig.load(folder)
-    import json
-
     info = json.loads((folder / CONFIG_NAME).read_text()).get("info", {})
     unet = build_unet(config)
     path = folder / WEIGHTS_NAME
