@@ -299,8 +299,6 @@ Path(sys.argv[1], "rank-" + os.environ["RANK"] + ".done").write_text(str(result.
 """
 
 
-@pytest.mark.skipif(os.environ.get("TUMORSYNTH_TEST_DDP") != "1",
-                    reason="starts two torchrun processes (about a minute on 2 cores); set TUMORSYNTH_TEST_DDP=1")
 def test_two_process_gloo_ddp_run(tmp_path):
     import signal
     import subprocess
