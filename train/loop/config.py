@@ -5,7 +5,12 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-__all__ = ["TrainConfig", "parse_synthetic_size"]
+__all__ = ["AUGMENTATIONS", "SYNTHETIC_METHODS", "TrainConfig", "parse_synthetic_size"]
+
+#: Values of ``TrainConfig.synthetic_method``: the synthesiser that draws a lesion's appearance.
+SYNTHETIC_METHODS = ("heuristic", "diffusion")
+#: Values of ``TrainConfig.augmentation``: what happens to every patch after it is drawn.
+AUGMENTATIONS = ("none", "torchio")
 
 # Settings that may change when a run is resumed (they do not change what is learned at a step).
 RESUMABLE_CHANGES = frozenset({"steps", "val_every", "checkpoint_every", "device", "num_workers"})
@@ -43,6 +48,14 @@ class TrainConfig:
         synthetic_probability: chance that a sample is a host patch with synthetic tumours.
         synthetic_size: :mod:`synth` size class (tiny/small/medium/large/mix) or ``"a,b"`` mm.
         synthetic_count: (min, max) synthetic lesions per sample.
+        synthetic_method: ``"heuristic"`` (:mod:`synth`'s numpy synthesiser) or ``"diffusion"``
+            (:mod:`synth.diffusion`: lesion appearance inpainted by a trained model).
+        synthetic_model: folder of a diffusion model (``config.json`` + ``weights.safetensors``);
+            required with ``synthetic_method="diffusion"``, not allowed otherwise. Loaded once per
+            run; a missing folder is an error when :func:`train.loop.train_model` starts.
+        augmentation: ``"none"`` or ``"torchio"``: every training patch (real or synthetic) goes
+            through the spatial and intensity steps of :func:`augment.pipelines.training_pipeline`
+            (affine, elastic, CT noise, gamma, blur, bias field), seeded from the step.
         val_every: validate every this many steps; 0 validates only at the end.
         checkpoint_every: write ``checkpoint.pt`` every this many steps (and at the end).
         sw_overlap: sliding-window overlap at validation and prediction.
@@ -67,6 +80,9 @@ class TrainConfig:
     synthetic_probability: float = 0.0
     synthetic_size: str = "mix"
     synthetic_count: tuple[int, int] = (1, 3)
+    synthetic_method: str = "heuristic"
+    synthetic_model: str | None = None
+    augmentation: str = "none"
     val_every: int = 0
     checkpoint_every: int = 100
     sw_overlap: float = 0.25
@@ -99,6 +115,21 @@ class TrainConfig:
         if len(self.synthetic_count) != 2 or not 0 <= self.synthetic_count[0] <= self.synthetic_count[1]:
             raise ValueError(f"synthetic_count must be (min, max) with 0 <= min <= max; got {self.synthetic_count}")
         parse_synthetic_size(self.synthetic_size)
+        if self.synthetic_method not in SYNTHETIC_METHODS:
+            raise ValueError(f"synthetic_method must be one of {', '.join(SYNTHETIC_METHODS)}; "
+                             f"got {self.synthetic_method!r}")
+        if self.synthetic_model is not None:
+            # A pathlib.Path is accepted but stored as a string, so that the config stays JSON-safe.
+            object.__setattr__(self, "synthetic_model", str(self.synthetic_model))
+        if self.synthetic_method == "diffusion" and not self.synthetic_model:
+            raise ValueError("synthetic_method='diffusion' needs synthetic_model: the folder of a "
+                             "trained diffusion model (config.json + weights.safetensors)")
+        if self.synthetic_method != "diffusion" and self.synthetic_model is not None:
+            raise ValueError(f"synthetic_model is only used with synthetic_method='diffusion'; "
+                             f"got synthetic_method={self.synthetic_method!r}")
+        if self.augmentation not in AUGMENTATIONS:
+            raise ValueError(f"augmentation must be one of {', '.join(AUGMENTATIONS)}; "
+                             f"got {self.augmentation!r}")
         if self.val_every < 0 or self.checkpoint_every < 1:
             raise ValueError("val_every must be >= 0 and checkpoint_every >= 1")
         if not 0.0 <= self.sw_overlap < 1.0:

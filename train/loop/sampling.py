@@ -2,7 +2,9 @@
 
 Every draw for step ``s`` on DDP rank ``r`` comes from ``numpy.random.default_rng([seed, s, r])``,
 so a batch depends on nothing but (seed, step, rank): a resumed run sees exactly the batches an
-uninterrupted run would have seen, without saving any random state.
+uninterrupted run would have seen, without saving any random state. This holds for the diffusion
+synthesiser (its noise is seeded from the insertion's seed) and for the TorchIO augmentation (its
+torch RNG is seeded from the step's generator), on the CPU.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Sequence
 
 import numpy as np
 
+from .augmentation import denormalise_hu
 from .config import TrainConfig, parse_synthetic_size
 
 __all__ = ["PatchSampler", "PreparedCase", "normalise_hu", "prepare_case", "step_rng"]
@@ -22,6 +25,22 @@ __all__ = ["PatchSampler", "PreparedCase", "normalise_hu", "prepare_case", "step
 SYNTHETIC_MARGIN_MM = 15.0
 # HU of the padding around hosts smaller than the synthetic region: air.
 PAD_HU = -1000.0
+
+
+def load_diffusion_model(folder, *, device=None):
+    """Load the diffusion model of ``TrainConfig.synthetic_model`` (a clear ``ValueError`` when the
+    folder is missing or is not a model)."""
+    from pathlib import Path
+
+    if folder is None or not Path(folder).is_dir():
+        raise ValueError(f"synthetic_model {folder!r}: no such folder; expected a diffusion model "
+                         f"folder (config.json + weights.safetensors) from tumorsynth diffusion train")
+    from synth.diffusion import load_model
+
+    try:
+        return load_model(folder, device=device)
+    except FileNotFoundError as exc:
+        raise ValueError(f"synthetic_model {str(folder)!r} is not a diffusion model folder: {exc}") from None
 
 
 def step_rng(seed: int, step: int, rank: int = 0) -> np.random.Generator:
@@ -66,6 +85,7 @@ class PreparedCase:
     label: np.ndarray
     foreground: np.ndarray
     tumour: np.ndarray
+    spacing: tuple[float, float, float] = (1.0, 1.0, 1.0)  # mm; the augmentation's affine needs it
 
 
 def prepare_case(case, patch_size: Sequence[int], hu_window: Sequence[float]) -> PreparedCase:
@@ -73,8 +93,8 @@ def prepare_case(case, patch_size: Sequence[int], hu_window: Sequence[float]) ->
     image, _ = _pad_to(normalise_hu(case.image, hu_window), patch_size, 0.0)
     label, _ = _pad_to(np.asarray(case.label, dtype=np.uint8), patch_size, 0)
     flat = label.ravel()
-    return PreparedCase(case.case_id, image, label,
-                        np.flatnonzero(flat >= 1), np.flatnonzero(flat == 2))
+    return PreparedCase(case.case_id, image, label, np.flatnonzero(flat >= 1), np.flatnonzero(flat == 2),
+                        tuple(float(s) for s in case.spacing))
 
 
 @dataclass(frozen=True)
@@ -94,9 +114,17 @@ class PatchSampler:
         cases: :class:`train.data.Case` records (HU images, 0/1/2 labels).
         config: patch size, HU window, shares and synthetic settings are read from it.
         hosts: cases whose liver receives synthetic tumours (typically healthy ones).
+        diffusion_model: with ``config.synthetic_method="diffusion"``, the loaded
+            :class:`synth.diffusion.DiffusionModel` to use (the trainer loads it once, on its
+            device); ``None`` loads ``config.synthetic_model`` here, on the CPU.
+
+    With ``config.augmentation="torchio"`` every patch is cut as a larger block
+    (:func:`~train.loop.augmentation.augmentation_block`), augmented, and cut to the patch
+    (:class:`~train.loop.augmentation.PatchAugmenter`).
     """
 
-    def __init__(self, cases: Sequence, config: TrainConfig, hosts: Sequence = ()):
+    def __init__(self, cases: Sequence, config: TrainConfig, hosts: Sequence = (), *,
+                 diffusion_model=None):
         if not cases and not (hosts and config.synthetic_probability > 0):
             raise ValueError("no training cases (and no hosts with synthetic_probability > 0)")
         if config.synthetic_probability > 0 and not hosts:
@@ -105,19 +133,37 @@ class PatchSampler:
             raise ValueError("without training cases synthetic_probability must be 1")
         self.config = config
         self.patch = tuple(config.patch_size)
-        self.cases = [prepare_case(c, self.patch, config.hu_window) for c in cases]
+        self.augmenter = None
+        if config.augmentation == "torchio":
+            from .augmentation import PatchAugmenter
+
+            self.augmenter = PatchAugmenter(self.patch, config.hu_window)
+        # The size cut from a case or a synthetic region: the patch itself, or the larger block
+        # the augmentation turns and deforms before the patch is cut from its centre.
+        self.block = self.augmenter.block if self.augmenter is not None else self.patch
+        self.cases = [prepare_case(c, self.block, config.hu_window) for c in cases]
         self.hosts = [self._prepare_host(h) for h in hosts] if config.synthetic_probability > 0 else []
         self.synthetic_size = parse_synthetic_size(config.synthetic_size)
+        self.insert_options = {}
+        if config.synthetic_method == "diffusion" and self.hosts:
+            if diffusion_model is None:
+                diffusion_model = load_diffusion_model(config.synthetic_model, device="cpu")
+            self.insert_options = {"method": "diffusion", "model": diffusion_model}
 
     def _prepare_host(self, case) -> _Host:
         margin = tuple(int(math.ceil(SYNTHETIC_MARGIN_MM / s)) for s in case.spacing)
-        region = [p + 2 * m for p, m in zip(self.patch, margin)]
+        region = self._synthetic_region(margin)
         image, _ = _pad_to(np.asarray(case.image, dtype=np.float32), region, PAD_HU)
         label, _ = _pad_to(np.asarray(case.label, dtype=np.uint8), region, 0)
         liver = np.flatnonzero(label.ravel() == 1)
         if liver.size == 0:
             raise ValueError(f"host {case.case_id!r} has no liver voxels (label 1) for synthetic tumours")
         return _Host(case.case_id, image, label, tuple(float(s) for s in case.spacing), liver, margin)
+
+    def _synthetic_region(self, margin) -> list[int]:
+        """Voxels cropped around a host's liver voxel for insertion: the patch plus the margin,
+        and at least the augmentation block."""
+        return [max(p + 2 * m, b) for p, m, b in zip(self.patch, margin, self.block)]
 
     # --- real patches ---------------------------------------------------------------------
     def draw_centre(self, case: PreparedCase, rng: np.random.Generator) -> tuple[str, tuple[int, int, int]]:
@@ -136,7 +182,10 @@ class PatchSampler:
     def real_patch(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         case = self.cases[int(rng.integers(len(self.cases)))]
         _, centre = self.draw_centre(case, rng)
-        image, label = _crop([case.image, case.label], centre, self.patch)
+        image, label = _crop([case.image, case.label], centre, self.block)
+        if self.augmenter is not None:
+            # The prepared case holds the normalised image; the augmentation works in HU.
+            return self.augmenter(denormalise_hu(image, self.config.hu_window), label, case.spacing, rng)
         return image, label
 
     # --- synthetic patches ----------------------------------------------------------------
@@ -146,12 +195,13 @@ class PatchSampler:
 
         host = self.hosts[int(rng.integers(len(self.hosts)))]
         centre = np.unravel_index(host.liver[rng.integers(host.liver.size)], host.label.shape)
-        region = [p + 2 * m for p, m in zip(self.patch, host.margin)]
+        region = self._synthetic_region(host.margin)
         image, label = _crop([host.image, host.label], centre, region)
         seed = int(rng.integers(2**63 - 1))
         try:
             result = synth.prepare_host(image, label, spacing=host.spacing).insert(
-                size=self.synthetic_size, count=self.config.synthetic_count, seed=seed)
+                size=self.synthetic_size, count=self.config.synthetic_count, seed=seed,
+                **self.insert_options)
             image, label = result.volume, result.label
             lesion_centres = [les.center_voxel for les in result.lesions]
         except synth.LesionPlacementError:
@@ -160,7 +210,9 @@ class PatchSampler:
             patch_centre = lesion_centres[int(rng.integers(len(lesion_centres)))]
         else:
             patch_centre = tuple(n // 2 for n in image.shape)
-        image, label = _crop([image, label], patch_centre, self.patch)
+        image, label = _crop([image, label], patch_centre, self.block)
+        if self.augmenter is not None:
+            return self.augmenter(image, label, host.spacing, rng)
         return normalise_hu(image, self.config.hu_window), np.asarray(label, dtype=np.uint8)
 
     # --- batches --------------------------------------------------------------------------

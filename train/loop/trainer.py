@@ -26,7 +26,7 @@ from .config import RESUMABLE_CHANGES, TrainConfig
 from .distributed import setup_distributed
 from .files import save_torch, write_logs
 from .inference import validate
-from .sampling import PatchSampler
+from .sampling import PatchSampler, load_diffusion_model
 
 __all__ = ["TrainResult", "poly_learning_rate", "train_model"]
 
@@ -109,7 +109,8 @@ def train_model(config: TrainConfig, train_cases: Sequence, *, val_cases: Sequen
         train_cases: :class:`train.data.Case` records with liver/tumour labels.
         val_cases: cases for sliding-window validation (mean tumour Dice) every
             ``config.val_every`` steps and at the end; ``best.pt`` keeps the best.
-        hosts: cases whose livers receive synthetic tumours with ``config.synthetic_probability``.
+        hosts: cases whose livers receive synthetic tumours with ``config.synthetic_probability``,
+            drawn by ``config.synthetic_method`` (the diffusion model is loaded once, here).
         out_dir: folder for checkpoints and logs (created).
         resume: continue the run in ``out_dir`` from its ``checkpoint.pt`` (a fresh start when
             there is none). Without it, a folder that already holds a checkpoint is an error.
@@ -128,6 +129,10 @@ def train_model(config: TrainConfig, train_cases: Sequence, *, val_cases: Sequen
     if not resume and checkpoint_path.exists():
         raise ValueError(f"{out_dir} already holds a run (checkpoint.pt); pass resume=True "
                          f"to continue it or choose another folder")
+    if config.synthetic_method == "diffusion" and not Path(config.synthetic_model).is_dir():
+        # Checked here, not when the first synthetic sample is drawn hundreds of steps later.
+        raise ValueError(f"synthetic_model {config.synthetic_model!r}: no such folder; expected a "
+                         f"diffusion model folder (config.json + weights.safetensors)")
     ddp, device = setup_distributed(config.device)
     try:
         if ddp.is_main:
@@ -143,7 +148,13 @@ def _train(config, train_cases, val_cases, hosts, out_dir, resume, stop_after, p
     from tqdm.auto import tqdm
 
     checkpoint_path = out_dir / "checkpoint.pt"
-    sampler = PatchSampler(train_cases, config, hosts)
+    diffusion_model = None
+    if config.synthetic_method == "diffusion" and config.synthetic_probability > 0 and hosts:
+        # Loaded once for the whole run. DataLoader workers are forked processes that cannot use
+        # CUDA, so with workers the model samples on the CPU.
+        diffusion_model = load_diffusion_model(
+            config.synthetic_model, device=device if config.num_workers == 0 else "cpu")
+    sampler = PatchSampler(train_cases, config, hosts, diffusion_model=diffusion_model)
     torch.manual_seed(config.seed)
     net = build_model(filters=config.filters, deep_supervision=config.deep_supervision,
                       patch_size=config.patch_size).to(device)

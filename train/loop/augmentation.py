@@ -1,0 +1,106 @@
+"""TorchIO augmentation of training patches (``TrainConfig.augmentation="torchio"``).
+
+The steps are those of :func:`augment.pipelines.training_pipeline` between its crop and its
+window: affine, elastic deformation, CT noise, gamma (on the window's scale), blur and bias
+field, with that pipeline's probabilities and ranges. Its crop is left out (the sampler chooses
+where a patch lies), so are its tumour insertion (the sampler inserts synthetic tumours itself)
+and its HU window (the sampler normalises with ``TrainConfig.hu_window``).
+
+The sampler cuts a block somewhat larger than the patch (:func:`augmentation_block`, the
+pipeline's own crop rule), the block is augmented in HU, and the patch is cut from its centre:
+so the rotation, scaling and translation bring mostly real tissue, not padding, into the patch.
+
+TorchIO draws every random value from torch's global RNG. Each call seeds it from the step's
+numpy generator inside :func:`torch.random.fork_rng`, so a patch depends only on (seed, step,
+rank), as without augmentation, and the caller's torch RNG state is left as it was.
+
+torchio is imported when an augmenter is built, never at ``import train.loop``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+import torch
+
+__all__ = ["PatchAugmenter", "augmentation_block", "denormalise_hu"]
+
+
+def augmentation_block(patch_size: Sequence[int]) -> tuple[int, int, int]:
+    """Voxels of the block augmented for one patch: the patch plus an eighth of it on each side.
+
+    The same rule as :func:`augment.pipelines.training_pipeline`'s default crop (e.g. 40 for a
+    32-voxel patch, 120 for 96).
+    """
+    return tuple(int(n) + 2 * math.ceil(int(n) / 8) for n in patch_size)
+
+
+def denormalise_hu(image: np.ndarray, hu_window: Sequence[float]) -> np.ndarray:
+    """Inverse of :func:`train.loop.sampling.normalise_hu` on [0, 1]: HU within the window (float32).
+
+    Values that the window clipped stay at its edges (the information is gone).
+    """
+    low, high = float(hu_window[0]), float(hu_window[1])
+    return (np.asarray(image, dtype=np.float32) * np.float32(high - low) + np.float32(low)).astype(
+        np.float32, copy=False)
+
+
+def _centre_crop(array: np.ndarray, size: Sequence[int]) -> np.ndarray:
+    start = [(n - s) // 2 for n, s in zip(array.shape, size)]
+    return array[tuple(slice(a, a + s) for a, s in zip(start, size))]
+
+
+class PatchAugmenter:
+    """Augments an HU block and its label map, and cuts the normalised patch from its centre.
+
+    Args:
+        patch_size: voxels (X, Y, Z) of the patch returned.
+        hu_window: (low, high) HU of the normalisation to [0, 1] (and of the gamma step's scale).
+    """
+
+    def __init__(self, patch_size: Sequence[int], hu_window: Sequence[float]):
+        import torchio as tio
+
+        from augment.hu_window import HUWindow
+        from augment.pipelines import RandomLiverCrop, training_pipeline
+
+        self.patch = tuple(int(n) for n in patch_size)
+        self.block = augmentation_block(self.patch)
+        self.hu_window = (float(hu_window[0]), float(hu_window[1]))
+        pipeline = training_pipeline(self.patch, crop_size=self.block, tumor_probability=0.0,
+                                     window_hu=self.hu_window, image_name="ct", label_name="seg")
+        # Keep the pipeline's spatial and intensity steps only; tumor_probability=0 already left
+        # its insertion out.
+        steps = [t for t in pipeline.transforms if not isinstance(t, (RandomLiverCrop, HUWindow))]
+        self.transform = tio.Compose(steps)
+        self._tio = tio
+
+    def __call__(self, image_hu: np.ndarray, label: np.ndarray, spacing: Sequence[float],
+                 rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """Augment one block of :attr:`block` voxels (HU, labels 0/1/2; not modified).
+
+        Returns the patch: image float32 in [0, 1] (``hu_window`` clipped and scaled), label uint8,
+        both of :attr:`patch` voxels. ``rng`` gives the one seed of every TorchIO draw.
+        """
+        if tuple(image_hu.shape) != self.block or tuple(label.shape) != self.block:
+            raise ValueError(f"augmentation needs blocks of {self.block} voxels; got image "
+                             f"{tuple(image_hu.shape)}, label {tuple(label.shape)}")
+        from .sampling import normalise_hu
+
+        tio = self._tio
+        seed = int(rng.integers(2**63 - 1))
+        affine = np.diag([float(s) for s in spacing] + [1.0])
+        subject = tio.Subject(
+            ct=tio.ScalarImage(tensor=torch.from_numpy(np.array(image_hu, dtype=np.float32)[None]),
+                               affine=affine),
+            seg=tio.LabelMap(tensor=torch.from_numpy(np.array(label, dtype=np.int64)[None]), affine=affine))
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            augmented = self.transform(subject)
+        image = augmented["ct"].data[0].numpy()
+        # Labels are resampled nearest-neighbour: the values stay 0/1/2.
+        out_label = np.rint(augmented["seg"].data[0].numpy()).astype(np.uint8)
+        image = normalise_hu(_centre_crop(image, self.patch), self.hu_window)
+        return image, np.ascontiguousarray(_centre_crop(out_label, self.patch))
