@@ -227,3 +227,41 @@ def test_resume_with_augmentation_is_bit_identical(tumour_case, healthy_host, tm
     plain = train_model(TrainConfig(**{**config.to_dict(), "augmentation": "none"}), [tumour_case],
                         hosts=[healthy_host], out_dir=tmp_path / "plain", progress=False)
     assert not _same_weights(_weights(whole.model_path), _weights(plain.model_path))
+
+
+# --- command line -------------------------------------------------------------------------------
+def test_train_command_options_reach_the_config(tmp_path):
+    import argparse
+
+    from train.loop import commands
+
+    parser = argparse.ArgumentParser()
+    commands.add_arguments(parser)
+    args = parser.parse_args(["--data", "d", "--out", "o", "--synthetic-method", "diffusion",
+                              "--synthetic-model", str(tmp_path / "m"), "--augmentation", "torchio"])
+    config = commands._config(args)
+    assert (config.synthetic_method, config.synthetic_model, config.augmentation) == (
+        "diffusion", str(tmp_path / "m"), "torchio")
+    assert commands._config(parser.parse_args(["--data", "d", "--out", "o"])) == TrainConfig()
+    for bad in (["--synthetic-method", "gan"], ["--augmentation", "monai"]):
+        with pytest.raises(SystemExit):
+            parser.parse_args(["--data", "d", "--out", "o", *bad])
+    with pytest.raises(ValueError, match="needs synthetic_model"):
+        commands._config(parser.parse_args(["--data", "d", "--out", "o", "--synthetic-method", "diffusion"]))
+
+
+def test_defaults_import_neither_torchio_nor_the_diffusion_model():
+    import subprocess
+    import sys
+
+    code = ("import sys, numpy as np\n"
+            "from synth.phantom import make_phantom\n"
+            "from train.data import Case\n"
+            "from train.loop import PatchSampler, TrainConfig\n"
+            "ph = make_phantom(shape=(40, 36, 24), spacing=(3, 3, 3), lesions=1, seed=0)\n"
+            "case = Case('p', ph.volume.astype(np.float32), ph.label, (3.0, 3.0, 3.0), ph.affine)\n"
+            "PatchSampler([case], TrainConfig(patch_size=(16, 16, 16), synthetic_probability=0.5),\n"
+            "             hosts=[case]).batch(0)\n"
+            "print(sorted(m for m in ('torchio', 'synth.diffusion', 'diffusers') if m in sys.modules))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -47,6 +47,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "tumour-free training cases)")
     parser.add_argument("--synthetic-probability", type=float,
                         help="share of samples with synthetic tumours (overrides the config)")
+    parser.add_argument("--synthetic-method", choices=("heuristic", "diffusion"),
+                        help="synthesiser of the synthetic tumours (overrides the config)")
+    parser.add_argument("--synthetic-model", type=Path,
+                        help="diffusion model folder for --synthetic-method diffusion (overrides the config)")
+    parser.add_argument("--augmentation", choices=("none", "torchio"),
+                        help="TorchIO spatial and intensity augmentation of every patch (overrides the config)")
     parser.add_argument("--seed", type=int, help="seed of the run and of the case split (overrides the config)")
     parser.add_argument("--val-fraction", type=float, default=0.1, help="share of cases for validation")
     parser.add_argument("--test-fraction", type=float, default=0.2,
@@ -67,7 +73,9 @@ def _config(args):
         if not isinstance(fields, dict):
             raise ValueError(f"--config {args.config}: expected a JSON object of TrainConfig fields")
     overrides = {"steps": args.steps, "patch_size": args.patch, "seed": args.seed, "device": args.device,
-                 "synthetic_probability": args.synthetic_probability}
+                 "synthetic_probability": args.synthetic_probability,
+                 "synthetic_method": args.synthetic_method, "augmentation": args.augmentation,
+                 "synthetic_model": None if args.synthetic_model is None else str(args.synthetic_model)}
     fields.update({k: v for k, v in overrides.items() if v is not None})
     return TrainConfig.from_dict(fields)
 
