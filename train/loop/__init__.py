@@ -1,4 +1,5 @@
-"""The training loop: patch sampling with synthetic tumours, resumable training, prediction.
+"""The training loop: patch sampling with synthetic tumours (heuristic or diffusion) and optional
+TorchIO augmentation (``train.loop.augmentation``), resumable training, prediction.
 
 See ``docs/training.md``.
 """

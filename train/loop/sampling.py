@@ -18,7 +18,7 @@ import numpy as np
 from .augmentation import denormalise_hu
 from .config import TrainConfig, parse_synthetic_size
 
-__all__ = ["PatchSampler", "PreparedCase", "normalise_hu", "prepare_case", "step_rng"]
+__all__ = ["PatchSampler", "PreparedCase", "load_diffusion_model", "normalise_hu", "prepare_case", "step_rng"]
 
 # Context (mm) kept around a synthetic patch so lesions can sit near its border and the
 # synthesiser sees real liver around them; the patch is cut out after insertion.
