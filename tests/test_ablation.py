@@ -62,7 +62,9 @@ def test_bundled_profiles_are_valid(profile):
         ({"data": {"source": "folder"}}, "needs data.path"),
         ({"data": {"source": "dicom"}}, "data.source must be one of"),
         ({"arms": ["real", "real+diffusion"]}, "needs a diffusion model"),
-        ({"arms": ["real", "real+heuristic+torchio"]}, "'+torchio' arm variants are not available"),
+        ({"arms": ["real", "real+diffusion"], "diffusion": {"model": "no/such/folder"}},
+         "is not a folder"),
+        ({"train": {"augmentation": "torchio"}}, "train.augmentation is set by the ablation itself"),
         ({"arms": ["real+heuristic"]}, "must include 'real'"),
         ({"arms": ["real", "real"]}, "lists an arm twice"),
         ({"seeds": []}, "\"seeds\" must be a non-empty list"),
@@ -91,10 +93,26 @@ def test_unknown_train_field_is_rejected():
         validate_config(minimal_config(train={"stepz": 10}))
 
 
-def test_diffusion_arm_with_a_model_passes_validation():
+def test_diffusion_arm_with_a_model_passes_validation(tmp_path):
     cfg = validate_config(minimal_config(arms=["real", "real+diffusion"],
-                                         diffusion={"model": "model.safetensors"}))
+                                         diffusion={"model": str(tmp_path)}))
     assert cfg["arms"] == ["real", "real+diffusion"]
+
+
+def test_arms_set_the_trainer_switches(tmp_path):
+    pytest.importorskip("train.loop")
+    from train.ablation.runner import train_config
+
+    cfg = validate_config(minimal_config(
+        arms=["real", "real+heuristic+torchio", "real+diffusion"], diffusion={"model": str(tmp_path)}))
+    real = train_config(cfg, "real", 0)
+    assert (real.synthetic_probability, real.augmentation, real.synthetic_method) == (0.0, "none", "heuristic")
+    augmented = train_config(cfg, "real+heuristic+torchio", 1)
+    assert augmented.augmentation == "torchio" and augmented.synthetic_probability == 0.5
+    assert augmented.seed == 1
+    diffusion = train_config(cfg, "real+diffusion", 0)
+    assert diffusion.synthetic_method == "diffusion" and diffusion.synthetic_model == str(tmp_path)
+    assert diffusion.augmentation == "none" and diffusion.synthetic_probability == 0.5
 
 
 # --- paired bootstrap -------------------------------------------------------------------------

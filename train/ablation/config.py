@@ -37,8 +37,10 @@ Arms:
   fly into the hosts with ``synthetic.probability`` per patch.
 * ``synthetic-only``: no real tumour is seen: trained on the tumour-free hosts (phantoms and
   healthy cases) with synthetic tumours only.
-* ``real+diffusion``: rejected for now (the diffusion synthesiser has no trainer hook yet).
-* ``+torchio`` suffix: rejected for now (see ``TORCHIO_MESSAGE``).
+* ``real+diffusion``: as ``real+heuristic``, with the lesions painted by the diffusion synthesiser
+  whose model folder is ``"diffusion": {"model": PATH}`` (``tumorsynth diffusion train``).
+* ``+torchio`` suffix (any arm): every training patch also goes through the TorchIO spatial and
+  intensity augmentation of :mod:`augment.pipelines` (``TrainConfig.augmentation = "torchio"``).
 """
 
 from __future__ import annotations
@@ -66,18 +68,15 @@ HOST_KEYS = {"phantoms", "phantom shape mm", "healthy cases", "training part"}
 SYNTHETIC_KEYS = {"probability", "size", "count"}
 DIFFUSION_KEYS = {"model"}
 # Fields of TrainConfig the ablation sets itself, so a config may not set them under "train".
-RESERVED_TRAIN_KEYS = {"seed", "synthetic_probability", "synthetic_size", "synthetic_count"}
+RESERVED_TRAIN_KEYS = {"seed", "synthetic_probability", "synthetic_size", "synthetic_count",
+                       "synthetic_method", "synthetic_model", "augmentation"}
 
 DEFAULT_PHANTOM_SHAPE_MM = (300.0, 240.0, 200.0)
 DEFAULT_BOOTSTRAP = 2000
 
-TORCHIO_MESSAGE = (
-    "the '+torchio' arm variants are not available yet: the trainer (train.loop) has no switch for "
-    "the TorchIO pipeline of augment.pipelines; remove '+torchio' from the arm name"
-)
 DIFFUSION_MESSAGE = (
-    "arm {arm!r} needs a diffusion model: give its path as \"diffusion\": {{\"model\": PATH}}; the "
-    "diffusion synthesiser is still pending (issue pending), so no trained model exists yet"
+    "arm {arm!r} needs a diffusion model: give its folder as \"diffusion\": {{\"model\": PATH}} "
+    "(train one with 'tumorsynth diffusion train')"
 )
 
 
@@ -181,13 +180,14 @@ def validate_config(config: dict) -> dict:
         raise ConfigError(f"\"arms\" lists an arm twice: {arms}")
     bases = []
     for arm in arms:
-        base, torchio = parse_arm(arm)
-        if torchio:
-            raise ConfigError(f"arm {arm!r}: {TORCHIO_MESSAGE}")
+        base, _ = parse_arm(arm)
         if base == "real+diffusion":
             model = (cfg.get("diffusion") or {}).get("model")
             if not model:
                 raise ConfigError(DIFFUSION_MESSAGE.format(arm=arm))
+            if not Path(model).is_dir():  # fail now, not after the other arms have trained
+                raise ConfigError(f"diffusion.model {model!r} is not a folder (a model folder from "
+                                  "'tumorsynth diffusion train' holds config.json and weights)")
         bases.append(base)
     if BASELINE_ARM not in arms:
         raise ConfigError(

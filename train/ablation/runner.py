@@ -43,15 +43,19 @@ def train_config(cfg: dict, arm: str, seed: int):
     """The TrainConfig of one run: ``cfg["train"]`` plus the seed and the arm's synthetic share."""
     from train.loop import TrainConfig
 
-    base, _ = parse_arm(arm)
-    fields = dict(cfg["train"], seed=seed)
+    base, torchio = parse_arm(arm)
+    fields = dict(cfg["train"], seed=seed, augmentation="torchio" if torchio else "none")
     synthetic = cfg["synthetic"]
     if "size" in synthetic:
         fields["synthetic_size"] = synthetic["size"]
     if "count" in synthetic:
         fields["synthetic_count"] = synthetic["count"]
     fields["synthetic_probability"] = {"real": 0.0, "real+heuristic": synthetic["probability"],
+                                       "real+diffusion": synthetic["probability"],
                                        "synthetic-only": 1.0}[base]
+    if base == "real+diffusion":
+        fields["synthetic_method"] = "diffusion"
+        fields["synthetic_model"] = str(cfg["diffusion"]["model"])
     return TrainConfig.from_dict(fields)
 
 
@@ -60,16 +64,13 @@ def arm_inputs(arm: str, data: AblationData) -> tuple[list, list]:
     base, _ = parse_arm(arm)
     if base == "real":
         return data.train, []
-    if base == "real+heuristic":
+    if base in ("real+heuristic", "real+diffusion"):
         return data.train, data.heuristic_hosts
     if base == "synthetic-only":
         if not data.tumour_free_hosts:
             raise ValueError("arm 'synthetic-only' needs tumour-free hosts (phantoms or healthy cases)")
         return [], data.tumour_free_hosts
-    raise ValueError(
-        f"arm {arm!r} cannot run yet: the trainer (train.loop) has no hook for the diffusion "
-        "synthesiser (issue pending)"
-    )
+    raise ValueError(f"unknown arm {arm!r}")
 
 
 def _save_predictions(path: Path, predictions: dict) -> None:
