@@ -192,3 +192,17 @@ def load_example():
         return module
 
     return load
+
+
+# --- torch ------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One torch thread for a test module of tiny networks: on a small shared CPU, torch's OpenMP
+    threads wait on one another and a step can take 10-20x longer with 2 threads than with 1."""
+    torch = pytest.importorskip("torch")
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

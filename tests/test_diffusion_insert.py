@@ -20,12 +20,7 @@ from synth.phantom import make_phantom  # noqa: E402
 SPACING = (1.5, 1.5, 2.5)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
@@ -142,6 +137,23 @@ def test_cli_insert_method_diffusion(tmp_path, phantom, model_dir, capsys):
     status = main(["insert", "--image", str(image), "--mask", str(mask), "--out", str(tmp_path / "o2"),
                    "--method", "diffusion"])
     assert status == 2 and "needs --model" in capsys.readouterr().err
+
+
+def test_cli_synthesize_method_diffusion(tmp_path, phantom, model_dir, capsys):
+    from synth.cli import main
+    from synth.io import save_nifti
+
+    data = tmp_path / "lits"
+    data.mkdir()
+    save_nifti(phantom.volume, phantom.affine, data / "volume-1.nii.gz")
+    save_nifti(phantom.label, phantom.affine, data / "segmentation-1.nii.gz")
+    status = main(["synthesize", "--data", str(data), "--out", str(tmp_path / "out"), "--variants", "1",
+                   "--workers", "1", "--size", "small", "--count", "1", "--method", "diffusion",
+                   "--model", str(model_dir), "--sampling-steps", "2"])
+    assert status == 0, capsys.readouterr().err
+    report = json.loads((tmp_path / "out" / "volume-1" / "variant-0" / "lesions.json").read_text())
+    assert report["method"] == "diffusion"
+    assert [l["phenotype"] for l in report["lesions"]] == ["diffusion"]
 
 
 def test_torchio_transform_passes_the_model_and_replays(phantom, model):

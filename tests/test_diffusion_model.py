@@ -15,13 +15,7 @@ from synth.diffusion import TINY, DiffusionConfig, build_model, inpaint, load_mo
 from synth.diffusion.config import CONFIG_NAME, FORMAT_VERSION, WEIGHTS_NAME  # noqa: E402
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread: on a small shared CPU, tiny networks run several times faster so."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def scrambled_model(seed: int = 0):

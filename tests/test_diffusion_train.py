@@ -18,12 +18,7 @@ from synth.phantom import make_phantom  # noqa: E402
 CONFIG = DiffusionConfig(**TINY)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

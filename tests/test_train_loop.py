@@ -17,14 +17,7 @@ from train.loop.sampling import prepare_case
 TINY = dict(patch_size=(32, 32, 32), batch_size=2, filters=(4, 8, 16), device="cpu")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    # On a busy shared CPU, torch's OpenMP threads wait on one another and a step can take 10-20x
-    # longer with 2 threads than with 1; the tests need the answers, not the speed-up.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _phantom_case(seed, lesions=3):

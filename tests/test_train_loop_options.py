@@ -20,12 +20,7 @@ from train.loop.sampling import normalise_hu  # noqa: E402
 TINY = dict(patch_size=(32, 32, 32), batch_size=2, filters=(4, 8, 16), device="cpu")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _phantom_case(seed, lesions=3):

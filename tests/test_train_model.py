@@ -11,14 +11,7 @@ TINY = (4, 8, 16)
 PATCH = (32, 32, 32)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    # On a busy shared CPU, torch's OpenMP threads wait on one another and a step can take 10-20x
-    # longer with 2 threads than with 1; the tests need the answers, not the speed-up.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_model_output_shape_without_deep_supervision():

@@ -164,6 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="worker processes; 1 runs in this process (default: min(4, CPUs))",
     )
     add_synthesis_options(synth, count_default=DEFAULT_COUNT)
+    add_method_options(synth)
     synth.add_argument(
         "--seed",
         type=parse_seed,
