@@ -21,7 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     which = parser.add_mutually_exclusive_group(required=True)
     which.add_argument("--config", metavar="FILE", help="ablation configuration (JSON; see docs/ablation.md)")
     which.add_argument("--profile", choices=PROFILES,
-                       help="bundled configuration: cpu-quick (about 10 min on 2 CPU cores, "
+                       help="bundled configuration: cpu-quick (7-11 min on 2 CPU cores, "
                             "LiTS-117 split along the axial axis) or gpu (a LiTS-sized folder)")
     parser.add_argument("--out", metavar="DIR", default=DEFAULT_OUT,
                         help=f"output folder (default ./{DEFAULT_OUT}); rerun to resume")
