@@ -194,6 +194,24 @@ def load_example():
     return load
 
 
+# --- trainer ----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def phantom_case():
+    """Make a small phantom ``train.data.Case`` (64 x 56 x 40 voxels at 3 mm): ``phantom_case(seed,
+    lesions=3)``; with ``lesions=0`` a tumour-free host."""
+    from synth.phantom import make_phantom
+    from train.data import Case
+
+    def make(seed: int, lesions: int = 3):
+        ph = make_phantom(shape=(64, 56, 40), spacing=(3, 3, 3), lesions=lesions, seed=seed)
+        return Case(f"phantom-{seed}", ph.volume.astype(np.float32), ph.label, tuple(ph.spacing),
+                    ph.affine, source="phantom")
+
+    return make
+
+
 # --- torch ------------------------------------------------------------------------------------
 
 

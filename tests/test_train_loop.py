@@ -20,22 +20,16 @@ TINY = dict(patch_size=(32, 32, 32), batch_size=2, filters=(4, 8, 16), device="c
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-def _phantom_case(seed, lesions=3):
-    ph = make_phantom(shape=(64, 56, 40), spacing=(3, 3, 3), lesions=lesions, seed=seed)
-    return Case(f"phantom-{seed}", ph.volume.astype(np.float32), ph.label, tuple(ph.spacing), ph.affine,
-                source="phantom")
-
-
 @pytest.fixture(scope="module")
-def tumour_case():
-    case = _phantom_case(0)
+def tumour_case(phantom_case):
+    case = phantom_case(0)
     assert case.has_tumour
     return case
 
 
 @pytest.fixture(scope="module")
-def healthy_host():
-    return _phantom_case(1, lesions=0)
+def healthy_host(phantom_case):
+    return phantom_case(1, lesions=0)
 
 
 def _weights(path):

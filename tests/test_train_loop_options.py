@@ -11,8 +11,6 @@ pytest.importorskip("torchio")
 
 from synth.diffusion import TINY as TINY_DIFFUSION  # noqa: E402
 from synth.diffusion import DiffusionConfig, build_model, save_model  # noqa: E402
-from synth.phantom import make_phantom  # noqa: E402
-from train.data import Case  # noqa: E402
 from train.loop import PatchSampler, TrainConfig, train_model  # noqa: E402
 from train.loop.augmentation import augmentation_block, denormalise_hu  # noqa: E402
 from train.loop.sampling import normalise_hu  # noqa: E402
@@ -23,20 +21,14 @@ TINY = dict(patch_size=(32, 32, 32), batch_size=2, filters=(4, 8, 16), device="c
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-def _phantom_case(seed, lesions=3):
-    ph = make_phantom(shape=(64, 56, 40), spacing=(3, 3, 3), lesions=lesions, seed=seed)
-    return Case(f"phantom-{seed}", ph.volume.astype(np.float32), ph.label, tuple(ph.spacing), ph.affine,
-                source="phantom")
+@pytest.fixture(scope="module")
+def tumour_case(phantom_case):
+    return phantom_case(0)
 
 
 @pytest.fixture(scope="module")
-def tumour_case():
-    return _phantom_case(0)
-
-
-@pytest.fixture(scope="module")
-def healthy_host():
-    return _phantom_case(1, lesions=0)
+def healthy_host(phantom_case):
+    return phantom_case(1, lesions=0)
 
 
 @pytest.fixture(scope="module")
