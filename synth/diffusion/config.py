@@ -156,15 +156,20 @@ class DiffusionConfig:
 
     @classmethod
     def load(cls, folder: Path) -> "DiffusionConfig":
-        path = Path(folder) / CONFIG_NAME
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: no model config (expected {CONFIG_NAME} beside "
-                                    f"{WEIGHTS_NAME})")
-        try:
-            data = json.loads(path.read_text())
-        except (UnicodeDecodeError, json.JSONDecodeError) as error:
-            raise ValueError(f"{path}: corrupt model config, not valid JSON ({error})") from None
-        return cls.from_dict(data, source=str(path))
+        return cls.from_dict(read_config_json(folder), source=str(Path(folder) / CONFIG_NAME))
+
+
+def read_config_json(folder: Path) -> dict:
+    """The parsed ``config.json`` of a model folder (settings and the recorded ``info``);
+    FileNotFoundError or ValueError naming the file when it is missing or not JSON."""
+    path = Path(folder) / CONFIG_NAME
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no model config (expected {CONFIG_NAME} beside "
+                                f"{WEIGHTS_NAME})")
+    try:
+        return json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(f"{path}: corrupt model config, not valid JSON ({error})") from None
 
 
 def check_steps(steps, train_timesteps: int) -> int:

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..io import atomic_output_path
 from .config import DiffusionConfig
 from .sampling import training_scheduler
 from .training_data import CropSet, collect_crops, load_cases
@@ -276,9 +277,8 @@ def _write_losses(out_dir: Path, losses) -> None:
     running = _running_mean(values, 50)
     for k, (v, r) in enumerate(zip(values, running), start=1):
         writer.writerow([k, f"{v:.6f}", f"{r:.6f}"])
-    tmp = out_dir / f".{LOSSES_CSV}.tmp"
-    tmp.write_text(text.getvalue())
-    os.replace(tmp, out_dir / LOSSES_CSV)
+    with atomic_output_path(out_dir / LOSSES_CSV) as tmp:
+        tmp.write_text(text.getvalue())
 
     import matplotlib
 
@@ -294,10 +294,9 @@ def _write_losses(out_dir: Path, losses) -> None:
     ax.set_yscale("log")
     ax.legend()
     fig.tight_layout()
-    tmp = out_dir / f".{LOSS_PNG}.tmp"
-    fig.savefig(tmp, format="png")
+    with atomic_output_path(out_dir / LOSS_PNG) as tmp:
+        fig.savefig(tmp, format="png")
     plt.close(fig)
-    os.replace(tmp, out_dir / LOSS_PNG)
 
 
 def _running_mean(values: np.ndarray, window: int) -> np.ndarray:

@@ -8,13 +8,13 @@ and unexpected names listed), and that every tensor has the expected shape.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 import torch
 
-from .config import CONFIG_NAME, WEIGHTS_NAME, DiffusionConfig
+from ..io import atomic_output_path
+from .config import CONFIG_NAME, WEIGHTS_NAME, DiffusionConfig, read_config_json
 
 
 class DiffusionModel:
@@ -63,31 +63,24 @@ def save_model(model: DiffusionModel, folder, *, state_dict: dict | None = None)
 
     ``state_dict`` replaces the network's own weights (the trainer saves its EMA weights).
     """
-    from safetensors.torch import save_file
-
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     tensors = state_dict if state_dict is not None else model.unet.state_dict()
     tensors = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in tensors.items()}
-    save_tensors_atomic(tensors, folder / WEIGHTS_NAME, save_file)
+    save_tensors_atomic(tensors, folder / WEIGHTS_NAME)
     model.config.save(folder, extra={"info": model.info} if model.info else None)
     return folder
 
 
-def save_tensors_atomic(tensors: dict, path: Path, save_file=None) -> None:
+def save_tensors_atomic(tensors: dict, path: Path) -> None:
     """safetensors ``save_file`` to a temporary name in the same folder, then ``os.replace``."""
-    if save_file is None:
-        from safetensors.torch import save_file
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
+    from safetensors.torch import save_file
+
+    with atomic_output_path(path) as tmp:
         save_file(tensors, str(tmp))
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # as an ordinary file, not the private one safetensors makes
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def read_tensors(path: Path) -> dict:
@@ -140,8 +133,9 @@ def load_model(model, *, device=None) -> DiffusionModel:
     folder = Path(model)
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder}: no such model folder")
-    config = DiffusionConfig.load(folder)
-    info = json.loads((folder / CONFIG_NAME).read_text()).get("info", {})
+    data = read_config_json(folder)  # read once: the settings and the training record
+    config = DiffusionConfig.from_dict(data, source=str(folder / CONFIG_NAME))
+    info = data.get("info", {})
     unet = build_unet(config)
     path = folder / WEIGHTS_NAME
     tensors = read_tensors(path)
