@@ -10,11 +10,11 @@ import csv
 import io
 import json
 import math
-import os
-import tempfile
 from pathlib import Path
 
 import torch
+
+from synth.io import atomic_output_path
 
 __all__ = ["LOG_COLUMNS", "atomic_write_bytes", "save_torch", "write_logs"]
 
@@ -22,26 +22,15 @@ LOG_COLUMNS = ("step", "loss", "lr", "val_dice", "seconds")
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file in the same folder and ``os.replace``."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    """Write ``data`` to ``path`` atomically (:func:`synth.io.atomic_output_path`)."""
+    with atomic_output_path(path) as tmp:
+        tmp.write_bytes(data)
 
 
 def save_torch(path: Path, state: dict) -> None:
     """``torch.save`` a dict of tensors and plain values atomically."""
-    buffer = io.BytesIO()
-    torch.save(state, buffer)
-    atomic_write_bytes(path, buffer.getvalue())
+    with atomic_output_path(path) as tmp:
+        torch.save(state, tmp)
 
 
 def _json_value(value):
