@@ -6,7 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ._files import save_figure_atomic
+from synth.io import atomic_output_path
+
 from .stats import BINS
 
 # Soft-tissue window for the overlays: width 250 HU, level 65 HU (liver and its lesions).
@@ -27,6 +28,13 @@ def _pyplot():
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def _save_png(fig, path) -> Path:
+    """Save ``fig`` as PNG to ``path`` atomically (a reader never sees half a figure)."""
+    with atomic_output_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, format="png")
+    return Path(path)
 
 
 def plot_metric_by_bin(stats: dict, metric: str, path, *, title: str | None = None) -> Path:
@@ -60,7 +68,7 @@ def plot_metric_by_bin(stats: dict, metric: str, path, *, title: str | None = No
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     try:
-        return save_figure_atomic(fig, path)
+        return _save_png(fig, path)
     finally:
         plt.close(fig)
 
@@ -158,6 +166,6 @@ def plot_overlays(evaluations: dict, cases: dict, predictions: dict, path, *,
                  fontsize=8)
     fig.tight_layout()
     try:
-        return save_figure_atomic(fig, path)
+        return _save_png(fig, path)
     finally:
         plt.close(fig)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ._files import write_json_atomic, write_text_atomic
+from synth.io import atomic_output_path, write_json_atomic
+
 from .figures import plot_metric_by_bin, plot_overlays
 from .stats import ALL_BIN, BINS
 
@@ -191,23 +192,23 @@ def write_report(results: dict, out_dir, *, overlay_cases: dict | None = None,
     lists the figure file names (relative to ``out_dir``).
     """
     out_dir = Path(out_dir)
-    if not draw_figures:
+    if draw_figures:
+        figures = {}
+        for metric, name in FIGURES.items():
+            plot_metric_by_bin(results["stats"], metric, out_dir / name)
+            figures[metric] = name
+        if overlay_cases and overlay_predictions:
+            first_seed = {arm: next(iter(by_seed.values()))["evaluation"]
+                          for arm, by_seed in results["runs"].items()
+                          if by_seed and "evaluation" in next(iter(by_seed.values()))}
+            evaluations = {arm: ev for arm, ev in first_seed.items() if arm in overlay_predictions}
+            if plot_overlays(evaluations, overlay_cases, overlay_predictions, out_dir / OVERLAYS):
+                figures["overlays"] = OVERLAYS
+        results = dict(results, figures=figures)
+    else:
         figures = dict(results.get("figures", {}))
-        md = write_text_atomic(out_dir / "results.md", render_markdown(results, figures))
-        js = write_json_atomic(out_dir / "results.json", results)
-        return {"json": js, "markdown": md, "figures": {k: out_dir / v for k, v in figures.items()}}
-    figures = {}
-    for metric, name in FIGURES.items():
-        plot_metric_by_bin(results["stats"], metric, out_dir / name)
-        figures[metric] = name
-    if overlay_cases and overlay_predictions:
-        first_seed = {arm: next(iter(by_seed.values()))["evaluation"]
-                      for arm, by_seed in results["runs"].items()
-                      if by_seed and "evaluation" in next(iter(by_seed.values()))}
-        evaluations = {arm: ev for arm, ev in first_seed.items() if arm in overlay_predictions}
-        if plot_overlays(evaluations, overlay_cases, overlay_predictions, out_dir / OVERLAYS):
-            figures["overlays"] = OVERLAYS
-    results = dict(results, figures=figures)
-    md = write_text_atomic(out_dir / "results.md", render_markdown(results, figures))
-    js = write_json_atomic(out_dir / "results.json", results)
+    md = out_dir / "results.md"
+    with atomic_output_path(md) as tmp:
+        tmp.write_text(render_markdown(results, figures), encoding="utf-8")
+    js = write_json_atomic(results, out_dir / "results.json")
     return {"json": js, "markdown": md, "figures": {k: out_dir / v for k, v in figures.items()}}

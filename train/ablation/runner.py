@@ -15,7 +15,6 @@ checkpoint (``train_model(resume=True)``), so an interrupted ablation loses at m
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import platform
@@ -24,7 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ._files import write_bytes_atomic, write_json_atomic
+from synth.io import atomic_output_path, write_json_atomic
+
 from .config import load_config, parse_arm
 from .data import AblationData, prepare_data
 from .report import write_report
@@ -74,9 +74,9 @@ def arm_inputs(arm: str, data: AblationData) -> tuple[list, list]:
 
 
 def _save_predictions(path: Path, predictions: dict) -> None:
-    buf = io.BytesIO()
-    np.savez_compressed(buf, **predictions)
-    write_bytes_atomic(path, buf.getvalue())
+    # The suffix keeps numpy from appending ".npz" to the temporary name.
+    with atomic_output_path(path, suffix=".npz") as tmp:
+        np.savez_compressed(tmp, **predictions)
 
 
 def load_predictions(path) -> dict:
@@ -126,7 +126,7 @@ def run_one(cfg: dict, arm: str, seed: int, data: AblationData, out_dir, *,
         "summary": aggregate(results),
     }
     # Written last: its presence marks the run as finished.
-    write_json_atomic(folder / EVAL_FILE, evaluation)
+    write_json_atomic(evaluation, folder / EVAL_FILE)
     return evaluation
 
 
