@@ -15,6 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
+from synth._arrays import bounding_slices
+from synth.io import spacing_from_affine
+
 from .cache import file_fingerprint, load_arrays, safe_name, save_arrays, stable_hash
 from .case import Case
 from .checks import CaseProblem, affine_is_broken, array_problems, header_problems, header_spacing
@@ -64,10 +67,6 @@ class Preprocessing:
 # --- geometry ---------------------------------------------------------------------------------
 
 
-def _spacing(affine: np.ndarray) -> tuple[float, float, float]:
-    return tuple(float(v) for v in np.sqrt((np.asarray(affine)[:3, :3] ** 2).sum(axis=0)))
-
-
 def _reorient(array: np.ndarray, affine: np.ndarray, ornt_affine: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``array`` and ``affine`` turned to the closest canonical RAS of ``ornt_affine``."""
     import nibabel as nib
@@ -81,14 +80,14 @@ def _reorient(array: np.ndarray, affine: np.ndarray, ornt_affine: np.ndarray) ->
 def crop_to_liver(image: np.ndarray, label: np.ndarray, affine: np.ndarray, margin_mm: float):
     """Crop to the bounding box of ``label > 0`` plus ``margin_mm`` on each side (clipped to the
     volume). Returns (image, label, affine, cropped); unchanged (cropped False) without liver."""
-    spacing = _spacing(affine)
-    axes_any = [np.flatnonzero((label > 0).any(axis=tuple(a for a in range(3) if a != axis))) for axis in range(3)]
-    if any(idx.size == 0 for idx in axes_any):
+    box = bounding_slices(label > 0)
+    if box is None:
         return image, label, affine, False
+    spacing = spacing_from_affine(affine)
     slices, start = [], []
-    for axis, idx in enumerate(axes_any):
+    for axis, found in enumerate(box):
         pad = int(math.ceil(margin_mm / spacing[axis] - 1e-9))
-        lo, hi = max(int(idx[0]) - pad, 0), min(int(idx[-1]) + 1 + pad, label.shape[axis])
+        lo, hi = max(found.start - pad, 0), min(found.stop + pad, label.shape[axis])
         slices.append(slice(lo, hi))
         start.append(lo)
     new_affine = affine.copy()
@@ -106,7 +105,7 @@ def resample(image: np.ndarray, label: np.ndarray, affine: np.ndarray, target_sp
     """
     from scipy import ndimage
 
-    old = np.asarray(_spacing(affine))
+    old = np.asarray(spacing_from_affine(affine))
     new = np.asarray(target_spacing, dtype=np.float64)
     if np.allclose(old, new, rtol=1e-6, atol=0):
         return image, label, affine
@@ -206,7 +205,7 @@ def _load_native(files: CaseFiles, spacing_override, problems: list[CaseProblem]
                          f"the axis order")
     if override is not None:
         affine = affine.copy()
-        affine[:3, :3] = affine[:3, :3] / np.asarray(_spacing(affine)) * override
+        affine[:3, :3] = affine[:3, :3] / np.asarray(spacing_from_affine(affine)) * override
     return image, label, affine
 
 
@@ -282,7 +281,7 @@ def preprocess_case(files: CaseFiles, settings: Preprocessing = Preprocessing(),
     # Always a fresh array: never a view of nibabel's memory map of the file.
     image = np.array(image, dtype=np.float32, order="C")
     label = np.array(label, dtype=np.uint8, order="C")
-    spacing = _spacing(affine)
+    spacing = spacing_from_affine(affine)
     if settings.target_spacing is not None:
         spacing = tuple(settings.target_spacing)  # exact, not the float round trip through the affine
 
