@@ -13,9 +13,10 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from synth.io import nifti_suffix
+
 __all__ = ["CaseFiles", "find_cases"]
 
-_NIFTI_SUFFIXES = (".nii.gz", ".nii")
 _LITS_VOLUME = re.compile(r"^volume-(\d+)\.nii(\.gz)?$")
 _LITS_LABEL = re.compile(r"^segmentation-(\d+)\.nii(\.gz)?$")
 
@@ -31,11 +32,10 @@ class CaseFiles:
 
 def _nifti_stem(name: str) -> str | None:
     """The name without ``.nii``/``.nii.gz``, or None when it is not a NIfTI name."""
-    lower = name.lower()
-    for suffix in _NIFTI_SUFFIXES:
-        if lower.endswith(suffix) and len(name) > len(suffix):
-            return name[: -len(suffix)]
-    return None
+    try:
+        return name[: -len(nifti_suffix(name))]
+    except ValueError:
+        return None
 
 
 def _natural_key(case_id: str):
@@ -57,20 +57,25 @@ def _unique_by_number(folder: Path, pattern: re.Pattern) -> dict[int, Path]:
     return found
 
 
+def _check_pairs(folder: Path, layout: str, firsts, seconds, first_alone: str, second_alone: str,
+                 key=None) -> None:
+    """Raise when a case has only one of its two files: ``first_alone``/``second_alone`` start the
+    sentence listing the ids (at most 10, sorted by ``key``) found only among firsts/seconds."""
+    parts = []
+    for alone, ids in ((first_alone, set(firsts) - set(seconds)), (second_alone, set(seconds) - set(firsts))):
+        if ids:
+            parts.append(f"{alone}{sorted(ids, key=key)[:10]}")
+    if parts:
+        raise ValueError(f"{folder}: incomplete {layout} pairs: {'; '.join(parts)}")
+
+
 def _find_lits(folder: Path) -> list[CaseFiles]:
     volumes = _unique_by_number(folder, _LITS_VOLUME)
     labels = _unique_by_number(folder, _LITS_LABEL)
     if not volumes and not labels:
         return []
-    missing_labels = sorted(set(volumes) - set(labels))
-    missing_volumes = sorted(set(labels) - set(volumes))
-    if missing_labels or missing_volumes:
-        parts = []
-        if missing_labels:
-            parts.append(f"volume-N without segmentation-N for N = {missing_labels[:10]}")
-        if missing_volumes:
-            parts.append(f"segmentation-N without volume-N for N = {missing_volumes[:10]}")
-        raise ValueError(f"{folder}: incomplete LiTS pairs: {'; '.join(parts)}")
+    _check_pairs(folder, "LiTS", volumes, labels, "volume-N without segmentation-N for N = ",
+                 "segmentation-N without volume-N for N = ")
     return [CaseFiles(f"lits-{n}", volumes[n], labels[n]) for n in sorted(volumes)]
 
 
@@ -103,15 +108,8 @@ def _find_msd(folder: Path) -> list[CaseFiles]:
     images, labels = _nifti_files(images_dir), _nifti_files(labels_dir)
     # nnU-Net style names carry a channel suffix on the image only (liver_3_0000.nii.gz).
     images = {re.sub(r"_0000$", "", stem): path for stem, path in images.items()}
-    missing_labels = sorted(set(images) - set(labels), key=_natural_key)
-    missing_images = sorted(set(labels) - set(images), key=_natural_key)
-    if missing_labels or missing_images:
-        parts = []
-        if missing_labels:
-            parts.append(f"images without a label in labelsTr/: {missing_labels[:10]}")
-        if missing_images:
-            parts.append(f"labels without an image in imagesTr/: {missing_images[:10]}")
-        raise ValueError(f"{folder}: incomplete MSD pairs: {'; '.join(parts)}")
+    _check_pairs(folder, "MSD", images, labels, "images without a label in labelsTr/: ",
+                 "labels without an image in imagesTr/: ", key=_natural_key)
     return [CaseFiles(stem, images[stem], labels[stem]) for stem in sorted(images, key=_natural_key)]
 
 
