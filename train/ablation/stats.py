@@ -1,4 +1,4 @@
-"""Per-arm, per-size-bin statistics of an ablation and paired bootstrap CIs (numpy only).
+"""Per-arm, per-size-bin statistics of an ablation and paired bootstrap CIs (numpy).
 
 Input: ``runs[arm][seed]`` = the evaluation of one trained model on the test cases, as written to
 ``eval.json`` (``{"cases": [CaseResult.to_dict(), ...], ...}``, see docs/evaluation.md). Every arm
@@ -22,9 +22,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from train.metrics import DIAMETER_BINS
+
 ALL_BIN = "all"
-DIAMETER_BIN_EDGES = (("<10", 0.0, 10.0), ("10-20", 10.0, 20.0), (">=20", 20.0, None))
-BINS = (ALL_BIN,) + tuple(key for key, _, _ in DIAMETER_BIN_EDGES)
+BINS = (ALL_BIN,) + tuple(key for key, _, _ in DIAMETER_BINS)
 LESION_METRICS = ("sensitivity", "sensitivity_iou50", "lesion_dice")
 CASE_METRICS = ("case_dice", "false_positives_per_case")
 CONFIDENCE = 0.95
@@ -64,7 +65,7 @@ def bin_mask(diameters_mm: np.ndarray, bin_key: str) -> np.ndarray:
     """Which lesions fall in ``bin_key`` (lower bound inclusive, as the evaluator bins them)."""
     if bin_key == ALL_BIN:
         return np.ones(len(diameters_mm), dtype=bool)
-    for key, low, high in DIAMETER_BIN_EDGES:
+    for key, low, high in DIAMETER_BINS:
         if key == bin_key:
             inside = diameters_mm >= low
             return inside if high is None else inside & (diameters_mm < high)
