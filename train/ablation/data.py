@@ -58,11 +58,8 @@ class AblationData:
 def _settings(cfg: dict):
     from train.data import Preprocessing
 
-    prep = dict(cfg["data"].get("preprocessing", {}))
-    for key, value in prep.items():
-        if isinstance(value, list):
-            prep[key] = tuple(value)
-    return Preprocessing(**prep)
+    # Preprocessing turns the JSON list of target_spacing into a tuple itself.
+    return Preprocessing(**cfg["data"].get("preprocessing", {}))
 
 
 def _lits117_case(cfg: dict, data_path, settings, *, progress: bool, say):
