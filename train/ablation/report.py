@@ -7,7 +7,7 @@ from pathlib import Path
 from synth.io import atomic_output_path, write_json_atomic
 
 from .figures import plot_metric_by_bin, plot_overlays
-from .stats import ALL_BIN, BINS
+from .stats import ALL_BIN, BINS, LESION_METRICS
 
 FIGURES = {
     "sensitivity": "sensitivity_by_size.png",
@@ -74,55 +74,52 @@ def evidence_paragraph(results: dict) -> str:
     return text
 
 
+def _table(header: list[str], rows: list[list]) -> list[str]:
+    """A Markdown table; the separator row is derived from the header, so the two agree."""
+    def line(cells) -> str:
+        return "| " + " | ".join(str(c) for c in cells) + " |"
+
+    return [line(header), "|" + "---|" * len(header)] + [line(row) for row in rows]
+
+
 def _results_table(stats: dict) -> list[str]:
     base = stats.get("baseline", "real")
-    lines = [
-        "| Size bin (mm) | Lesions | Arm | Sensitivity | Sensitivity IoU>0.5 | Lesion Dice "
-        f"| Δ sensitivity vs {base} [95 % CI] | Δ sens. IoU>0.5 [95 % CI] | Δ lesion Dice [95 % CI] |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
+    header = ["Size bin (mm)", "Lesions", "Arm", "Sensitivity", "Sensitivity IoU>0.5", "Lesion Dice",
+              f"Δ sensitivity vs {base} [95 % CI]", "Δ sens. IoU>0.5 [95 % CI]",
+              "Δ lesion Dice [95 % CI]"]
+    rows = []
     for b in BINS:
         for arm, per_bin in stats["arms"].items():
-            cells = per_bin[b]
             diff = stats["differences"].get(arm, {}).get(b, {})
-            lines.append(
-                f"| {b} | {stats['n_lesions'][b]} | {arm} | {_mean_sd(cells['sensitivity'])} "
-                f"| {_mean_sd(cells['sensitivity_iou50'])} | {_mean_sd(cells['lesion_dice'])} "
-                f"| {_ci(diff.get('sensitivity'))} | {_ci(diff.get('sensitivity_iou50'))} "
-                f"| {_ci(diff.get('lesion_dice'))} |"
-            )
-    return lines
+            rows.append([b, stats["n_lesions"][b], arm,
+                         *(_mean_sd(per_bin[b][m]) for m in LESION_METRICS),
+                         *(_ci(diff.get(m)) for m in LESION_METRICS)])
+    return _table(header, rows)
 
 
 def _case_table(stats: dict) -> list[str]:
     base = stats.get("baseline", "real")
-    lines = [
-        f"| Arm | Case Dice | False positives per case | Δ case Dice vs {base} [95 % CI] "
-        "| Δ FPs per case [95 % CI] |",
-        "|---|---|---|---|---|",
-    ]
+    header = ["Arm", "Case Dice", "False positives per case", f"Δ case Dice vs {base} [95 % CI]",
+              "Δ FPs per case [95 % CI]"]
+    rows = []
     for arm, per_bin in stats["arms"].items():
         cells = per_bin[ALL_BIN]
         diff = stats["differences"].get(arm, {}).get(ALL_BIN, {})
-        lines.append(
-            f"| {arm} | {_mean_sd(cells['case_dice'])} | {_mean_sd(cells['false_positives_per_case'], 1)} "
-            f"| {_ci(diff.get('case_dice'))} | {_ci(diff.get('false_positives_per_case'), 1)} |"
-        )
-    return lines
+        rows.append([arm, _mean_sd(cells["case_dice"]), _mean_sd(cells["false_positives_per_case"], 1),
+                     _ci(diff.get("case_dice")), _ci(diff.get("false_positives_per_case"), 1)])
+    return _table(header, rows)
 
 
 def _runs_table(results: dict) -> list[str]:
-    lines = ["| Arm | Seed | Steps | Train time (s) | Eval time (s) | Case Dice | Lesions found |",
-             "|---|---|---|---|---|---|---|"]
+    header = ["Arm", "Seed", "Steps", "Train time (s)", "Eval time (s)", "Case Dice", "Lesions found"]
+    rows = []
     for arm, by_seed in results.get("runs", {}).items():
         for seed, run in by_seed.items():
             summ = run.get("summary", {})
-            lines.append(
-                f"| {arm} | {seed} | {run.get('steps', '–')} | {_fmt(run.get('train_s'), 0)} "
-                f"| {_fmt(run.get('eval_s'), 0)} | {_fmt(summ.get('mean_dice'))} "
-                f"| {summ.get('detected', '–')}/{summ.get('n_lesions', '–')} |"
-            )
-    return lines
+            rows.append([arm, seed, run.get("steps", "–"), _fmt(run.get("train_s"), 0),
+                         _fmt(run.get("eval_s"), 0), _fmt(summ.get("mean_dice")),
+                         f"{summ.get('detected', '–')}/{summ.get('n_lesions', '–')}"])
+    return _table(header, rows)
 
 
 def render_markdown(results: dict, figures: dict | None = None) -> str:
