@@ -111,8 +111,10 @@ def collect_crops(cases, config: DiffusionConfig, *, healthy_crops: int | None =
     n_tumour = len(images)
     wanted = max(4, n_tumour // 2) if healthy_crops is None else int(healthy_crops)
     livers = [case for case in cases if (case[1] == 1).any()]
+    # One prepared host per liver that is used (preparing samples liver statistics per scan).
+    hosts = [prepare_host(volume, label, spacing=spacing) for volume, label, spacing in livers[:wanted]]
     for k in range(wanted if livers else 0):
-        crop = _healthy_crop(livers[k % len(livers)], config, rng)
+        crop = _healthy_crop(livers[k % len(livers)], hosts[k % len(hosts)], config, rng)
         if crop is not None:
             images.append(crop[0])
             regions.append(crop[1])
@@ -123,10 +125,10 @@ def collect_crops(cases, config: DiffusionConfig, *, healthy_crops: int | None =
     return CropSet(np.stack(images), np.stack(regions), np.stack(lesions), n_tumour, len(images) - n_tumour)
 
 
-def _healthy_crop(case, config: DiffusionConfig, rng):
-    """(image, region) of one healthy-liver crop, or None when no clear place was found."""
+def _healthy_crop(case, host, config: DiffusionConfig, rng):
+    """(image, region) of one healthy-liver crop (``host``: the case prepared), or None when no
+    clear place was found."""
     volume, label, spacing = case
-    host = prepare_host(volume, label, spacing=spacing)
     n, step = config.crop_size, config.spacing_mm
     fov = n * step
     for _ in range(_HEALTHY_TRIES):
