@@ -85,9 +85,3 @@ def region_around(lesion: np.ndarray, step_mm: float, margin_mm: float) -> np.nd
     if not lesion.any():
         return lesion.copy()
     return ndimage.distance_transform_edt(~lesion, sampling=step_mm) <= margin_mm
-
-
-def model_inputs(image_unit: np.ndarray, region: np.ndarray, lesion: np.ndarray) -> np.ndarray:
-    """The conditioning channels of one crop, (3, n, n, n) float32: masked crop, region, lesion."""
-    region = region.astype(np.float32)
-    return np.stack([image_unit * (1.0 - region), region, lesion.astype(np.float32)])
