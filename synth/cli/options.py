@@ -29,14 +29,12 @@ class SynthesisOptions:
     sampling_steps: int | None = None
 
     def as_json(self) -> dict[str, Any]:
-        out = {
+        return {
             "size": list(self.size) if isinstance(self.size, tuple) else self.size,
             "count": list(self.count) if isinstance(self.count, tuple) else self.count,
             "phenotype": self.phenotype,
+            **self.method_options(),
         }
-        if self.method != "heuristic":
-            out.update(method=self.method, model=self.model, sampling_steps=self.sampling_steps)
-        return out
 
     def method_options(self) -> dict[str, Any]:
         """Keyword arguments of ``synthesize`` for the method (none for the heuristic)."""

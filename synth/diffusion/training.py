@@ -55,8 +55,7 @@ class TrainingResult:
     @property
     def final_loss(self) -> float:
         """Mean loss over the last 10 % of steps (at least one)."""
-        tail = self.losses[-max(1, len(self.losses) // 10):]
-        return float(np.mean(tail)) if tail else float("nan")
+        return _tail_mean(self.losses)
 
 
 def train_diffusion(data, out_dir, *, config: DiffusionConfig | None = None, steps: int = 2000,
@@ -147,7 +146,8 @@ def train_diffusion(data, out_dir, *, config: DiffusionConfig | None = None, ste
         bar.set_postfix(loss=f"{losses[-1]:.4f}")
         if (step + 1) % checkpoint_every == 0 or step + 1 == steps:
             _write_checkpoint(out_dir, unet, ema, optimiser, losses, dict(trainer, step=step + 1))
-    model = DiffusionModel(config, ema, dict(info, steps=steps, final_loss=_tail_mean(losses)))
+    final_loss = round(_tail_mean(losses), 6) if losses else None
+    model = DiffusionModel(config, ema, dict(info, steps=steps, final_loss=final_loss))
     save_model(model, out_dir)
     _write_losses(out_dir, losses)
     return TrainingResult(model, out_dir, steps, losses, len(crops), crops.n_tumour, crops.n_healthy)
@@ -206,9 +206,10 @@ def _update_ema(ema, unet, decay: float) -> None:
         target.copy_(source)
 
 
-def _tail_mean(losses):
+def _tail_mean(losses) -> float:
+    """Mean of the last 10 % of ``losses`` (at least one); NaN when there are none."""
     tail = losses[-max(1, len(losses) // 10):]
-    return round(float(np.mean(tail)), 6) if tail else None
+    return float(np.mean(tail)) if tail else float("nan")
 
 
 # --- checkpoints ----------------------------------------------------------------------------
