@@ -64,6 +64,8 @@ def test_bundled_profiles_are_valid(profile):
         ({"arms": ["real", "real+diffusion"]}, "needs a diffusion model"),
         ({"arms": ["real", "real+diffusion"], "diffusion": {"model": "no/such/folder"}},
          "is not a folder"),
+        ({"arms": ["real", "real+diffusion"], "diffusion": "some/folder"},
+         "\"diffusion\" must be an object"),
         ({"train": {"augmentation": "torchio"}}, "train.augmentation is set by the ablation itself"),
         ({"arms": ["real+heuristic"]}, "must include 'real'"),
         ({"arms": ["real", "real"]}, "lists an arm twice"),

@@ -178,6 +178,12 @@ def validate_config(config: dict) -> dict:
         raise ConfigError("\"arms\" must be a non-empty list of arm names")
     if len(set(arms)) != len(arms):
         raise ConfigError(f"\"arms\" lists an arm twice: {arms}")
+    # Checked before the arms, which read diffusion.model.
+    diffusion = cfg.get("diffusion")
+    if diffusion is not None:
+        if not isinstance(diffusion, dict):
+            raise ConfigError("\"diffusion\" must be an object {\"model\": PATH}")
+        _unknown("\"diffusion\"", diffusion, DIFFUSION_KEYS)
     bases = []
     for arm in arms:
         base, _ = parse_arm(arm)
@@ -193,11 +199,6 @@ def validate_config(config: dict) -> dict:
         raise ConfigError(
             f"\"arms\" must include {BASELINE_ARM!r}: every other arm is compared with it; got {arms}"
         )
-    diffusion = cfg.get("diffusion")
-    if diffusion is not None:
-        if not isinstance(diffusion, dict):
-            raise ConfigError("\"diffusion\" must be an object {\"model\": PATH}")
-        _unknown("\"diffusion\"", diffusion, DIFFUSION_KEYS)
 
     # --- seeds ---
     seeds = cfg.get("seeds", [0])
