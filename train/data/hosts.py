@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 
 from .case import Case
-from .preprocess import crop_to_liver
+from .preprocess import Preprocessing, crop_to_liver
 
 __all__ = ["healthy_hosts", "phantom_hosts"]
 
-# The margin preprocess_case keeps around the liver by default, in mm.
-_PHANTOM_MARGIN_MM = 10.0
+# The margin preprocess_case keeps around the liver by default, in mm (10).
+_PHANTOM_MARGIN_MM = Preprocessing.crop_margin_mm
 
 
 def healthy_hosts(cases) -> list[Case]:
