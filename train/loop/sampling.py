@@ -18,7 +18,8 @@ import numpy as np
 from .augmentation import denormalise_hu
 from .config import TrainConfig, parse_synthetic_size
 
-__all__ = ["PatchSampler", "PreparedCase", "load_diffusion_model", "normalise_hu", "prepare_case", "step_rng"]
+__all__ = ["PatchSampler", "PreparedCase", "check_diffusion_folder", "load_diffusion_model", "normalise_hu",
+           "prepare_case", "step_rng"]
 
 # Context (mm) kept around a synthetic patch so lesions can sit near its border and the
 # synthesiser sees real liver around them; the patch is cut out after insertion.
@@ -27,14 +28,19 @@ SYNTHETIC_MARGIN_MM = 15.0
 PAD_HU = -1000.0
 
 
-def load_diffusion_model(folder, *, device=None):
-    """Load the diffusion model of ``TrainConfig.synthetic_model`` (a clear ``ValueError`` when the
-    folder is missing or is not a model)."""
+def check_diffusion_folder(folder) -> None:
+    """Raise a clear ``ValueError`` when ``TrainConfig.synthetic_model`` is not a folder."""
     from pathlib import Path
 
     if folder is None or not Path(folder).is_dir():
         raise ValueError(f"synthetic_model {folder!r}: no such folder; expected a diffusion model "
                          f"folder (config.json + weights.safetensors) from tumorsynth diffusion train")
+
+
+def load_diffusion_model(folder, *, device=None):
+    """Load the diffusion model of ``TrainConfig.synthetic_model`` (a clear ``ValueError`` when the
+    folder is missing or is not a model)."""
+    check_diffusion_folder(folder)
     from synth.diffusion import load_model
 
     try:
@@ -57,12 +63,12 @@ def normalise_hu(image: np.ndarray, hu_window: Sequence[float]) -> np.ndarray:
     return out
 
 
-def _pad_to(array: np.ndarray, shape: Sequence[int], value) -> tuple[np.ndarray, tuple[int, ...]]:
-    """Pad symmetrically so every side is at least ``shape``; returns the array and the low pads."""
+def _pad_to(array: np.ndarray, shape: Sequence[int], value) -> np.ndarray:
+    """Pad symmetrically so every side is at least ``shape`` (``array`` itself when it already is)."""
     widths = [(max(0, s - n) // 2, max(0, s - n) - max(0, s - n) // 2) for n, s in zip(array.shape, shape)]
     if not any(a or b for a, b in widths):
-        return array, (0, 0, 0)
-    return np.pad(array, widths, mode="constant", constant_values=value), tuple(a for a, _ in widths)
+        return array
+    return np.pad(array, widths, mode="constant", constant_values=value)
 
 
 def _crop(arrays, centre, size):
@@ -90,8 +96,8 @@ class PreparedCase:
 
 def prepare_case(case, patch_size: Sequence[int], hu_window: Sequence[float]) -> PreparedCase:
     """Normalise and pad a :class:`train.data.Case` (pad value: the window's low end, label 0)."""
-    image, _ = _pad_to(normalise_hu(case.image, hu_window), patch_size, 0.0)
-    label, _ = _pad_to(np.asarray(case.label, dtype=np.uint8), patch_size, 0)
+    image = _pad_to(normalise_hu(case.image, hu_window), patch_size, 0.0)
+    label = _pad_to(np.asarray(case.label, dtype=np.uint8), patch_size, 0)
     flat = label.ravel()
     return PreparedCase(case.case_id, image, label, np.flatnonzero(flat >= 1), np.flatnonzero(flat == 2),
                         tuple(float(s) for s in case.spacing))
@@ -153,8 +159,8 @@ class PatchSampler:
     def _prepare_host(self, case) -> _Host:
         margin = tuple(int(math.ceil(SYNTHETIC_MARGIN_MM / s)) for s in case.spacing)
         region = self._synthetic_region(margin)
-        image, _ = _pad_to(np.asarray(case.image, dtype=np.float32), region, PAD_HU)
-        label, _ = _pad_to(np.asarray(case.label, dtype=np.uint8), region, 0)
+        image = _pad_to(np.asarray(case.image, dtype=np.float32), region, PAD_HU)
+        label = _pad_to(np.asarray(case.label, dtype=np.uint8), region, 0)
         liver = np.flatnonzero(label.ravel() == 1)
         if liver.size == 0:
             raise ValueError(f"host {case.case_id!r} has no liver voxels (label 1) for synthetic tumours")

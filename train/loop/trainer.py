@@ -26,7 +26,7 @@ from .config import RESUMABLE_CHANGES, TrainConfig
 from .distributed import setup_distributed
 from .files import save_torch, write_logs
 from .inference import validate
-from .sampling import PatchSampler, load_diffusion_model
+from .sampling import PatchSampler, check_diffusion_folder, load_diffusion_model
 
 __all__ = ["TrainResult", "poly_learning_rate", "train_model"]
 
@@ -129,10 +129,9 @@ def train_model(config: TrainConfig, train_cases: Sequence, *, val_cases: Sequen
     if not resume and checkpoint_path.exists():
         raise ValueError(f"{out_dir} already holds a run (checkpoint.pt); pass resume=True "
                          f"to continue it or choose another folder")
-    if config.synthetic_method == "diffusion" and not Path(config.synthetic_model).is_dir():
+    if config.synthetic_method == "diffusion":
         # Checked here, not when the first synthetic sample is drawn hundreds of steps later.
-        raise ValueError(f"synthetic_model {config.synthetic_model!r}: no such folder; expected a "
-                         f"diffusion model folder (config.json + weights.safetensors)")
+        check_diffusion_folder(config.synthetic_model)
     ddp, device = setup_distributed(config.device)
     try:
         if ddp.is_main:
