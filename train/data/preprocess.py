@@ -67,11 +67,11 @@ class Preprocessing:
 # --- geometry ---------------------------------------------------------------------------------
 
 
-def _reorient(array: np.ndarray, affine: np.ndarray, ornt_affine: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``array`` and ``affine`` turned to the closest canonical RAS of ``ornt_affine``."""
+def _reorient(array: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``array`` and ``affine`` turned to the closest canonical RAS of ``affine``."""
     import nibabel as nib
 
-    ornt = nib.orientations.io_orientation(ornt_affine)
+    ornt = nib.orientations.io_orientation(affine)
     out = nib.orientations.apply_orientation(array, ornt)  # a view: cropping copies only what it keeps
     new_affine = affine @ nib.orientations.inv_ornt_aff(ornt, array.shape)
     return out, new_affine
@@ -194,11 +194,11 @@ def _load_native(files: CaseFiles, spacing_override, problems: list[CaseProblem]
         spacing = override if override is not None else header_spacing(image_img)
         return image, label, np.diag([*map(float, spacing), 1.0])
     image_affine = np.asarray(image_img.affine, dtype=np.float64)
-    image, affine = _reorient(image, image_affine, image_affine)
+    image, affine = _reorient(image, image_affine)
     label_affine = image_affine
     if label_img is not None and affine_is_broken(label_img.affine) is None:
         label_affine = np.asarray(label_img.affine, dtype=np.float64)  # trust the label's own header
-    label, _ = _reorient(label, label_affine, label_affine)
+    label, _ = _reorient(label, label_affine)
     if label.shape != image.shape:
         raise ValueError(f"case {case_id} cannot be preprocessed: after reorienting to RAS the image has "
                          f"shape {image.shape} and the label {label.shape}; their headers disagree on "
