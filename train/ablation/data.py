@@ -62,11 +62,11 @@ def _settings(cfg: dict):
     return Preprocessing(**cfg["data"].get("preprocessing", {}))
 
 
-def _lits117_case(cfg: dict, data_path, settings, *, progress: bool, say):
+def _lits117_case(cfg: dict, settings, *, progress: bool, say):
     """LiTS-117 preprocessed, or (offline) the phantom stand-in; returns (case, fallback, notes)."""
     from train.data import FetchError, fetch_lits117, load_cases, phantom_hosts
 
-    path = data_path or cfg["data"].get("path")
+    path = cfg["data"].get("path")
     try:
         folder = path if path else fetch_lits117(progress=progress)
         cases = load_cases(folder, settings, progress=progress)
@@ -87,8 +87,12 @@ def _lits117_case(cfg: dict, data_path, settings, *, progress: bool, say):
     return cases[0], False, []
 
 
-def prepare_data(cfg: dict, *, data_path=None, progress: bool = True, say=print) -> AblationData:
-    """Load, preprocess and split the data of a validated configuration; build the hosts."""
+def prepare_data(cfg: dict, *, progress: bool = True, say=print) -> AblationData:
+    """Load, preprocess and split the data of a validated configuration; build the hosts.
+
+    The data folder is ``data.path`` (``run_ablation(data_path=...)`` sets it, so that the report's
+    configuration names the folder that was used).
+    """
     from train.data import healthy_hosts, load_cases, phantom_hosts, split_axial, split_cases
 
     settings = _settings(cfg)
@@ -96,7 +100,7 @@ def prepare_data(cfg: dict, *, data_path=None, progress: bool = True, say=print)
     notes: list[str] = []
     fallback = False
     if source == "lits117-axial":
-        case, fallback, notes = _lits117_case(cfg, data_path, settings, progress=progress, say=say)
+        case, fallback, notes = _lits117_case(cfg, settings, progress=progress, say=say)
         train_part, test_part = split_axial(case, **split)
         train, val, test = [train_part], [], [test_part]
         notes += list(dict.fromkeys(test_part.notes))
@@ -106,7 +110,7 @@ def prepare_data(cfg: dict, *, data_path=None, progress: bool = True, say=print)
                    f"{train_part.image.shape} voxels, held-out test part {test_part.image.shape} "
                    f"voxels at {tuple(round(s, 2) for s in case.spacing)} mm.")
     else:
-        path = data_path or cfg["data"]["path"]
+        path = cfg["data"]["path"]
         cases = load_cases(path, settings, progress=progress)
         if len(cases) < 2:
             raise ValueError(f"data.path {path}: {len(cases)} case(s) found; a case split needs at least 2")
