@@ -61,7 +61,8 @@ def split_cases(case_ids, *, val_fraction: float = 0.1, test_fraction: float = 0
         else:
             n_val -= 1
     order = np.random.default_rng(int(seed)).permutation(n)
-    shuffled = [sorted(ids)[i] for i in order]
+    ordered = sorted(ids)
+    shuffled = [ordered[i] for i in order]
     test = tuple(sorted(shuffled[:n_test]))
     val = tuple(sorted(shuffled[n_test:n_test + n_val]))
     train = tuple(sorted(shuffled[n_test + n_val:]))
