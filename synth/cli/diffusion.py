@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .errors import UsageError, input_errors
+from .errors import input_errors
 from .options import parse_positive_int, parse_seed
 
 
@@ -17,8 +17,6 @@ def _train_command(args: argparse.Namespace) -> int:
     from .cases import discover_cases
 
     cases = discover_cases(args.data)
-    if args.resume and not (args.out / "checkpoint").is_dir():
-        raise UsageError(f"--resume: {args.out} holds no checkpoint/ to resume from")
     settings = dict(TINY) if args.tiny else {}
     if args.crop is not None:
         settings["crop_size"] = args.crop
