@@ -73,24 +73,20 @@ def plot_metric_by_bin(stats: dict, metric: str, path, *, title: str | None = No
         plt.close(fig)
 
 
-def _lesion_views(case, lesion_ids, half_width_mm):
-    """Per lesion id: (image crop, gt crop, z index, bounds) on the axial slice of its largest area."""
-    from train.metrics import components
-
-    labels, _ = components(np.asarray(case.label) == 2)
-    views = {}
-    for lid in lesion_ids:
-        where = labels == lid
-        if not where.any():
-            continue
-        z = int(np.argmax(where.sum(axis=(0, 1))))
-        xs, ys = np.nonzero(where[:, :, z])
-        cx, cy = int(round(xs.mean())), int(round(ys.mean()))
-        hx = max(4, int(round(half_width_mm / case.spacing[0])))
-        hy = max(4, int(round(half_width_mm / case.spacing[1])))
-        box = (slice(max(cx - hx, 0), cx + hx), slice(max(cy - hy, 0), cy + hy))
-        views[lid] = (z, box, where[box + (z,)])
-    return views
+def _lesion_view(lesion_labels: np.ndarray, lesion_id: int, spacing, half_width_mm: float):
+    """(z index, crop box, GT lesion mask on the crop) on the axial slice where the lesion's area
+    is largest; the box reaches ``half_width_mm`` (mm) from the lesion's centre in x and y.
+    None when ``lesion_id`` is not among the GT components ``lesion_labels``."""
+    where = lesion_labels == lesion_id
+    if not where.any():
+        return None
+    z = int(np.argmax(where.sum(axis=(0, 1))))
+    xs, ys = np.nonzero(where[:, :, z])
+    cx, cy = int(round(xs.mean())), int(round(ys.mean()))
+    hx = max(4, int(round(half_width_mm / spacing[0])))
+    hy = max(4, int(round(half_width_mm / spacing[1])))
+    box = (slice(max(cx - hx, 0), cx + hx), slice(max(cy - hy, 0), cy + hy))
+    return z, box, where[box + (z,)]
 
 
 def pick_overlay_lesions(evaluation: dict, *, per_kind: int = 2, max_diameter_mm: float = 20.0):
@@ -126,6 +122,8 @@ def plot_overlays(evaluations: dict, cases: dict, predictions: dict, path, *,
     The image is shown with a W 250 / L 65 HU window; green contour = ground-truth lesion,
     dashed red contour = predicted tumour. Returns the path, or None when no test lesion exists.
     """
+    from train.metrics import TUMOUR_LABEL, components
+
     plt = _pyplot()
     picks = {arm: pick_overlay_lesions(ev, per_kind=per_kind) for arm, ev in evaluations.items()}
     picks = {arm: p for arm, p in picks.items() if p}
@@ -135,6 +133,8 @@ def plot_overlays(evaluations: dict, cases: dict, predictions: dict, path, *,
     fig, axes = plt.subplots(len(picks), ncol, figsize=(2.3 * ncol, 2.5 * len(picks)), dpi=110,
                              squeeze=False)
     vmin, vmax = WINDOW_LEVEL_HU - WINDOW_WIDTH_HU / 2, WINDOW_LEVEL_HU + WINDOW_WIDTH_HU / 2
+    # GT lesion components per test case, labelled once: every arm shows lesions of the same cases.
+    lesion_labels: dict = {}
     for row, (arm, chosen) in enumerate(picks.items()):
         for col in range(ncol):
             ax = axes[row, col]
@@ -143,10 +143,13 @@ def plot_overlays(evaluations: dict, cases: dict, predictions: dict, path, *,
                 continue
             case_id, lesion, found = chosen[col]
             case = cases[case_id]
-            views = _lesion_views(case, [lesion["lesion_id"]], OVERLAY_HALF_WIDTH_MM)
-            if lesion["lesion_id"] not in views:
+            if case_id not in lesion_labels:
+                lesion_labels[case_id] = components(np.asarray(case.label) == TUMOUR_LABEL)[0]
+            view = _lesion_view(lesion_labels[case_id], lesion["lesion_id"], case.spacing,
+                                OVERLAY_HALF_WIDTH_MM)
+            if view is None:
                 continue
-            z, box, gt2d = views[lesion["lesion_id"]]
+            z, box, gt2d = view
             img = np.asarray(case.image)[box + (z,)]
             pred2d = np.asarray(predictions[arm][case_id])[box + (z,)] == 2
             sx, sy = case.spacing[0], case.spacing[1]
