@@ -216,7 +216,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     except SystemExit as exc:  # argparse already printed usage and the message
         return int(exc.code or 0)
-    args.forwarded = unknown  # the realism report parses its own options
+    args.forwarded = unknown  # realism and the trainer commands parse their own options
     try:
         return int(args.handler(args))
     except UsageError as exc:
