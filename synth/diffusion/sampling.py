@@ -42,6 +42,12 @@ def sampling_scheduler(config: DiffusionConfig, sampler: str | None = None):
     raise ValueError(f"sampler must be 'ddim' or 'dpm-solver'; got {sampler!r}")
 
 
+def conditioning_channels(known: torch.Tensor, region: torch.Tensor, lesion: torch.Tensor) -> torch.Tensor:
+    """The network's conditioning input (``config.CONDITIONING``), (B, 3, n, n, n): the crop with
+    the region to generate zeroed, the region, the lesion. Training and sampling both use it."""
+    return torch.cat([known * (1 - region), region, lesion], dim=1)
+
+
 @torch.no_grad()
 def inpaint(model, known: torch.Tensor, region: torch.Tensor, lesion: torch.Tensor, *, seed: int,
             steps: int | None = None, sampler: str | None = None) -> torch.Tensor:
@@ -75,7 +81,7 @@ def inpaint(model, known: torch.Tensor, region: torch.Tensor, lesion: torch.Tens
     device = model.device
     generator = torch.Generator("cpu").manual_seed(int(seed))
     known, region, lesion = (t.to(device, torch.float32) for t in (known, region, lesion))
-    conditioning = torch.cat([known * (1 - region), region, lesion], dim=1)
+    conditioning = conditioning_channels(known, region, lesion)
     scheduler = sampling_scheduler(config, sampler)
     scheduler.set_timesteps(steps, device=device)
     timesteps = list(scheduler.timesteps)

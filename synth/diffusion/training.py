@@ -29,7 +29,7 @@ import torch
 
 from ..io import atomic_output_path
 from .config import DiffusionConfig
-from .sampling import training_scheduler
+from .sampling import conditioning_channels, training_scheduler
 from .training_data import CropSet, collect_crops, load_cases
 from .weights import (DiffusionModel, build_unet, check_tensors, read_tensors, save_model,
                       save_tensors_atomic)
@@ -175,7 +175,7 @@ def _loss(unet, scheduler, batch, step: int, seed: int, device) -> torch.Tensor:
     noise = torch.randn(x0.shape, generator=generator)
     timesteps = torch.randint(0, scheduler.config.num_train_timesteps, (x0.shape[0],), generator=generator)
     noisy = scheduler.add_noise(x0, noise, timesteps)
-    inputs = torch.cat([noisy, x0 * (1 - region), region, lesion], dim=1).to(device)
+    inputs = torch.cat([noisy, conditioning_channels(x0, region, lesion)], dim=1).to(device)
     noise, region = noise.to(device), region.to(device)
     with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=device.type == "cuda"):
         predicted = unet(inputs, timesteps=timesteps.to(device))
