@@ -25,6 +25,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from .sampling import denormalise_hu, normalise_hu
+
 __all__ = ["PatchAugmenter", "augmentation_block", "denormalise_hu"]
 
 
@@ -35,16 +37,6 @@ def augmentation_block(patch_size: Sequence[int]) -> tuple[int, int, int]:
     32-voxel patch, 120 for 96).
     """
     return tuple(int(n) + 2 * math.ceil(int(n) / 8) for n in patch_size)
-
-
-def denormalise_hu(image: np.ndarray, hu_window: Sequence[float]) -> np.ndarray:
-    """Inverse of :func:`train.loop.sampling.normalise_hu` on [0, 1]: HU within the window (float32).
-
-    Values that the window clipped stay at its edges (the information is gone).
-    """
-    low, high = float(hu_window[0]), float(hu_window[1])
-    return (np.asarray(image, dtype=np.float32) * np.float32(high - low) + np.float32(low)).astype(
-        np.float32, copy=False)
 
 
 def _centre_crop(array: np.ndarray, size: Sequence[int]) -> np.ndarray:
@@ -87,8 +79,6 @@ class PatchAugmenter:
         if tuple(image_hu.shape) != self.block or tuple(label.shape) != self.block:
             raise ValueError(f"augmentation needs blocks of {self.block} voxels; got image "
                              f"{tuple(image_hu.shape)}, label {tuple(label.shape)}")
-        from .sampling import normalise_hu
-
         tio = self._tio
         seed = int(rng.integers(2**63 - 1))
         affine = np.diag([float(s) for s in spacing] + [1.0])

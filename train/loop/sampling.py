@@ -15,11 +15,10 @@ from typing import Sequence
 
 import numpy as np
 
-from .augmentation import denormalise_hu
 from .config import TrainConfig, parse_synthetic_size
 
-__all__ = ["PatchSampler", "PreparedCase", "check_diffusion_folder", "load_diffusion_model", "normalise_hu",
-           "prepare_case", "step_rng"]
+__all__ = ["PatchSampler", "PreparedCase", "check_diffusion_folder", "denormalise_hu", "load_diffusion_model",
+           "normalise_hu", "prepare_case", "step_rng"]
 
 # Context (mm) kept around a synthetic patch so lesions can sit near its border and the
 # synthesiser sees real liver around them; the patch is cut out after insertion.
@@ -61,6 +60,16 @@ def normalise_hu(image: np.ndarray, hu_window: Sequence[float]) -> np.ndarray:
     out -= low
     out /= high - low
     return out
+
+
+def denormalise_hu(image: np.ndarray, hu_window: Sequence[float]) -> np.ndarray:
+    """Inverse of :func:`normalise_hu` on [0, 1]: HU within the window (float32).
+
+    Values that the window clipped stay at its edges (the information is gone).
+    """
+    low, high = float(hu_window[0]), float(hu_window[1])
+    return (np.asarray(image, dtype=np.float32) * np.float32(high - low) + np.float32(low)).astype(
+        np.float32, copy=False)
 
 
 def _pad_to(array: np.ndarray, shape: Sequence[int], value) -> np.ndarray:
