@@ -67,6 +67,8 @@ def test_bundled_profiles_are_valid(profile):
         ({"arms": ["real", "real+diffusion"], "diffusion": "some/folder"},
          "\"diffusion\" must be an object"),
         ({"train": {"augmentation": "torchio"}}, "train.augmentation is set by the ablation itself"),
+        ({"arms": ["real", "real+diffusion"], "diffusion": {"model": 5}},
+         "diffusion.model must be a folder path"),
         ({"arms": ["real+heuristic"]}, "must include 'real'"),
         ({"arms": ["real", "real"]}, "lists an arm twice"),
         ({"seeds": []}, "\"seeds\" must be a non-empty list"),

@@ -191,6 +191,8 @@ def validate_config(config: dict) -> dict:
             model = (cfg.get("diffusion") or {}).get("model")
             if not model:
                 raise ConfigError(DIFFUSION_MESSAGE.format(arm=arm))
+            if not isinstance(model, str):
+                raise ConfigError(f"diffusion.model must be a folder path (a string); got {model!r}")
             if not Path(model).is_dir():  # fail now, not after the other arms have trained
                 raise ConfigError(f"diffusion.model {model!r} is not a folder (a model folder from "
                                   "'tumorsynth diffusion train' holds config.json and weights)")
