@@ -1,0 +1,22 @@
+"""Results pinned by hash (tests/pinned_outputs.py): a refactoring must not change them."""
+
+import json
+
+import pytest
+
+import pinned_outputs
+
+RECORDED = json.loads(pinned_outputs.PINS_PATH.read_text())
+
+
+@pytest.fixture(scope="module")
+def computed():
+    if pinned_outputs.package_versions() != RECORDED["versions"]:
+        pytest.skip(f"pins were recorded with {RECORDED['versions']}; floating-point results may differ "
+                    f"in the last bit with {pinned_outputs.package_versions()}")
+    return pinned_outputs.compute()
+
+
+@pytest.mark.parametrize("name", sorted(RECORDED["pins"]))
+def test_output_matches_its_pin(computed, name):
+    assert computed[name] == RECORDED["pins"][name], f"{name} changed: rerun the pins only for an intended change"
