@@ -143,8 +143,8 @@ def main(argv=None) -> dict:
         "patch_shape": list(images.shape[2:]),
         "ct_range": [float(images.min()), float(images.max())],
         "label_values": sorted(int(v) for v in np.unique(labels.numpy())),
-        "patches_with_tumour": int(sum(bool((patch == 2).any()) for patch in labels)),
-        "tumour_voxels": int((labels == 2).sum()),
+        "patches_with_tumor": int(sum(bool((patch == 2).any()) for patch in labels)),
+        "tumor_voxels": int((labels == 2).sum()),
         "same_seed_same_patches": bool(same),
     }
     print(json.dumps(summary, indent=2))

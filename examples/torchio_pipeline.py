@@ -83,13 +83,13 @@ def main(argv=None) -> dict:
     queue = tio.Queue(dataset, max_length=16, samples_per_volume=4, sampler=label_sampler(patch_size),
                       num_workers=args.workers, shuffle_subjects=True, shuffle_patches=True)
     loader = tio.SubjectsLoader(queue, batch_size=2, num_workers=0)  # the Queue loads, not this
-    shapes, values, label_values, tumour_patches, patches = set(), [], set(), 0, 0
+    shapes, values, label_values, tumor_patches, patches = set(), [], set(), 0, 0
     for index, batch in zip(range(batches), loader):
         ct, seg = batch["ct"][tio.DATA], batch["seg"][tio.DATA]
         shapes.add(tuple(ct.shape[1:]))
         values += [float(ct.min()), float(ct.max())]
         label_values |= set(int(v) for v in seg.unique())
-        tumour_patches += int(sum(bool((patch == 2).any()) for patch in seg))
+        tumor_patches += int(sum(bool((patch == 2).any()) for patch in seg))
         patches += ct.shape[0]
     summary = {
         "steps": steps,
@@ -100,7 +100,7 @@ def main(argv=None) -> dict:
         "patch_shapes": sorted(list(s) for s in shapes),
         "ct_range": [min(values), max(values)],
         "label_values": sorted(label_values),
-        "patches_with_tumour": tumour_patches,
+        "patches_with_tumor": tumor_patches,
     }
     print(json.dumps(summary, indent=2))
     if args.out:

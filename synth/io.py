@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,7 @@ __all__ = [
     "atomic_output_path",
     "spacing_from_affine",
     "nifti_suffix",
+    "remove_stale_temporaries",
 ]
 
 _NIFTI_SUFFIXES = (".nii.gz", ".nii")
@@ -179,6 +181,27 @@ def atomic_output_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Pa
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise
+
+
+# The name atomic_output_path gives its temporary files: .NAME.<hex digits>.tmp[SUFFIX]
+_TEMPORARY_NAME = re.compile(r"^\..+\.[0-9a-f]{6,32}\.tmp(\..*)?$")
+
+
+def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
+    """Delete the temporary files that a killed earlier write left in ``folder``; return them.
+
+    Only names of :func:`atomic_output_path`'s own pattern are touched. Call it on a folder this
+    process is about to write, before writing (a concurrent writer's temporaries would go too).
+    """
+    removed = []
+    folder = Path(folder)
+    if folder.is_dir():
+        for path in folder.iterdir():
+            if _TEMPORARY_NAME.match(path.name) and path.is_file():
+                with contextlib.suppress(OSError):
+                    path.unlink()
+                    removed.append(path)
+    return removed
 
 
 def _fsync_file(path: Path) -> None:

@@ -10,7 +10,7 @@ import numbers
 
 import numpy as np
 
-LABEL_VALUES = (0, 1, 2)
+from .labels import LABEL_VALUES
 
 
 def check_volume(volume) -> np.ndarray:
@@ -50,26 +50,36 @@ def check_label_map(mask, shape: tuple[int, ...]) -> np.ndarray:
         raise ValueError(f"mask shape {mask.shape} does not match volume shape {tuple(shape)}")
     if mask.dtype == bool:
         return np.array(mask, dtype=np.uint8, order="C")
-    if np.issubdtype(mask.dtype, np.floating):
-        if not np.isfinite(mask.sum(dtype=np.float64)):
-            raise ValueError("mask contains NaN or infinite values; expected labels 0, 1, 2")
-        if not np.array_equal(mask, np.round(mask)):
-            raise ValueError("mask has non-integer values; expected labels 0 (background), "
-                             "1 (liver), 2 (tumour)")
-    elif not np.issubdtype(mask.dtype, np.integer):
-        raise TypeError(f"mask must be a bool or integer label map; got dtype {mask.dtype}")
-    low, high = mask.min(), mask.max()
-    if low < 0 or high > 2:
-        found = np.unique(mask)
-        shown = ", ".join(str(v) for v in found[:8]) + (", ..." if found.size > 8 else "")
-        raise ValueError(
-            f"mask has label values outside {{0, 1, 2}}: found {shown}; expected 0 background, "
-            f"1 liver, 2 tumour (or a binary liver mask)"
-        )
-    if high == 0:
+    check_label_values(mask, name="mask")
+    if mask.max() == 0:
         raise ValueError("mask is empty: it has no liver voxels (label 1 or 2)")
     # C order: the synthesiser indexes the label map through flat indices.
     return np.asarray(mask, dtype=np.uint8, order="C")
+
+
+def check_label_values(labels: np.ndarray, *, name: str = "mask", high: int = max(LABEL_VALUES)) -> None:
+    """Raise unless ``labels`` holds whole numbers in ``0 .. high`` (by default the label values
+    0 background, 1 liver, 2 tumour).
+
+    Float arrays are accepted when they hold whole numbers, since ``nibabel``'s ``get_fdata``
+    returns labels as floats. The message names the values found, so that a CT passed where a
+    label map belongs is recognised as such.
+    """
+    labels = np.asarray(labels)
+    expected = f"expected labels 0 (background), 1 (liver), 2 (tumour){'' if high == 2 else f' up to {high}'}"
+    if np.issubdtype(labels.dtype, np.floating):
+        if not np.isfinite(labels.sum(dtype=np.float64)):
+            raise ValueError(f"{name} contains NaN or infinite values; {expected}")
+        if not np.array_equal(labels, np.round(labels)):
+            raise ValueError(f"{name} has non-integer values (is it a CT image?); {expected}")
+    elif not np.issubdtype(labels.dtype, np.integer):
+        raise TypeError(f"{name} must be a bool or integer label map; got dtype {labels.dtype}")
+    if labels.size and (labels.min() < 0 or labels.max() > high):
+        found = np.unique(labels)
+        shown = ", ".join(f"{v:g}" for v in found[:8]) + (", ..." if found.size > 8 else "")
+        allowed = "{" + ", ".join(str(v) for v in range(high + 1)) + "}" if high <= 5 else f"0..{high}"
+        raise ValueError(f"{name} has label values outside {allowed}: found {shown} (is it a CT image?); "
+                         f"{expected} (or a binary liver mask)")
 
 
 def check_spacing(spacing) -> tuple[float, float, float]:

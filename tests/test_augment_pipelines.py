@@ -220,14 +220,14 @@ def test_queue_with_label_sampler_yields_network_ready_patches():
     torch.manual_seed(6)
     batches = list(tio.SubjectsLoader(queue, batch_size=4, num_workers=0))
     assert len(batches) == 3
-    tumour_patches = 0
+    tumor_patches = 0
     for batch in batches:
         ct, seg = batch["ct"][tio.DATA], batch["seg"][tio.DATA]
         assert ct.shape == seg.shape == (4, 1, *PATCH)
         assert 0.0 <= float(ct.min()) and float(ct.max()) <= 1.0
         assert set(seg.unique().tolist()) <= {0, 1, 2}
-        tumour_patches += int(sum(bool((patch == 2).any()) for patch in seg))
-    assert tumour_patches >= 3  # the sampler centres about half the patches on tumour
+        tumor_patches += int(sum(bool((patch == 2).any()) for patch in seg))
+    assert tumor_patches >= 3  # the sampler centres about half the patches on tumour
 
 
 def test_lits117_through_the_training_pipeline(lits_subject):

@@ -34,7 +34,7 @@ def make_subject(**extra) -> tio.Subject:
     )
 
 
-def tumour_voxels(subject, name="seg") -> int:
+def tumor_voxels(subject, name="seg") -> int:
     return int((subject[name].data == 2).sum())
 
 
@@ -42,8 +42,8 @@ def test_insertion_adds_tumour_and_keeps_dtypes():
     subject = make_subject()
     torch.manual_seed(0)
     out = RandomTumorInsertion(size="small", count=2)(subject)
-    assert tumour_voxels(out) > 0
-    assert tumour_voxels(subject) == 0  # input not modified
+    assert tumor_voxels(out) > 0
+    assert tumor_voxels(subject) == 0  # input not modified
     assert out.ct.data.dtype == subject.ct.data.dtype
     assert out.seg.data.dtype == subject.seg.data.dtype
     # Only liver voxels became tumour; nothing else in the label map moved.
@@ -64,7 +64,7 @@ def test_history_replays_the_insertion_exactly():
     replayed = history(subject)
     assert torch.equal(replayed.seg.data, out.seg.data)
     assert torch.allclose(replayed.ct.data.float(), out.ct.data.float(), atol=1e-4)
-    assert tumour_voxels(out) > 0
+    assert tumor_voxels(out) > 0
 
 
 def test_torch_manual_seed_reproduces_and_seeds_differ():
@@ -114,7 +114,7 @@ def test_include_and_exclude_choose_the_ct_and_label_map():
     assert torch.equal(included.seg.data, excluded.seg.data)
     assert torch.equal(included.ct.data, excluded.ct.data)
     assert torch.equal(included.pet.data, subject.pet.data)
-    assert tumour_voxels(included) > 0
+    assert tumor_voxels(included) > 0
 
 
 def test_two_label_maps_need_a_choice():
@@ -123,7 +123,7 @@ def test_two_label_maps_need_a_choice():
     with pytest.raises(ValueError, match="exactly one label map.*'seg', 'body'"):
         TumorInsertion(seed=0)(subject)
     out = TumorInsertion(seed=0, exclude=["body"])(subject)
-    assert tumour_voxels(out) > 0 and tumour_voxels(out, "body") == 0
+    assert tumor_voxels(out) > 0 and tumor_voxels(out, "body") == 0
 
 
 def test_affine_mismatch_is_a_clear_error():
@@ -147,7 +147,7 @@ def test_affine_difference_within_tolerance_is_accepted():
     nudged = subject.seg.affine.copy()
     nudged[:3, 3] += 1e-5
     subject.add_image(tio.LabelMap(tensor=subject.seg.data, affine=nudged), "seg")
-    assert tumour_voxels(TumorInsertion(seed=0)(subject)) > 0
+    assert tumor_voxels(TumorInsertion(seed=0)(subject)) > 0
 
 
 def test_p_zero_leaves_the_subject_unchanged():
@@ -185,7 +185,7 @@ def test_float_label_map_is_accepted():
     subject = make_subject()
     subject.add_image(tio.LabelMap(tensor=subject.seg.data.float(), affine=subject.seg.affine), "seg")
     out = TumorInsertion(seed=0)(subject)
-    assert out.seg.data.dtype == torch.float32 and tumour_voxels(out) > 0
+    assert out.seg.data.dtype == torch.float32 and tumor_voxels(out) > 0
 
 
 def test_no_room_warns_or_raises_as_asked():

@@ -15,11 +15,11 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from synth import cli
-from synth.cli.cases import discover_cases
-from synth.cli.errors import UsageError
-from synth.cli.options import parse_count, parse_size
-from synth.cli.synthesize import variant_seed
+from tumorsynth import cli
+from synth.cases import find_cases
+from synth.errors import UsageError
+from synth.options import parse_count, parse_size
+from synth.dataset import variant_seed
 from synth.io import load_nifti, save_nifti
 
 DATA = Path(__file__).parents[1] / ".." / "shared" / "data"
@@ -68,7 +68,7 @@ def test_variant_seed_is_the_same_in_another_process():
     here = [variant_seed(7, "volume-12", k) for k in range(3)]
     assert len(set(here)) == 3 and all(0 <= s < 2**63 for s in here)
     code = (
-        "from synth.cli.synthesize import variant_seed; "
+        "from synth.dataset import variant_seed; "
         "print([variant_seed(7, 'volume-12', k) for k in range(3)])"
     )
     env = {**os.environ, "PYTHONHASHSEED": "123"}  # str hashes differ; the seeds must not
@@ -158,7 +158,7 @@ def test_bad_input_exits_2_with_message(tmp_path, capsys, extra, mask, message):
 
 @needs_data
 def test_bad_input_exit_status_from_a_real_process(tmp_path):
-    argv = [sys.executable, "-m", "synth.cli", "insert", "--image", str(TOTALSEG / "ct.nii.gz"),
+    argv = [sys.executable, "-m", "tumorsynth", "insert", "--image", str(TOTALSEG / "ct.nii.gz"),
             "--mask", str(LITS / "segmentation-117.nii.gz"), "--out", str(tmp_path)]
     done = subprocess.run(argv, capture_output=True, text=True)
     assert done.returncode == 2
@@ -234,13 +234,14 @@ def test_synthesize_parallel_resume_and_reproducible(tmp_path, capsys):
 
     with open(out / "manifest.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
-    assert [(r["case"], r["variant"]) for r in rows] == [
+    assert [(r["source_case"], r["variant"]) for r in rows] == [
         ("volume-3", "0"), ("volume-3", "1"), ("volume-12", "0"), ("volume-12", "1")]
     for row in rows:
         report = json.loads((out / row["image"]).with_name("lesions.json").read_text())
         assert int(row["n_lesions"]) == len(report["lesions"]) and 1 <= len(report["lesions"]) <= 2
-        assert report["case"] == row["case"] and report["variant"] == int(row["variant"])
-        assert report["seed"] == variant_seed(5, row["case"], int(row["variant"]))
+        assert row["case_id"] == f"{row['source_case']}-variant-{row['variant']}"
+        assert report["case"] == row["source_case"] and report["variant"] == int(row["variant"])
+        assert report["seed"] == variant_seed(5, row["source_case"], int(row["variant"]))
         label = _read(out / row["label"])
         assert label.dtype == np.uint8 and set(np.unique(label)) <= {0, 1, 2}
         assert _read(out / row["image"]).dtype == np.int16
@@ -302,15 +303,18 @@ def test_discover_msd_layout(tmp_path):
     _touch(*(tmp_path / d / n for d in ("imagesTr", "labelsTr")
              for n in ("liver_10.nii.gz", "liver_2.nii.gz")),
            tmp_path / "imagesTr" / "._liver_2.nii.gz", tmp_path / "imagesTr" / "liver_5.nii.gz")
-    cases = discover_cases(tmp_path)
-    assert [c.name for c in cases] == ["liver_2", "liver_10"]
+    with pytest.raises(ValueError, match=r"incomplete MSD pairs: images without a file in labelsTr/: liver_5"):
+        find_cases(tmp_path)
+    (tmp_path / "imagesTr" / "liver_5.nii.gz").unlink()
+    cases = find_cases(tmp_path)
+    assert [c.case_id for c in cases] == ["liver_2", "liver_10"]
     assert cases[0].image == tmp_path / "imagesTr" / "liver_2.nii.gz"
-    assert cases[0].mask == tmp_path / "labelsTr" / "liver_2.nii.gz"
+    assert cases[0].label == tmp_path / "labelsTr" / "liver_2.nii.gz"
 
 
 def test_discover_images_masks_layout(tmp_path):
     _touch(tmp_path / "images" / "a.nii", tmp_path / "masks" / "a.nii")
-    assert [(c.name, c.mask.name) for c in discover_cases(tmp_path)] == [("a", "a.nii")]
+    assert [(c.case_id, c.label.name) for c in find_cases(tmp_path)] == [("a", "a.nii")]
 
 
 def test_discover_lits_in_batch_folders(tmp_path):
@@ -318,14 +322,17 @@ def test_discover_lits_in_batch_folders(tmp_path):
            tmp_path / "Training Batch 1" / "segmentation-0.nii",
            tmp_path / "Training Batch 2" / "volume-100.nii.gz",
            tmp_path / "Training Batch 2" / "segmentation-100.nii.gz",
-           tmp_path / "Training Batch 2" / "volume-101.nii.gz")  # no segmentation: skipped
-    assert [c.name for c in discover_cases(tmp_path)] == ["volume-0", "volume-100"]
+           tmp_path / "Training Batch 2" / "volume-101.nii.gz")  # no segmentation: named
+    with pytest.raises(ValueError, match="volume-N without segmentation-N: volume-101"):
+        find_cases(tmp_path)
+    (tmp_path / "Training Batch 2" / "volume-101.nii.gz").unlink()
+    assert [c.case_id for c in find_cases(tmp_path)] == ["volume-0", "volume-100"]
 
 
 def test_discover_nothing_is_a_clear_error(tmp_path, capsys):
     _touch(tmp_path / "scan.nii.gz")
-    with pytest.raises(UsageError, match="no cases found.*LiTS.*imagesTr"):
-        discover_cases(tmp_path)
+    with pytest.raises(ValueError, match="no cases found.*LiTS.*imagesTr"):
+        find_cases(tmp_path)
     assert cli.main(["synthesize", "--data", str(tmp_path), "--out", str(tmp_path / "o"),
                      "--variants", "1"]) == 2
     assert "no cases found" in capsys.readouterr().err

@@ -5,7 +5,7 @@ import json
 import nibabel as nib
 import numpy as np
 
-from synth.cli import main
+from tumorsynth.cli import main
 
 
 def write(path, array, spacing=(1.0, 1.0, 2.0)):

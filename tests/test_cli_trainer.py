@@ -5,11 +5,11 @@ import sys
 
 import pytest
 
-from synth.cli import TRAINER_COMMANDS, main
+from tumorsynth.cli import COMMANDS, main
 
 
-@pytest.mark.parametrize("command", sorted(TRAINER_COMMANDS))
-def test_trainer_command_help_is_its_own(command, capsys):
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_every_command_help_is_its_own(command, capsys):
     assert main([command, "--help"]) == 0
     out = capsys.readouterr().out
     assert out.startswith(f"usage: tumorsynth {command}")
@@ -20,8 +20,12 @@ def test_trainer_command_rejects_unknown_option(capsys):
     assert "--no-such-option" in capsys.readouterr().err
 
 
-def test_cli_parser_does_not_import_the_trainer():
-    code = ("import sys; from synth.cli import build_parser; build_parser(); "
-            "print(sorted(m for m in ('torch', 'monai', 'train') if m in sys.modules))")
+@pytest.mark.parametrize("argv", [["--help"], ["insert", "--help"], ["synthesize", "--help"]])
+def test_front_door_and_synth_commands_do_not_import_the_trainer(argv):
+    code = ("import sys, contextlib, io\n"
+            "from tumorsynth.cli import main\n"
+            "with contextlib.redirect_stdout(io.StringIO()):\n"
+            f"    main({argv!r})\n"
+            "print(sorted(m for m in ('torch', 'monai', 'train', 'augment') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

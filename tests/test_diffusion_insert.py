@@ -118,7 +118,7 @@ def test_bad_sampling_settings_are_clear_errors(phantom, model):
 
 
 def test_cli_insert_method_diffusion(tmp_path, phantom, model_dir, capsys):
-    from synth.cli import main
+    from tumorsynth.cli import main
     from synth.io import save_nifti
 
     image = save_nifti(phantom.volume, phantom.affine, tmp_path / "ct.nii.gz")
@@ -140,7 +140,7 @@ def test_cli_insert_method_diffusion(tmp_path, phantom, model_dir, capsys):
 
 
 def test_cli_synthesize_method_diffusion(tmp_path, phantom, model_dir, capsys):
-    from synth.cli import main
+    from tumorsynth.cli import main
     from synth.io import save_nifti
 
     data = tmp_path / "lits"

@@ -40,7 +40,7 @@ def crop_inputs(n: int = 16, seed: int = 0):
 
 
 def test_import_synth_does_not_import_torch():
-    code = ("import sys, synth, synth.insert, synth.cli; "
+    code = ("import sys, synth, synth.insert, synth.commands, synth.cases, synth.realism, tumorsynth.cli; "
             "print(any(m in sys.modules for m in ('torch', 'monai', 'diffusers')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

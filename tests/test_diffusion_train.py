@@ -12,7 +12,7 @@ pytest.importorskip("diffusers")
 
 from synth.diffusion import TINY, DiffusionConfig, build_model, load_model, train_diffusion  # noqa: E402
 from synth.diffusion.training import evaluation_loss  # noqa: E402
-from synth.diffusion.training_data import collect_crops, load_cases  # noqa: E402
+from synth.diffusion.training_data import collect_crops, case_arrays  # noqa: E402
 from synth.phantom import make_phantom  # noqa: E402
 
 CONFIG = DiffusionConfig(**TINY)
@@ -24,12 +24,12 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 @pytest.fixture(scope="module")
 def crops():
     phantom = make_phantom((96, 96, 48), (1.5, 1.5, 2.0), lesions=3, seed=0)
-    return collect_crops(load_cases([(phantom.volume, phantom.label, phantom.spacing)]), CONFIG,
+    return collect_crops(case_arrays([(phantom.volume, phantom.label, phantom.spacing)]), CONFIG,
                          healthy_crops=3, seed=0)
 
 
 def test_crops_hold_tumours_and_healthy_liver(crops):
-    assert crops.n_tumour == 3 and crops.n_healthy == 3 and len(crops) == 6
+    assert crops.n_tumor == 3 and crops.n_healthy == 3 and len(crops) == 6
     n = CONFIG.crop_size
     assert crops.image.shape == (6, n, n, n) and crops.image.dtype == np.float32
     assert crops.image.min() >= -1.0 and crops.image.max() <= 1.0
@@ -82,27 +82,27 @@ def test_bad_training_input_is_a_clear_error(tmp_path):
         train_diffusion(None, tmp_path, config=CONFIG, steps=0)
     volume = np.zeros((32, 32, 32), dtype=np.int16)
     with pytest.raises(ValueError, match="mask is empty"):
-        load_cases([(volume, np.zeros_like(volume, dtype=np.uint8), (1, 1, 1))])
+        case_arrays([(volume, np.zeros_like(volume, dtype=np.uint8), (1, 1, 1))])
     liver = np.zeros_like(volume, dtype=np.uint8)
     liver[8:24, 8:24, 8:24] = 1
     with pytest.raises(ValueError, match="no training crops"):
-        collect_crops(load_cases([(volume, liver, (1, 1, 1))]), CONFIG, healthy_crops=0)
+        collect_crops(case_arrays([(volume, liver, (1, 1, 1))]), CONFIG, healthy_crops=0)
     with pytest.raises(ValueError, match="training case 0"):
-        load_cases(["not a case"])
+        case_arrays(["not a case"])
 
 
 def test_lits117_tumour_crops(lits117):
     config = DiffusionConfig()  # the default 32^3 crop at 1 mm
     crops = collect_crops([(lits117.volume, lits117.label, lits117.spacing)], config, healthy_crops=4, seed=0)
-    assert crops.n_tumour >= 30 and crops.n_healthy == 4
+    assert crops.n_tumor >= 30 and crops.n_healthy == 4
     assert crops.image.shape[1:] == (32, 32, 32)
-    tumour = crops.image[:crops.n_tumour][crops.lesion[:crops.n_tumour]]
-    healthy_liver = crops.image[crops.n_tumour:][crops.region[crops.n_tumour:]]
+    tumour = crops.image[:crops.n_tumor][crops.lesion[:crops.n_tumor]]
+    healthy_liver = crops.image[crops.n_tumor:][crops.region[crops.n_tumor:]]
     assert np.median(tumour) < np.median(healthy_liver)  # LiTS-117's tumours are hypodense
 
 
 def test_cli_diffusion_train_on_lits117(shared_data, tmp_path, capsys):
-    from synth.cli import main
+    from tumorsynth.cli import main
 
     out = tmp_path / "model"
     status = main(["diffusion", "train", "--data", str(shared_data / "lits117"), "--out", str(out),
@@ -111,4 +111,4 @@ def test_cli_diffusion_train_on_lits117(shared_data, tmp_path, capsys):
     assert "trained 2 steps" in capsys.readouterr().out
     assert load_model(out, device="cpu").config.crop_size == 16
     status = main(["diffusion", "train", "--data", str(tmp_path / "none"), "--out", str(out)])
-    assert status == 2 and "no such folder" in capsys.readouterr().err
+    assert status == 2 and "no such file or folder" in capsys.readouterr().err

@@ -16,7 +16,7 @@ def test_torchio_pipeline_quick_replays_and_yields_tumour_patches(tmp_path, load
     assert 0.0 <= summary["ct_range"][0] <= summary["ct_range"][1] <= 1.0
     assert summary["label_values"] == [0, 1, 2]
     # The phantom has no tumours: tumour patches come from the insertion and the sampler.
-    assert summary["patches_with_tumour"] >= 2
+    assert summary["patches_with_tumor"] >= 2
 
 
 def test_monai_pipeline_quick_is_reproducible_and_inserts(tmp_path, load_example):
@@ -27,4 +27,4 @@ def test_monai_pipeline_quick_is_reproducible_and_inserts(tmp_path, load_example
     assert summary["patches"] == 4 and summary["patch_shape"] == [32, 32, 16]
     assert 0.0 <= summary["ct_range"][0] <= summary["ct_range"][1] <= 1.0
     assert set(summary["label_values"]) <= {0, 1, 2} and 2 in summary["label_values"]
-    assert summary["tumour_voxels"] > 0 and summary["patches_with_tumour"] >= 1
+    assert summary["tumor_voxels"] > 0 and summary["patches_with_tumor"] >= 1

@@ -7,7 +7,7 @@ import itertools
 import numpy as np
 import pytest
 
-from realism.classifier import (bootstrap_auc, cross_validated_auc, fit_logistic, roc_auc, roc_curve,
+from synth.realism.classifier import (bootstrap_auc, cross_validated_auc, fit_logistic, roc_auc, roc_curve,
                                 spatial_folds, stratified_folds)
 
 

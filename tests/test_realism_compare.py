@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from realism.compare import (compare_tables, distribution_distances, extract_real_lesions, feature_table,
+from synth.realism.compare import (compare_tables, distribution_distances, extract_real_lesions, feature_table,
                              matched_sizes, synthesize_lesions)
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from realism.features import FEATURE_NAMES, lesion_features, signed_distance
+from synth.realism.features import FEATURE_NAMES, lesion_features, signed_distance
 
 BACKGROUND_HU = 110.0
 LESION_HU = 60.0

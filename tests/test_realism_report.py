@@ -1,4 +1,4 @@
-"""realism.report and ``python -m realism`` on a small LiTS-117 run."""
+"""synth.realism.report and ``tumorsynth realism`` on a small LiTS-117 run."""
 
 from __future__ import annotations
 
@@ -6,12 +6,17 @@ import json
 
 import pytest
 
-from realism.cli import main
-from realism.report import Case, load_cases, realism_report
+from synth.cases import read_cases
+from synth.realism.report import realism_report
+from tumorsynth.cli import main as tumorsynth_main
+
+
+def main(argv):
+    return tumorsynth_main(["realism", *argv])
 
 
 def test_report_writes_its_files(lits117, tmp_path):
-    case = Case("lits-117", lits117.volume, lits117.label, lits117.spacing)
+    case = ("volume-117", lits117.volume, lits117.label, lits117.spacing)
     summary = realism_report([case], out_dir=tmp_path, seed=1, per_real=1, max_real_per_case=10, n_boot=200,
                              progress=False)
     for name in ("realism.json", "realism.md", "histograms.png", "gallery.png", "gallery_labelled.png", "roc.png"):
@@ -41,20 +46,18 @@ def test_cli_on_the_shared_data(shared_data, tmp_path, capsys):
 
 def test_cli_refuses_a_folder_without_cases(tmp_path, capsys):
     assert main(["--data", str(tmp_path), "--out", str(tmp_path / "out"), "--quiet"]) == 2
-    assert "no labelled cases" in capsys.readouterr().err
+    assert "no cases found" in capsys.readouterr().err
     assert main(["--data", str(tmp_path), "--out", str(tmp_path / "out"), "--synth-options", "[1]"]) == 2
 
 
-def test_load_cases_reads_lits_pairs(shared_data):
-    cases = load_cases(shared_data)
-    assert [c.name for c in cases] == ["lits-117"]
-    assert cases[0].volume.shape == cases[0].label.shape and set(cases[0].label.ravel()) <= {0, 1, 2}
-    with pytest.raises(FileNotFoundError):
-        load_cases(shared_data / "totalseg_example")
+def test_read_cases_reads_lits_pairs(shared_data):
+    cases = read_cases(shared_data)
+    assert [c.case_id for c in cases] == ["volume-117"]
+    assert cases[0].image.shape == cases[0].label.shape and set(cases[0].label.ravel()) <= {0, 1, 2}
+    with pytest.raises(ValueError, match="no cases found"):
+        read_cases(shared_data / "totalseg_example")
 
 
 def test_tumorsynth_realism_forwards_to_the_report(tmp_path, capsys):
-    from synth.cli import main
-
-    assert main(["realism", "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "out")]) == 2
+    assert tumorsynth_main(["realism", "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "out")]) == 2
     assert "realism" in capsys.readouterr().err

@@ -93,14 +93,14 @@ def test_import_stays_light():
 def test_find_cases_lits_folder_in_numeric_order(tmp_path):
     folder = _lits_folder(tmp_path / "lits", numbers=(10, 2, 1))
     cases = find_cases(folder)
-    assert [c.case_id for c in cases] == ["lits-1", "lits-2", "lits-10"]
+    assert [c.case_id for c in cases] == ["volume-1", "volume-2", "volume-10"]
     assert cases[2].image.name == "volume-10.nii.gz" and cases[2].label.name == "segmentation-10.nii.gz"
 
 
 def test_find_cases_lits_incomplete_pair_is_named(tmp_path):
     folder = _lits_folder(tmp_path / "lits", numbers=(1, 3))
     (folder / "segmentation-3.nii.gz").unlink()
-    with pytest.raises(ValueError, match=r"incomplete LiTS pairs.*\[3\]"):
+    with pytest.raises(ValueError, match=r"incomplete LiTS pairs.*volume-3"):
         find_cases(folder)
 
 
@@ -384,7 +384,7 @@ def test_preprocessing_settings_are_checked():
 
 def test_load_cases_preprocesses_a_folder(tmp_path):
     cases = load_cases(_lits_folder(tmp_path / "lits", numbers=(1, 2)), progress=False)
-    assert [c.case_id for c in cases] == ["lits-1", "lits-2"] and all(isinstance(c, Case) for c in cases)
+    assert [c.case_id for c in cases] == ["volume-1", "volume-2"] and all(isinstance(c, Case) for c in cases)
 
 
 # --- splits ---------------------------------------------------------------------------------------
@@ -458,7 +458,7 @@ def test_phantom_hosts_have_livers_at_the_spacing():
     for host in hosts:
         assert host.spacing == (3.0, 3.0, 4.0) and host.source == "phantom"
         assert np.allclose(np.sqrt((host.affine[:3, :3] ** 2).sum(axis=0)), (3.0, 3.0, 4.0))
-        assert host.image.dtype == np.float32 and not host.has_tumour
+        assert host.image.dtype == np.float32 and not host.has_tumor
         liver_ml = (host.label > 0).sum() * 36.0 / 1000.0
         assert 500 < liver_ml < 3000
         # Cropped with a 10 mm margin: the liver lies within 4 voxels (3 mm) / 3 slices (4 mm) of each edge.
@@ -628,7 +628,7 @@ def test_data_check_command(tmp_path, capsys):
     _write(folder / "volume-1.nii.gz", _arrays()[0], np.eye(4))
     assert commands.run(parser.parse_args(["check", str(folder)])) == 1
     out = capsys.readouterr().out
-    assert "ERROR: case lits-2" in out and "shape" in out and "warning: case lits-1" in out
+    assert "ERROR: case volume-2" in out and "shape" in out and "warning: case volume-1" in out
 
     assert commands.run(parser.parse_args(["check", str(tmp_path / "empty")])) == 1
 
@@ -638,14 +638,14 @@ def test_data_check_command(tmp_path, capsys):
 
 def test_preprocess_real_lits117(shared_data, tmp_path):
     cases = find_cases(shared_data / "lits117")
-    assert [c.case_id for c in cases] == ["lits-117"] and check_case(cases[0]) == []
+    assert [c.case_id for c in cases] == ["volume-117"] and check_case(cases[0]) == []
     case = preprocess_case(cases[0], cache_dir=tmp_path)
-    assert case.spacing == (1.5, 1.5, 2.0) and case.has_tumour
+    assert case.spacing == (1.5, 1.5, 2.0) and case.has_tumor
     # 128 voxels of 1.4 mm = 179.2 mm; the liver fills the box, so the crop keeps it all.
     assert case.image.shape == (119, 119, 90)
     assert -1100 < case.image.min() and case.image.max() < 3100
     train, test = split_axial(case)
-    assert train.has_tumour and test.has_tumour and healthy_hosts([case, train, test]) == []
+    assert train.has_tumor and test.has_tumor and healthy_hosts([case, train, test]) == []
 
 
 def test_preprocess_real_totalseg_via_manifest(shared_data, tmp_path):
@@ -655,7 +655,7 @@ def test_preprocess_real_totalseg_via_manifest(shared_data, tmp_path):
     manifest = tmp_path / "m.csv"
     manifest.write_text(f"image,label,case_id\n{folder / 'ct.nii.gz'},{folder / 'liver.nii.gz'},totalseg\n")
     (case,) = load_cases(manifest, progress=False)
-    assert case.spacing == (1.5, 1.5, 2.0) and not case.has_tumour and (case.label == 1).any()
+    assert case.spacing == (1.5, 1.5, 2.0) and not case.has_tumor and (case.label == 1).any()
     liver_ml = (case.label > 0).sum() * 1.5 * 1.5 * 2.0 / 1000
     assert 0.9 < liver_ml / 1120 < 1.1  # the shared README: 1.12 L
     assert [c.case_id for c in healthy_hosts([case])] == ["totalseg"]

@@ -23,7 +23,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 @pytest.fixture(scope="module")
 def tumour_case(phantom_case):
     case = phantom_case(0)
-    assert case.has_tumour
+    assert case.has_tumor
     return case
 
 
@@ -48,7 +48,7 @@ def test_config_round_trips_through_json():
 
 
 @pytest.mark.parametrize("kwargs, words", [
-    ({"foreground_share": 0.8, "tumour_share": 0.3}, "at most 1"),
+    ({"foreground_share": 0.8, "tumor_share": 0.3}, "at most 1"),
     ({"hu_window": (300.0, -200.0)}, "low < high"),
     ({"synthetic_size": "10,3"}, "min_mm <= max_mm"),
     ({"patch_size": (32, 32)}, "three positive"),
@@ -65,7 +65,7 @@ def test_config_from_dict_rejects_unknown_keys():
 
 # --- sampling -----------------------------------------------------------------------------------
 def test_sampler_centres_the_requested_shares(tumour_case):
-    config = TrainConfig(**TINY, foreground_share=0.4, tumour_share=0.3)
+    config = TrainConfig(**TINY, foreground_share=0.4, tumor_share=0.3)
     sampler = PatchSampler([tumour_case], config)
     prepared = sampler.cases[0]
     rng = np.random.default_rng(5)
@@ -74,7 +74,7 @@ def test_sampler_centres_the_requested_shares(tumour_case):
     kinds = [k for k, _ in draws]
     tumour_fraction = np.mean(labels == 2)
     foreground_fraction = np.mean(labels >= 1)
-    assert kinds.count("tumour") / 3000 == pytest.approx(0.3, abs=0.03)
+    assert kinds.count("tumor") / 3000 == pytest.approx(0.3, abs=0.03)
     assert kinds.count("liver") / 3000 == pytest.approx(0.4, abs=0.03)
     # random centres land in tumour rarely: the share is (almost all) the requested one
     assert 0.27 <= tumour_fraction <= 0.35
@@ -83,11 +83,11 @@ def test_sampler_centres_the_requested_shares(tumour_case):
 
 
 def test_sampler_gives_tumour_share_to_liver_when_case_has_no_tumour(healthy_host):
-    config = TrainConfig(**TINY, foreground_share=0.5, tumour_share=0.33)
+    config = TrainConfig(**TINY, foreground_share=0.5, tumor_share=0.33)
     sampler = PatchSampler([healthy_host], config)
     rng = np.random.default_rng(0)
     kinds = [sampler.draw_centre(sampler.cases[0], rng)[0] for _ in range(2000)]
-    assert "tumour" not in kinds
+    assert "tumor" not in kinds
     assert kinds.count("liver") / 2000 == pytest.approx(0.83, abs=0.03)
 
 
@@ -113,11 +113,11 @@ def test_batches_depend_only_on_seed_and_step(tumour_case):
 
 def test_synthetic_samples_have_new_tumours_in_a_healthy_host(tumour_case, healthy_host):
     before = healthy_host.image.copy(), healthy_host.label.copy()
-    assert not healthy_host.has_tumour
+    assert not healthy_host.has_tumor
     config = TrainConfig(**TINY, synthetic_probability=1.0, synthetic_size="8,15", synthetic_count=(1, 2))
     sampler = PatchSampler([tumour_case], config, hosts=[healthy_host])
-    tumour_voxels = [int((sampler.batch(step)[1] == 2).sum()) for step in range(3)]
-    assert sum(v > 0 for v in tumour_voxels) >= 2
+    tumor_voxels = [int((sampler.batch(step)[1] == 2).sum()) for step in range(3)]
+    assert sum(v > 0 for v in tumor_voxels) >= 2
     assert np.array_equal(healthy_host.image, before[0]) and np.array_equal(healthy_host.label, before[1])
 
 

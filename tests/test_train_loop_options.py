@@ -172,7 +172,7 @@ def test_augmented_batches_differ_keep_labels_and_shapes(tumour_case, healthy_ho
 def test_augmentation_changes_the_patch_cut_at_the_same_place(tumour_case):
     """With one case and one patch centre, the augmented patch differs from the plain patch at the
     same centre, yet keeps mostly its label (a mild deformation, not another place)."""
-    config = TrainConfig(**TINY, augmentation="torchio", foreground_share=1.0, tumour_share=0.0)
+    config = TrainConfig(**TINY, augmentation="torchio", foreground_share=1.0, tumor_share=0.0)
     sampler = PatchSampler([tumour_case], config)
     case = sampler.cases[0]
     replay = np.random.default_rng(1)

@@ -26,10 +26,11 @@ import torch
 import torch.nn.functional as F
 from monai.losses import DiceCELoss, DiceLoss, TverskyLoss
 
+from synth.labels import Label
+
 __all__ = ["LOSSES", "CompositeLoss", "DeepSupervisionLoss", "FocalTverskyLoss", "build_loss",
            "deep_supervision_weights"]
 
-TUMOUR = 2
 LOSSES = ("dice_ce", "composite")
 
 
@@ -60,18 +61,18 @@ class FocalTverskyLoss(torch.nn.Module):
 class CompositeLoss(torch.nn.Module):
     """``0.3 Dice + 0.3 BCE + 0.4 Focal Tversky (tumour channel)`` on softmax probabilities."""
 
-    def __init__(self, weights=(0.3, 0.3, 0.4), tumour_channel: int = TUMOUR,
+    def __init__(self, weights=(0.3, 0.3, 0.4), tumor_channel: int = Label.TUMOR,
                  alpha: float = 0.7, beta: float = 0.3, gamma: float = 4.0 / 3.0):
         super().__init__()
         self.weights = tuple(float(w) for w in weights)
-        self.tumour_channel = tumour_channel
+        self.tumor_channel = tumor_channel
         self.dice = DiceLoss(include_background=False, batch=True)
         self.focal_tversky = FocalTverskyLoss(alpha, beta, gamma)
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         classes = logits.shape[1]
-        if classes <= self.tumour_channel:
-            raise ValueError(f"composite loss needs a tumour channel {self.tumour_channel}; "
+        if classes <= self.tumor_channel:
+            raise ValueError(f"composite loss needs a tumour channel {self.tumor_channel}; "
                              f"logits have {classes} channels")
         logits = logits.float()
         onehot = F.one_hot(target[:, 0].long(), classes).movedim(-1, 1).float()
@@ -81,7 +82,7 @@ class CompositeLoss(torch.nn.Module):
         # log(1 - p) from the other classes' probabilities: stable where p is close to 1.
         log_not_p = torch.log((1.0 - p).clamp_min(1e-7))
         bce = -(onehot * log_p + (1.0 - onehot) * log_not_p).mean()
-        t = self.tumour_channel
+        t = self.tumor_channel
         ftl = self.focal_tversky(p[:, t:t + 1], onehot[:, t:t + 1])
         w_dice, w_bce, w_ftl = self.weights
         return w_dice * dice + w_bce * bce + w_ftl * ftl

@@ -64,8 +64,8 @@ def main(argv=None):
 
     # The slice with the most newly inserted tumour voxels, so the insertion column shows lesions.
     before, after = columns[2][2], columns[3][2]
-    new_tumour = (after == 2) & (before != 2)
-    z = int(np.argmax(new_tumour.sum(axis=(0, 1))))
+    new_tumor = (after == 2) & (before != 2)
+    z = int(np.argmax(new_tumor.sum(axis=(0, 1))))
     fig, grid = plt.subplots(2, 5, figsize=(11.5, 6.4), dpi=140)
     axes = grid.ravel()
     for index, (ax, (title, ct, seg)) in enumerate(zip(axes, columns)):

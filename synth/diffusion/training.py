@@ -30,7 +30,7 @@ import torch
 from ..io import atomic_output_path
 from .config import DiffusionConfig
 from .sampling import conditioning_channels, training_scheduler
-from .training_data import CropSet, collect_crops, load_cases
+from .training_data import CropSet, collect_crops, case_arrays
 from .weights import (DiffusionModel, build_unet, check_tensors, read_tensors, save_model,
                       save_tensors_atomic)
 
@@ -49,7 +49,7 @@ class TrainingResult:
     steps: int
     losses: list[float] = field(default_factory=list)
     n_crops: int = 0
-    n_tumour_crops: int = 0
+    n_tumor_crops: int = 0
     n_healthy_crops: int = 0
 
     @property
@@ -68,8 +68,8 @@ def train_diffusion(data, out_dir, *, config: DiffusionConfig | None = None, ste
     Parameters
     ----------
     data : folder, or sequence of cases
-        See :func:`synth.diffusion.training_data.load_cases`: a folder of LiTS/MSD cases, NIfTI
-        path pairs, ``(volume, label, spacing)`` triples or ``train.data.Case`` records; labels
+        See :func:`synth.diffusion.training_data.case_arrays`: a data set folder or manifest, NIfTI
+        path pairs, ``(volume, label, spacing)`` triples or :mod:`synth.cases` records; labels
         0 background / 1 liver / 2 tumour. Ignored when ``crops`` is given.
     out_dir : folder
         Receives ``config.json`` and ``weights.safetensors`` (the EMA weights), ``losses.csv``,
@@ -113,7 +113,7 @@ def train_diffusion(data, out_dir, *, config: DiffusionConfig | None = None, ste
         config, seed = saved, state["trainer"]["seed"]
     config = config or DiffusionConfig()
     if crops is None:
-        crops = collect_crops(load_cases(data), config, healthy_crops=healthy_crops, seed=seed)
+        crops = collect_crops(case_arrays(data), config, healthy_crops=healthy_crops, seed=seed)
     if crops.image.shape[1:] != (config.crop_size,) * 3:
         raise ValueError(f"crops are {crops.image.shape[1:]}, the config needs {config.crop_size}^3")
 
@@ -125,7 +125,7 @@ def train_diffusion(data, out_dir, *, config: DiffusionConfig | None = None, ste
         start, losses = _restore(state, unet, ema, optimiser, out_dir / CHECKPOINT)
     scheduler = training_scheduler(config)
     image, region, lesion = (torch.from_numpy(a.astype(np.float32)) for a in (crops.image, crops.region, crops.lesion))
-    info = dict(crops=len(crops), tumour_crops=crops.n_tumour, healthy_crops=crops.n_healthy,
+    info = dict(crops=len(crops), tumor_crops=crops.n_tumor, healthy_crops=crops.n_healthy,
                 batch_size=batch_size, learning_rate=learning_rate, ema_decay=ema_decay, seed=seed)
     trainer = dict(config=config.to_dict(), **info)
 
@@ -150,7 +150,7 @@ def train_diffusion(data, out_dir, *, config: DiffusionConfig | None = None, ste
     model = DiffusionModel(config, ema, dict(info, steps=steps, final_loss=final_loss))
     save_model(model, out_dir)
     _write_losses(out_dir, losses)
-    return TrainingResult(model, out_dir, steps, losses, len(crops), crops.n_tumour, crops.n_healthy)
+    return TrainingResult(model, out_dir, steps, losses, len(crops), crops.n_tumor, crops.n_healthy)
 
 
 def _batch(step: int, seed: int, batch_size: int, image, region, lesion):

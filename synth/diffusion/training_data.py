@@ -1,6 +1,6 @@
 """Training crops: real tumours centred in their crop, and healthy liver with random masks.
 
-- Tumour crops: one per 26-connected tumour (label 2) component of at least ``min_tumour_mm3``,
+- Tumour crops: one per 26-connected tumour (label 2) component of at least ``min_tumor_mm3``,
   centred on its centroid, on the model grid (coarser for tumours that do not fit; see
   :mod:`.crops`). The lesion channel is the component; the region to generate is the component
   grown by ``region_margin_mm``.
@@ -24,7 +24,7 @@ from ..validation import check_label_map, check_spacing, check_volume
 from .config import DiffusionConfig
 from .crops import (crop_coordinates, crop_spacing, region_around, resample_to_crop, to_unit)
 
-MIN_TUMOUR_MM3 = 14.0  # a 3 mm sphere: smaller components are annotation specks
+MIN_TUMOR_MM3 = 14.0  # a 3 mm sphere: smaller components are annotation specks
 _HEALTHY_TRIES = 20
 
 
@@ -35,45 +35,37 @@ class CropSet:
     image: np.ndarray
     region: np.ndarray
     lesion: np.ndarray
-    n_tumour: int
+    n_tumor: int
     n_healthy: int
 
     def __len__(self) -> int:
         return self.image.shape[0]
 
 
-def load_cases(data) -> list[tuple[np.ndarray, np.ndarray, tuple[float, float, float]]]:
+def case_arrays(data) -> list[tuple[np.ndarray, np.ndarray, tuple[float, float, float]]]:
     """Normalise the ``data`` argument of :func:`train_diffusion` to (volume, label, spacing).
 
-    Accepted: a folder of cases (LiTS, MSD or images/ + masks/ layout); a sequence whose items are
-    ``(image_path, mask_path)`` NIfTI pairs, ``(volume, label, spacing)`` array triples, or records
-    with ``label`` and ``spacing`` and ``image`` or ``volume`` attributes (``train.data.Case``).
+    Accepted: a data set path (a folder or CSV manifest, see :func:`synth.cases.find_cases`); a
+    sequence whose items are :class:`synth.cases.CaseFiles`, :class:`synth.cases.Case` records,
+    ``(image_path, mask_path)`` NIfTI pairs or ``(volume, label, spacing)`` array triples.
     """
-    if isinstance(data, (str, Path)):
-        from ..cli.cases import discover_cases
-        from ..cli.errors import UsageError
+    from ..cases import Case, CaseFiles, find_cases, read_case
 
-        try:
-            data = [(c.image, c.mask) for c in discover_cases(Path(data))]
-        except UsageError as error:
-            raise ValueError(str(error)) from None
+    if isinstance(data, (str, Path)):
+        data = find_cases(data)
     cases = []
     for index, item in enumerate(data):
         if isinstance(item, tuple) and len(item) == 2:
-            from ..io import check_same_space, load_nifti
-
-            ct, mask = load_nifti(item[0]), load_nifti(item[1])
-            check_same_space(ct, mask)
-            volume, label, spacing = ct.array, mask.array, ct.spacing
+            item = read_case(CaseFiles(f"case-{index}", Path(item[0]), Path(item[1])))
+        elif isinstance(item, CaseFiles):
+            item = read_case(item)
+        if isinstance(item, Case):
+            volume, label, spacing = item.image, item.label, item.spacing
         elif isinstance(item, tuple) and len(item) == 3:
             volume, label, spacing = item
-        elif hasattr(item, "label") and hasattr(item, "spacing"):
-            volume = item.image if hasattr(item, "image") else getattr(item, "volume")
-            label, spacing = item.label, item.spacing
         else:
-            raise ValueError(f"training case {index}: expected (image_path, mask_path), "
-                             f"(volume, label, spacing) or a record with image/volume, label and "
-                             f"spacing; got {type(item).__name__}")
+            raise ValueError(f"training case {index}: expected a CaseFiles or Case record, (image_path, "
+                             f"mask_path) or (volume, label, spacing); got {type(item).__name__}")
         volume = check_volume(volume)
         cases.append((volume, check_label_map(label, volume.shape), check_spacing(spacing)))
     if not cases:
@@ -82,7 +74,7 @@ def load_cases(data) -> list[tuple[np.ndarray, np.ndarray, tuple[float, float, f
 
 
 def collect_crops(cases, config: DiffusionConfig, *, healthy_crops: int | None = None, seed: int = 0,
-                  min_tumour_mm3: float = MIN_TUMOUR_MM3) -> CropSet:
+                  min_tumor_mm3: float = MIN_TUMOR_MM3) -> CropSet:
     """All tumour crops of ``cases`` and ``healthy_crops`` healthy ones (default: half as many
     as tumour crops, at least 4), spread over the cases' livers."""
     import cc3d
@@ -94,7 +86,7 @@ def collect_crops(cases, config: DiffusionConfig, *, healthy_crops: int | None =
         stats = cc3d.statistics(components)
         voxel_mm3 = float(np.prod(spacing))
         for component in range(1, len(stats["voxel_counts"])):
-            if stats["voxel_counts"][component] * voxel_mm3 < min_tumour_mm3:
+            if stats["voxel_counts"][component] * voxel_mm3 < min_tumor_mm3:
                 continue
             box = stats["bounding_boxes"][component]
             extent = [(b.stop - b.start) * s for b, s in zip(box, spacing)]
@@ -108,8 +100,8 @@ def collect_crops(cases, config: DiffusionConfig, *, healthy_crops: int | None =
             images.append(to_unit(resample_to_crop(volume, axes), config.hu_window))
             lesions.append(lesion)
             regions.append(region_around(lesion, step, config.region_margin_mm))
-    n_tumour = len(images)
-    wanted = max(4, n_tumour // 2) if healthy_crops is None else int(healthy_crops)
+    n_tumor = len(images)
+    wanted = max(4, n_tumor // 2) if healthy_crops is None else int(healthy_crops)
     livers = [case for case in cases if (case[1] == 1).any()]
     # One prepared host per liver that is used (preparing samples liver statistics per scan).
     hosts = [prepare_host(volume, label, spacing=spacing) for volume, label, spacing in livers[:wanted]]
@@ -121,8 +113,8 @@ def collect_crops(cases, config: DiffusionConfig, *, healthy_crops: int | None =
             lesions.append(np.zeros_like(crop[1]))
     if not images:
         raise ValueError("no training crops: the cases hold no tumour (label 2) of at least "
-                         f"{min_tumour_mm3:g} mm^3 and no liver (label 1) for healthy crops")
-    return CropSet(np.stack(images), np.stack(regions), np.stack(lesions), n_tumour, len(images) - n_tumour)
+                         f"{min_tumor_mm3:g} mm^3 and no liver (label 1) for healthy crops")
+    return CropSet(np.stack(images), np.stack(regions), np.stack(lesions), n_tumor, len(images) - n_tumor)
 
 
 def _healthy_crop(case, host, config: DiffusionConfig, rng):

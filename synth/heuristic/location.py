@@ -16,9 +16,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from .._arrays import dilate_cube
+from ..labels import Label
 from .shape import LesionStencil
 
-TUMOUR = 2
 GUIDED_FROM_MM = 15.0
 
 
@@ -84,7 +84,7 @@ def sample_location(host, label: np.ndarray, stencil: LesionStencil, rules: Plac
             # Where the box was clipped, the part of the footprint beyond the scan is not liver.
             if np.count_nonzero(liver_part) < needs_liver_count or not region[liver_part].all():
                 continue
-            if (region[needs_free[local]] == TUMOUR).any():
+            if (region[needs_free[local]] == Label.TUMOR).any():
                 continue
             # The body lies inside the liver footprint, which the test above kept inside the scan.
             vessels = host.vessel_mask(tuple(slice(c - h + b.start, c - h + b.stop)

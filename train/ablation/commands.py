@@ -58,14 +58,3 @@ def run(args: argparse.Namespace) -> int:
     total = results["timings"]["total_s"]
     print(f"ablation {cfg['name']!r} finished in {total:.0f} s; report: {results['report']['markdown']}")
     return 0
-
-
-def main(argv=None) -> int:
-    """Stand-alone entry point (the ``tumorsynth`` CLI hooks :func:`add_arguments` and :func:`run`)."""
-    parser = argparse.ArgumentParser(prog="tumorsynth ablate", description=__doc__.split("\n")[0])
-    add_arguments(parser)
-    return run(parser.parse_args(argv))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

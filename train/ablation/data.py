@@ -33,7 +33,7 @@ class AblationData:
     val: list
     test: list
     heuristic_hosts: list  # livers that receive synthetic tumours next to real training data
-    tumour_free_hosts: list  # the only training data of the synthetic-only arm
+    tumor_free_hosts: list  # the only training data of the synthetic-only arm
     summary: str = ""
     notes: list[str] = field(default_factory=list)
     fallback: bool = False
@@ -49,7 +49,7 @@ class AblationData:
             "fallback_to_phantom": self.fallback,
             "train": ids(self.train), "val": ids(self.val), "test": ids(self.test),
             "heuristic_hosts": ids(self.heuristic_hosts),
-            "tumour_free_hosts": ids(self.tumour_free_hosts),
+            "tumor_free_hosts": ids(self.tumor_free_hosts),
             "test_shapes": {c.case_id: list(c.image.shape) for c in self.test},
             "spacing_mm": {c.case_id: list(c.spacing) for c in self.test},
         }
@@ -123,7 +123,7 @@ def prepare_data(cfg: dict, *, progress: bool = True, say=print) -> AblationData
             raise ValueError(f"the split {split} leaves no test case out of {len(cases)}")
         summary = (f"{len(cases)} cases from {Path(path).name}: {len(train)} train, {len(val)} validation, "
                    f"{len(test)} test (split by case, seed {split.get('seed', 0)}).")
-    if not any(c.has_tumour for c in test):
+    if not any(c.has_tumor for c in test):
         raise ValueError("the test cases hold no tumour: lesion-wise results would be empty")
 
     hosts_cfg = cfg["hosts"]
@@ -138,5 +138,5 @@ def prepare_data(cfg: dict, *, progress: bool = True, say=print) -> AblationData
             seen.add(host.case_id)
             heuristic.append(host)
     return AblationData(train=list(train), val=list(val), test=list(test),
-                        heuristic_hosts=heuristic, tumour_free_hosts=phantoms + healthy,
+                        heuristic_hosts=heuristic, tumor_free_hosts=phantoms + healthy,
                         summary=summary, notes=notes, fallback=fallback)

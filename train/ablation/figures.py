@@ -122,7 +122,8 @@ def plot_overlays(evaluations: dict, cases: dict, predictions: dict, path, *,
     The image is shown with a W 250 / L 65 HU window; green contour = ground-truth lesion,
     dashed red contour = predicted tumour. Returns the path, or None when no test lesion exists.
     """
-    from train.metrics import TUMOUR_LABEL, components
+    from synth.labels import Label
+    from train.metrics import components
 
     plt = _pyplot()
     picks = {arm: pick_overlay_lesions(ev, per_kind=per_kind) for arm, ev in evaluations.items()}
@@ -144,7 +145,7 @@ def plot_overlays(evaluations: dict, cases: dict, predictions: dict, path, *,
             case_id, lesion, found = chosen[col]
             case = cases[case_id]
             if case_id not in lesion_labels:
-                lesion_labels[case_id] = components(np.asarray(case.label) == TUMOUR_LABEL)[0]
+                lesion_labels[case_id] = components(np.asarray(case.label) == Label.TUMOR)[0]
             view = _lesion_view(lesion_labels[case_id], lesion["lesion_id"], case.spacing,
                                 OVERLAY_HALF_WIDTH_MM)
             if view is None:

@@ -67,9 +67,9 @@ def arm_inputs(arm: str, data: AblationData) -> tuple[list, list]:
     if base in ("real+heuristic", "real+diffusion"):
         return data.train, data.heuristic_hosts
     if base == "synthetic-only":
-        if not data.tumour_free_hosts:
+        if not data.tumor_free_hosts:
             raise ValueError("arm 'synthetic-only' needs tumour-free hosts (phantoms or healthy cases)")
-        return [], data.tumour_free_hosts
+        return [], data.tumor_free_hosts
     raise ValueError(f"unknown arm {arm!r}")
 
 

@@ -5,10 +5,10 @@ imported by the functions that use them.
 """
 
 from .cache import default_cache_dir
-from .case import Case
+from synth.cases import Case
 from .checks import CaseProblem, check_case, find_problems
 from .fetch import FetchError, fetch_lits117
-from .files import CaseFiles, find_cases
+from synth.cases import CaseFiles, find_cases
 from .hosts import healthy_hosts, phantom_hosts
 from .mrc import MrcVolume, read_mrc
 from .preprocess import Preprocessing, crop_to_liver, load_cases, preprocess_case, resample

@@ -13,7 +13,7 @@ import numpy as np
 
 from synth.validation import affine_disagreement_mm
 
-from .files import CaseFiles
+from synth.cases import CaseFiles
 
 __all__ = ["CaseProblem", "find_problems", "check_case", "AFFINE_TOLERANCE_MM"]
 

@@ -40,7 +40,7 @@ def _check(args) -> int:
     from tqdm.auto import tqdm
 
     from .checks import find_problems
-    from .files import find_cases
+    from synth.cases import find_cases
 
     try:
         cases = find_cases(args.path)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .case import Case
+from synth.cases import Case
 from .preprocess import Preprocessing, crop_to_liver
 
 __all__ = ["healthy_hosts", "phantom_hosts"]
@@ -15,7 +15,7 @@ _PHANTOM_MARGIN_MM = Preprocessing.crop_margin_mm
 
 def healthy_hosts(cases) -> list[Case]:
     """The cases with a liver (label 1) and no tumour voxel (label 2), in their given order."""
-    return [case for case in cases if not case.has_tumour and bool((case.label == 1).any())]
+    return [case for case in cases if not case.has_tumor and bool((case.label == 1).any())]
 
 
 def phantom_hosts(count: int, *, spacing=(1.5, 1.5, 2.0), shape_mm=(300, 240, 160), seed: int = 0,

@@ -19,9 +19,8 @@ from synth._arrays import bounding_slices
 from synth.io import spacing_from_affine
 
 from .cache import file_fingerprint, load_arrays, safe_name, save_arrays, stable_hash
-from .case import Case
+from synth.cases import Case, CaseFiles, find_cases
 from .checks import CaseProblem, affine_is_broken, array_problems, header_problems, header_spacing
-from .files import CaseFiles, find_cases
 
 __all__ = ["Preprocessing", "preprocess_case", "load_cases", "crop_to_liver", "resample"]
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from .case import Case
+from synth.cases import Case
 
 __all__ = ["Split", "split_cases", "split_axial"]
 

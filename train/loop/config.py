@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from synth.deprecation import warn_renamed
+
 __all__ = ["AUGMENTATIONS", "SYNTHETIC_METHODS", "TrainConfig", "parse_synthetic_size"]
 
 #: Values of ``TrainConfig.synthetic_method``: the synthesiser that draws a lesion's appearance.
@@ -43,7 +45,7 @@ class TrainConfig:
         filters, deep_supervision: the DynUNet (:func:`train.model.build_model`).
         hu_window: CT is clipped to this HU range, then scaled linearly to [0, 1].
         foreground_share: share of patches centred on a liver (or tumour) voxel.
-        tumour_share: share of patches centred on a tumour voxel; for a case without tumour these
+        tumor_share: share of patches centred on a tumour voxel; for a case without tumour these
             are centred on liver instead. The rest are centred on any voxel.
         synthetic_probability: chance that a sample is a host patch with synthetic tumours.
         synthetic_size: :mod:`synth` size class (tiny/small/medium/large/mix) or ``"a,b"`` mm.
@@ -76,7 +78,7 @@ class TrainConfig:
     deep_supervision: bool = False
     hu_window: tuple[float, float] = (-200.0, 300.0)
     foreground_share: float = 0.5
-    tumour_share: float = 0.33
+    tumor_share: float = 0.33
     synthetic_probability: float = 0.0
     synthetic_size: str = "mix"
     synthetic_count: tuple[int, int] = (1, 3)
@@ -106,12 +108,12 @@ class TrainConfig:
         low, high = self.hu_window
         if not low < high:
             raise ValueError(f"hu_window must be (low, high) HU with low < high; got {self.hu_window}")
-        for name in ("foreground_share", "tumour_share", "synthetic_probability"):
+        for name in ("foreground_share", "tumor_share", "synthetic_probability"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1]; got {getattr(self, name)}")
-        if self.foreground_share + self.tumour_share > 1.0 + 1e-9:
-            raise ValueError(f"foreground_share + tumour_share must be at most 1; got "
-                             f"{self.foreground_share} + {self.tumour_share}")
+        if self.foreground_share + self.tumor_share > 1.0 + 1e-9:
+            raise ValueError(f"foreground_share + tumor_share must be at most 1; got "
+                             f"{self.foreground_share} + {self.tumor_share}")
         if len(self.synthetic_count) != 2 or not 0 <= self.synthetic_count[0] <= self.synthetic_count[1]:
             raise ValueError(f"synthetic_count must be (min, max) with 0 <= min <= max; got {self.synthetic_count}")
         parse_synthetic_size(self.synthetic_size)
@@ -145,6 +147,12 @@ class TrainConfig:
     def from_dict(cls, d: dict) -> TrainConfig:
         """Inverse of :meth:`to_dict`; unknown keys are an error (a typo must not pass silently)."""
         known = {f.name for f in dataclasses.fields(cls)}
+        if "tumour_share" in d:  # deprecated spelling, also in config.json files of earlier runs
+            d = dict(d)
+            if "tumor_share" in d:
+                raise ValueError("give tumor_share only (tumour_share is its deprecated spelling), not both")
+            warn_renamed("TrainConfig key 'tumour_share'", "'tumor_share'")
+            d["tumor_share"] = d.pop("tumour_share")
         unknown = sorted(set(d) - known)
         if unknown:
             raise ValueError(f"unknown TrainConfig keys: {', '.join(unknown)}; known: {', '.join(sorted(known))}")

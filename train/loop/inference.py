@@ -9,10 +9,12 @@ import numpy as np
 import torch
 
 from ..model import build_model
+from synth.labels import Label
+
 from .config import TrainConfig
 from .sampling import normalise_hu
 
-__all__ = ["load_model", "predict_case", "tumour_dice", "validate"]
+__all__ = ["load_model", "predict_case", "tumor_dice", "validate"]
 
 
 def _autocast(device: torch.device, enabled: bool):
@@ -39,9 +41,9 @@ def predict_case(model: torch.nn.Module, case, config: TrainConfig, *, device="c
     return logits.argmax(dim=1)[0].to(torch.uint8).cpu().numpy()
 
 
-def tumour_dice(prediction: np.ndarray, label: np.ndarray) -> float:
+def tumor_dice(prediction: np.ndarray, label: np.ndarray) -> float:
     """Dice of tumour (label 2) voxels; 1.0 when neither has tumour (nothing to find, none found)."""
-    pred, truth = prediction == 2, label == 2
+    pred, truth = prediction == Label.TUMOR, label == Label.TUMOR
     total = int(pred.sum()) + int(truth.sum())
     return 1.0 if total == 0 else 2.0 * int((pred & truth).sum()) / total
 
@@ -52,7 +54,7 @@ def validate(model: torch.nn.Module, cases: Sequence, config: TrainConfig, *, de
         return float("nan")
     module = model.module if hasattr(model, "module") else model
     try:
-        scores = [tumour_dice(predict_case(module, c, config, device=device), c.label) for c in cases]
+        scores = [tumor_dice(predict_case(module, c, config, device=device), c.label) for c in cases]
     finally:
         module.train()
     return float(np.mean(scores))

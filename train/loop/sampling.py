@@ -92,14 +92,14 @@ def _crop(arrays, centre, size):
 class PreparedCase:
     """A case ready for patch drawing: normalised image, label, padded to at least the patch.
 
-    ``foreground`` and ``tumour`` hold the flat indices of label >= 1 and label == 2 voxels.
+    ``foreground`` and ``tumor`` hold the flat indices of label >= 1 and label == 2 voxels.
     """
 
     case_id: str
     image: np.ndarray
     label: np.ndarray
     foreground: np.ndarray
-    tumour: np.ndarray
+    tumor: np.ndarray
     spacing: tuple[float, float, float] = (1.0, 1.0, 1.0)  # mm; the augmentation's affine needs it
 
 
@@ -182,11 +182,11 @@ class PatchSampler:
 
     # --- real patches ---------------------------------------------------------------------
     def draw_centre(self, case: PreparedCase, rng: np.random.Generator) -> tuple[str, tuple[int, int, int]]:
-        """Pick a patch centre: ``("tumour" | "liver" | "random", voxel)``."""
+        """Pick a patch centre: ``("tumor" | "liver" | "random", voxel)``."""
         u = rng.random()
-        if u < self.config.tumour_share + self.config.foreground_share:
-            if u < self.config.tumour_share and case.tumour.size:
-                kind, pool = "tumour", case.tumour
+        if u < self.config.tumor_share + self.config.foreground_share:
+            if u < self.config.tumor_share and case.tumor.size:
+                kind, pool = "tumor", case.tumor
             else:
                 kind, pool = "liver", case.foreground
             if pool.size:

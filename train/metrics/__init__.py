@@ -2,7 +2,7 @@
 
 Definitions (full text and the JSON schema in ``docs/evaluation.md``):
 
-* Tumour: voxels ``== tumour_label`` (default 2) of the ground truth and of the prediction; a
+* Tumour: voxels ``== tumor_label`` (default 2, :class:`synth.labels.Label`) of the ground truth and of the prediction; a
   boolean array is taken as the tumour mask itself. ``spacing`` is mm per array axis.
 * Lesions and predicted components: 26-connected components (``cc3d``, ``connectivity=26``).
 * A GT lesion is ``detected`` when any predicted tumour voxel lies inside it, and
@@ -29,7 +29,7 @@ Empty-case rules:
   ASSD/HD95 leave them out and count them in ``distance_undefined_cases``.
 """
 
-from ._case import TUMOUR_LABEL, CaseResult, aggregate, evaluate_case, evaluate_cases
+from ._case import CaseResult, aggregate, evaluate_case, evaluate_cases
 from ._lesions import (
     CONNECTIVITY,
     DIAMETER_BINS,
@@ -45,7 +45,6 @@ __all__ = [
     "CONNECTIVITY",
     "DIAMETER_BINS",
     "RADIUS_BINS",
-    "TUMOUR_LABEL",
     "CaseResult",
     "LesionResult",
     "aggregate",
@@ -58,3 +57,13 @@ __all__ = [
     "match_lesions",
     "surface",
 ]
+
+
+def __getattr__(name: str):
+    if name == "TUMOUR_LABEL":  # deprecated: the label values are defined once, in synth.labels
+        from synth.deprecation import warn_renamed
+        from synth.labels import Label
+
+        warn_renamed("train.metrics.TUMOUR_LABEL", "synth.labels.Label.TUMOR")
+        return Label.TUMOR
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

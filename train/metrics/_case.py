@@ -8,6 +8,10 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from synth.deprecation import UNSET, renamed_keyword
+from synth.labels import Label
+from synth.validation import check_label_values
+
 from ._lesions import (
     DIAMETER_BINS,
     RADIUS_BINS,
@@ -18,7 +22,6 @@ from ._lesions import (
 )
 from ._surface import assd_hd95
 
-TUMOUR_LABEL = 2
 
 
 @dataclass(frozen=True)
@@ -48,12 +51,15 @@ class CaseResult:
         return asdict(self)
 
 
-def _tumour_mask(arr, label: int, name: str) -> np.ndarray:
+def _tumor_mask(arr, label: int, name: str) -> np.ndarray:
+    """The tumour mask of a boolean mask (itself) or of a label map (checked: whole numbers from 0
+    to the tumour label, so that a CT passed by mistake is refused)."""
     arr = np.asarray(arr)
     if arr.dtype == bool:
         return arr
     if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
         raise TypeError(f"{name} must be a numeric label map or a boolean mask; got {arr.dtype}")
+    check_label_values(arr, name=name, high=max(int(label), int(Label.TUMOR)))
     return arr == label
 
 
@@ -73,17 +79,22 @@ def evaluate_case(
     gt,
     *,
     spacing=None,
-    tumour_label: int = TUMOUR_LABEL,
+    tumor_label: int = Label.TUMOR,
     case_id: str | None = None,
+    tumour_label: int = UNSET,
 ) -> CaseResult:
     """Evaluate one predicted label map against its ground truth.
 
-    ``pred`` and ``gt`` are arrays of the same shape (2-D or 3-D); the tumour is ``== tumour_label``
-    (default 2, the LiTS/MSD convention), or the array itself when it is boolean. ``spacing`` is
-    the voxel size in mm along each array axis (one number for isotropic; default 1 mm).
+    ``pred`` and ``gt`` are arrays of the same shape (2-D or 3-D); the tumour is ``== tumor_label``
+    (default 2, the LiTS/MSD convention), or the array itself when it is boolean. A label map must
+    hold whole numbers from 0 to the tumour label (a CT passed by mistake raises ValueError).
+    ``spacing`` is the voxel size in mm along each array axis (one number for isotropic; default
+    1 mm). ``tumour_label`` is the deprecated spelling of ``tumor_label``.
     """
-    gt_m = _tumour_mask(gt, tumour_label, "gt")
-    pred_m = _tumour_mask(pred, tumour_label, "pred")
+    tumor_label = renamed_keyword(tumor_label, tumour_label, new="tumor_label", old="tumour_label",
+                                  default=Label.TUMOR)
+    gt_m = _tumor_mask(gt, tumor_label, "gt")
+    pred_m = _tumor_mask(pred, tumor_label, "pred")
     if gt_m.shape != pred_m.shape:
         raise ValueError(f"pred and gt shapes differ: {pred_m.shape} vs {gt_m.shape}")
     if gt_m.ndim not in (2, 3):
@@ -178,13 +189,17 @@ def evaluate_cases(
     *,
     spacings: Iterable | None = None,
     case_ids: Iterable[str] | None = None,
-    tumour_label: int = TUMOUR_LABEL,
+    tumor_label: int = Label.TUMOR,
+    tumour_label: int = UNSET,
 ) -> dict:
     """Evaluate matching lists of predictions and ground truths: ``{"cases": [...], "summary": {...}}``.
 
     ``spacings`` holds one spacing per case (default 1 mm); ``case_ids`` one name per case
     (default "0", "1", ...). The result is JSON-ready (``json.dumps`` works on it as it is).
+    ``tumour_label`` is the deprecated spelling of ``tumor_label``.
     """
+    tumor_label = renamed_keyword(tumor_label, tumour_label, new="tumor_label", old="tumour_label",
+                                  default=Label.TUMOR)
     preds, gts = list(preds), list(gts)
     if len(preds) != len(gts):
         raise ValueError(f"{len(preds)} predictions but {len(gts)} ground truths")
@@ -193,7 +208,7 @@ def evaluate_cases(
     if not len(spacings) == len(case_ids) == len(gts):
         raise ValueError("spacings and case_ids must have one entry per case")
     results = [
-        evaluate_case(p, g, spacing=s, tumour_label=tumour_label, case_id=c)
+        evaluate_case(p, g, spacing=s, tumor_label=tumor_label, case_id=c)
         for p, g, s, c in zip(preds, gts, spacings, case_ids)
     ]
     return {"cases": [r.to_dict() for r in results], "summary": aggregate(results)}

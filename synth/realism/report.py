@@ -1,7 +1,8 @@
 """The realism report: real against synthetic lesions of the same livers, as JSON, Markdown, PNG.
 
->>> from realism import load_cases, realism_report
->>> summary = realism_report(load_cases("data/"), out_dir="realism_out", seed=0)  # doctest: +SKIP
+>>> from synth.cases import read_cases
+>>> from synth.realism import realism_report
+>>> summary = realism_report(read_cases("data/"), out_dir="realism_out", seed=0)  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
+from ..cases import Case
+from ..io import atomic_output_path, write_json_atomic
 from .classifier import cross_validated_auc, roc_auc, roc_curve
 from .compare import (SIZE_CLASSES, compare_tables, extract_real_lesions, feature_table, matched_sizes,
                       synthesize_lesions)
@@ -29,42 +32,6 @@ CLASSIFIER_SETS = {
     "intensity only": INTENSITY_FEATURES,
     "shape only": tuple(f for f in CLASSIFIER_FEATURES if f not in INTENSITY_FEATURES),
 }
-
-
-@dataclass(frozen=True)
-class Case:
-    """A labelled scan: CT in HU, labels 0/1/2 and the spacing in mm."""
-
-    name: str
-    volume: np.ndarray
-    label: np.ndarray
-    spacing: tuple[float, float, float]
-
-
-def load_cases(data_dir, *, limit: int | None = None) -> list[Case]:
-    """Labelled cases under ``data_dir``: LiTS pairs ``volume-N.nii[.gz]`` / ``segmentation-N.nii[.gz]``
-    and Decathlon pairs ``imagesTr/X.nii.gz`` / ``labelsTr/X.nii.gz``, read in RAS orientation."""
-    from synth.io import check_same_space, load_nifti
-
-    data_dir = Path(data_dir)
-    pairs = []
-    for image in sorted(data_dir.rglob("volume-*.nii*")):
-        label = image.with_name(image.name.replace("volume-", "segmentation-", 1))
-        if label.is_file():
-            pairs.append((image.name.split(".")[0].replace("volume-", "lits-"), image, label))
-    for image in sorted(data_dir.rglob("imagesTr/*.nii*")):
-        label = image.parent.parent / "labelsTr" / image.name
-        if label.is_file() and not image.name.startswith("._"):
-            pairs.append((image.name.split(".")[0], image, label))
-    if not pairs:
-        raise FileNotFoundError(f"no labelled cases under {data_dir}: expected LiTS volume-N / segmentation-N "
-                                f"pairs or Decathlon imagesTr / labelsTr")
-    cases = []
-    for name, image_path, label_path in pairs[:limit]:
-        image, label = load_nifti(image_path), load_nifti(label_path)
-        check_same_space(image, label)
-        cases.append(Case(name, image.array, np.rint(label.array).astype(np.uint8), image.spacing))
-    return cases
 
 
 def realism_report(
@@ -85,7 +52,7 @@ def realism_report(
 
     Parameters
     ----------
-    cases : sequence of :class:`Case` or ``(name, volume, label, spacing)`` tuples
+    cases : sequence of :class:`synth.cases.Case` or ``(name, volume, label, spacing)`` tuples
         Labelled scans (labels 0/1/2, CT in HU, spacing in mm).
     out_dir : path, keyword-only
         Folder for ``realism.json``, ``realism.md`` and the PNG figures (created).
@@ -118,21 +85,22 @@ def realism_report(
     started = time.perf_counter()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    cases = [c if isinstance(c, Case) else Case(*c) for c in cases]
+    cases = [c if isinstance(c, Case) else Case(c[0], np.asarray(c[1]), np.asarray(c[2]), tuple(c[3]),
+                                                 np.diag([*map(float, c[3]), 1.0])) for c in cases]
     if not cases:
         raise ValueError("no cases given")
     seeds = np.random.SeedSequence(seed).spawn(len(cases))
     real, synthetic, failures = [], [], 0
     for case, case_seed in zip(tqdm(cases, desc="cases", disable=not progress or len(cases) == 1), seeds):
-        found = extract_real_lesions(case.volume, case.label, case.spacing, case=case.name,
+        found = extract_real_lesions(case.image, case.label, case.spacing, case=case.case_id,
                                      min_diameter_mm=min_diameter_mm)
         if max_real_per_case is not None and len(found) > max_real_per_case:
             order = np.argsort([s.diameter_mm for s in found])
             keep = order[np.linspace(0, len(found) - 1, max_real_per_case).round().astype(int)]
             found = [found[i] for i in sorted(set(keep))]
         sizes = matched_sizes(found, per_real=per_real, match=match)
-        with tqdm(total=len(sizes), desc=f"insert {case.name}", disable=not progress, leave=False) as bar:
-            made, failed = synthesize_lesions(case.volume, case.label, case.spacing, sizes, case=case.name,
+        with tqdm(total=len(sizes), desc=f"insert {case.case_id}", disable=not progress, leave=False) as bar:
+            made, failed = synthesize_lesions(case.image, case.label, case.spacing, sizes, case=case.case_id,
                                               seed=np.random.default_rng(case_seed), synth_options=synth_options,
                                               progress=bar.update)
         real += found
@@ -171,7 +139,7 @@ def realism_report(
     summary = {
         "settings": {"seed": seed, "per_real": per_real, "match": match, "synth_options": synth_options or {},
                      "min_diameter_mm": min_diameter_mm, "max_real_per_case": max_real_per_case,
-                     "cases": [c.name for c in cases]},
+                     "cases": [c.case_id for c in cases]},
         "counts": _counts(table, failures),
         "distances": distances,
         "classifier": classifiers,
@@ -189,8 +157,9 @@ def realism_report(
             "roc": figures.roc_figure(curves, out_dir / "roc.png").name,
         }
     summary["runtime_s"] = round(time.perf_counter() - started, 2)
-    (out_dir / "realism.json").write_text(json.dumps(_plain(summary), indent=1))
-    (out_dir / "realism.md").write_text(markdown(summary))
+    write_json_atomic(_plain(summary), out_dir / "realism.json")
+    with atomic_output_path(out_dir / "realism.md") as tmp:
+        tmp.write_text(markdown(summary), encoding="utf-8")
     return summary
 
 

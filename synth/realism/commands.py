@@ -1,19 +1,21 @@
-"""Command line of the realism report (``python -m realism``)."""
+"""``tumorsynth realism``: the realism report on a data set's labelled cases (docs/realism.md)."""
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
+
+from ..errors import UsageError
+
+__all__ = ["add_arguments", "run"]
 
 
-def build_parser(prog: str = "python -m realism") -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog=prog,
-        description="Compare real liver tumours with synthetic ones inserted into the same livers: "
-                    "feature distributions, a real-vs-synthetic classifier (ROC AUC), figures.")
-    parser.add_argument("--data", required=True, help="folder with LiTS volume-N/segmentation-N pairs "
-                        "or Decathlon imagesTr/labelsTr")
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``tumorsynth realism``."""
+    parser.description = ("Compare real liver tumours with synthetic ones inserted into the same livers: "
+                          "feature distributions, a real-vs-synthetic classifier (ROC AUC), figures.")
+    parser.add_argument("--data", required=True, help="labelled cases: a LiTS, MSD or images/ + masks/ folder, "
+                        "or a CSV manifest")
     parser.add_argument("--out", required=True, help="output folder (realism.json, realism.md, PNGs)")
     parser.add_argument("--seed", type=int, default=0, help="seed of insertions and bootstrap (default 0)")
     parser.add_argument("--per-real", type=int, default=2, help="synthetic lesions per real lesion (default 2)")
@@ -25,21 +27,23 @@ def build_parser(prog: str = "python -m realism") -> argparse.ArgumentParser:
                         help='JSON dict of synthesiser options, e.g. \'{"edge_mm": [1.5, 3.0]}\'')
     parser.add_argument("--no-figures", action="store_true", help="skip the PNG figures")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
-    return parser
 
 
-def main(argv=None, *, prog: str = "python -m realism") -> int:
-    args = build_parser(prog).parse_args(argv)
-    from .report import load_cases, realism_report
+def run(args: argparse.Namespace) -> int:
+    """Read the cases, write the report and print its headline; returns the exit status."""
+    from ..cases import read_cases
+    from .report import realism_report
 
     try:
         options = json.loads(args.synth_options)
-        if not isinstance(options, dict):
-            raise ValueError("not a JSON object")
-        cases = load_cases(args.data, limit=args.max_cases)
-    except (ValueError, FileNotFoundError) as error:
-        print(f"realism: {error}", file=sys.stderr)
-        return 2
+    except ValueError as exc:
+        raise UsageError(f"--synth-options is not JSON: {exc}") from None
+    if not isinstance(options, dict):
+        raise UsageError(f"--synth-options must be a JSON object (a dict); got {args.synth_options!r}")
+    try:
+        cases = read_cases(args.data, limit=args.max_cases)
+    except (ValueError, FileNotFoundError) as exc:
+        raise UsageError(f"--data {exc}") from None
     summary = realism_report(cases, out_dir=args.out, seed=args.seed, per_real=args.per_real, match=args.match,
                              synth_options=options, max_real_per_case=args.max_real,
                              figures_on=not args.no_figures, progress=not args.quiet)

@@ -12,35 +12,35 @@ reported by name and the others go on; the exit status is then 1.
 
 from __future__ import annotations
 
-import contextlib
-import csv
 import json
 import queue
 import sys
 import zlib
 from dataclasses import dataclass, field
-from io import StringIO
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
-from ..io import NiftiVolume, atomic_output_path
-from .cases import Case, discover_cases, natural_key
+from .io import NiftiVolume
+from .cases import CaseFiles, find_cases, natural_key, write_manifest as write_manifest_csv
 from .errors import PROG, UsageError
-from .insert import (
+from .insert_files import (
     CT_NAME,
     LABEL_NAME,
     LESIONS_NAME,
+    check_outputs_spare_inputs,
     insert_lesions,
     lesion_report,
     load_pair,
+    output_paths,
     prepare,
     write_case_outputs,
 )
 from .options import SynthesisOptions
 
 MANIFEST_NAME = "manifest.csv"
+MANIFEST_COLUMNS = ("case_id", "image", "label", "source_case", "variant", "n_lesions")
 
 # --- one variant, one chunk of variants -----------------------------------------------------
 
@@ -59,9 +59,11 @@ def variant_dir(out_dir: Path, case_name: str, variant: int) -> Path:
     return Path(out_dir) / case_name / f"variant-{variant}"
 
 
-def _is_complete(out_dir: Path, case: Case, variant: int) -> bool:
-    """A variant is complete once its lesions.json exists (written after its other files)."""
-    return (variant_dir(out_dir, case.name, variant) / LESIONS_NAME).is_file()
+def _is_complete(out_dir: Path, case: CaseFiles, variant: int) -> bool:
+    """A variant is complete once its lesions.json exists (written after its other files) and its
+    CT and label are still there (a file deleted since is written again)."""
+    folder = variant_dir(out_dir, case.case_id, variant)
+    return all((folder / name).is_file() for name in (LESIONS_NAME, CT_NAME, LABEL_NAME))
 
 
 @dataclass(frozen=True)
@@ -69,7 +71,7 @@ class ChunkJob:
     """Some variants of one case, done by one worker with one prepared host scan."""
 
     job_id: int
-    case: Case
+    case: CaseFiles
     variants: tuple[int, ...]
     out_dir: Path
     options: SynthesisOptions
@@ -96,32 +98,23 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-def _remove_stale_temporaries(folder: Path) -> None:
-    """Drop temporary files a killed earlier run left behind (atomic writes name them .*.tmp*)."""
-    if folder.is_dir():
-        for path in folder.glob(".*.tmp*"):
-            with contextlib.suppress(OSError):
-                path.unlink()
-
-
 def _write_variant(host: Any, ct: NiftiVolume, job: ChunkJob, variant: int) -> None:
     """Insert and write one variant."""
-    out = variant_dir(job.out_dir, job.case.name, variant)
-    _remove_stale_temporaries(out)
-    seed = variant_seed(job.base_seed, job.case.name, variant)
+    out = variant_dir(job.out_dir, job.case.case_id, variant)
+    seed = variant_seed(job.base_seed, job.case.case_id, variant)
     result = insert_lesions(host, job.options, seed)
     report = lesion_report(
-        ct, job.case.mask, job.options, seed, result.lesions,
-        case=job.case.name, variant=variant, base_seed=job.base_seed,
+        ct, job.case.label, job.options, seed, result.lesions,
+        case=job.case.case_id, variant=variant, base_seed=job.base_seed,
     )
     write_case_outputs(out, ct, result, report, preview=False)
 
 
 def run_chunk(job: ChunkJob, report: ProgressReport | None = None) -> ChunkResult:
     """Do one chunk; every failure is caught and returned with its message, never raised."""
-    outcome = ChunkResult(job.job_id, job.case.name)
+    outcome = ChunkResult(job.job_id, job.case.case_id)
     try:
-        ct, liver = load_pair(job.case.image, job.case.mask)
+        ct, liver = load_pair(job.case.image, job.case.label)
         host = prepare(ct, liver)
     except Exception as exc:  # the whole case is unusable: every variant fails with this reason
         for variant in job.variants:
@@ -163,7 +156,7 @@ def _run_chunk_in_worker(job: ChunkJob) -> ChunkResult:
 
 
 def plan_chunks(
-    pending: dict[Case, list[int]], workers: int, out_dir: Path, options: SynthesisOptions,
+    pending: dict[CaseFiles, list[int]], workers: int, out_dir: Path, options: SynthesisOptions,
     base_seed: int,
 ) -> list[ChunkJob]:
     """Split each case's pending variants into chunks.
@@ -261,7 +254,7 @@ def _run_in_pool(
                 try:
                     result = future.result()
                 except Exception as exc:  # a worker died (killed, out of memory): the chunk failed
-                    result = ChunkResult(job.job_id, job.case.name,
+                    result = ChunkResult(job.job_id, job.case.case_id,
                                          failed=[(v, _describe(exc)) for v in job.variants])
                 progress.chunk_finished(job.job_id)
                 _report_failures(result, write)
@@ -274,30 +267,26 @@ def _run_in_pool(
     return results
 
 
-def write_manifest(out_dir: Path, cases: list[Case], variants: int) -> tuple[Path, int]:
-    """Write manifest.csv (case, variant, image, label, n_lesions) for every complete variant.
+def write_manifest(out_dir: Path, cases: list[CaseFiles], variants: int) -> tuple[Path, int]:
+    """Write manifest.csv for every complete variant, in the format :func:`synth.cases.find_cases`
+    reads: ``case_id`` (``<case>-variant-<n>``), ``image``, ``label``, then ``source_case``,
+    ``variant`` and ``n_lesions``. Paths are relative to ``out_dir`` so the data set can be moved.
 
-    Paths are relative to ``out_dir`` so the data set can be moved. Returns the path and row count.
+    Returns the path and the row count.
     """
-    buffer = StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["case", "variant", "image", "label", "n_lesions"])
-    rows = 0
+    rows = []
     for case in cases:
         for variant in range(variants):
             if not _is_complete(out_dir, case, variant):
                 continue
-            folder = variant_dir(out_dir, case.name, variant)
+            folder = variant_dir(out_dir, case.case_id, variant)
             n_lesions = len(json.loads((folder / LESIONS_NAME).read_text())["lesions"])
             relative = folder.relative_to(out_dir).as_posix()
-            writer.writerow(
-                [case.name, variant, f"{relative}/{CT_NAME}", f"{relative}/{LABEL_NAME}", n_lesions]
-            )
-            rows += 1
-    path = Path(out_dir) / MANIFEST_NAME
-    with atomic_output_path(path) as tmp:
-        tmp.write_text(buffer.getvalue(), encoding="utf-8")
-    return path, rows
+            rows.append({"case_id": f"{case.case_id}-variant-{variant}", "image": f"{relative}/{CT_NAME}",
+                         "label": f"{relative}/{LABEL_NAME}", "source_case": case.case_id,
+                         "variant": variant, "n_lesions": n_lesions})
+    path = write_manifest_csv(Path(out_dir) / MANIFEST_NAME, rows, columns=MANIFEST_COLUMNS)
+    return path, len(rows)
 
 
 def run_synthesize(
@@ -312,8 +301,18 @@ def run_synthesize(
     """Build the data set; return the exit status (0 all done, 1 some variants failed)."""
     from tqdm import tqdm
 
-    cases = discover_cases(data_dir)
+    try:
+        cases = find_cases(data_dir)
+    except ValueError as exc:
+        raise UsageError(f"--data {exc}") from None
     out_dir = Path(out_dir)
+    inputs = [Path(data_dir)] + [p for case in cases for p in (case.image, case.label) if p is not None]
+    outputs = {"manifest": out_dir / MANIFEST_NAME}
+    for case in cases:
+        for variant in range(variants):
+            outputs.update({f"{case.case_id}/{variant}/{key}": path for key, path in
+                            output_paths(variant_dir(out_dir, case.case_id, variant), preview=False).items()})
+    check_outputs_spare_inputs(outputs, inputs)
     pending = {
         case: [v for v in range(variants) if not _is_complete(out_dir, case, v)] for case in cases
     }

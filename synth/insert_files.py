@@ -14,9 +14,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..io import NiftiVolume, check_same_space, load_nifti, save_nifti, write_json_atomic
-from ..preview import DEFAULT_WINDOW as WINDOW_HU  # abdominal soft-tissue window, W 250 / L 65
-from .errors import input_errors
+from .io import NiftiVolume, check_same_space, load_nifti, remove_stale_temporaries, save_nifti, write_json_atomic
+from .preview import DEFAULT_WINDOW as WINDOW_HU  # abdominal soft-tissue window, W 250 / L 65
+from .errors import UsageError, input_errors
 from .options import SynthesisOptions
 
 CT_NAME, LABEL_NAME, LESIONS_NAME, PREVIEW_NAME = (
@@ -38,7 +38,7 @@ def load_pair(image: Path, mask: Path) -> tuple[NiftiVolume, NiftiVolume]:
 
 def prepare(ct: NiftiVolume, liver: NiftiVolume):
     """Validate a loaded pair for the synthesiser (raises UsageError for input it refuses)."""
-    from .. import prepare_host
+    from .host import prepare_host
 
     with input_errors():
         return prepare_host(ct.array, liver.array, spacing=ct.spacing)
@@ -87,6 +87,23 @@ def lesion_report(
     }
 
 
+def output_paths(out_dir: Path, *, preview: bool) -> dict[str, Path]:
+    """The files :func:`write_case_outputs` writes into ``out_dir``, by key."""
+    names = {"ct": CT_NAME, "label": LABEL_NAME, "lesions": LESIONS_NAME}
+    if preview:
+        names["preview"] = PREVIEW_NAME
+    return {key: Path(out_dir) / name for key, name in names.items()}
+
+
+def check_outputs_spare_inputs(outputs: dict[str, Path], inputs: Sequence[Path]) -> None:
+    """Refuse, before any work, an output file that is one of the input files."""
+    resolved = {Path(p).resolve(): Path(p) for p in inputs}
+    for key, path in outputs.items():
+        if path.resolve() in resolved:
+            raise UsageError(f"writing the output {path.name} into {path.parent} would overwrite the input "
+                             f"{resolved[path.resolve()]}; choose another --out folder")
+
+
 def write_case_outputs(
     out_dir: Path,
     ct: NiftiVolume,
@@ -100,18 +117,14 @@ def write_case_outputs(
     lesions.json marks a complete output (``synthesize`` resumes on it), so it is written only
     after every other file is in place. Every write is atomic.
     """
-    paths = {
-        "ct": out_dir / CT_NAME,
-        "label": out_dir / LABEL_NAME,
-        "lesions": out_dir / LESIONS_NAME,
-    }
+    paths = output_paths(out_dir, preview=preview)
+    remove_stale_temporaries(out_dir)
     # The synthesiser returns the input's dtype and a uint8 label map: saved as they are.
     save_nifti(result.volume, ct.affine, paths["ct"])
     save_nifti(result.label, ct.affine, paths["label"])
     if preview:
-        from ..preview import save_lesion_preview
+        from .preview import save_lesion_preview
 
-        paths["preview"] = out_dir / PREVIEW_NAME
         save_lesion_preview(
             result.volume, result.label, result.lesions, ct.spacing, paths["preview"],
             window=WINDOW_HU,
@@ -141,6 +154,7 @@ def run_insert(
     """Load, insert, write the four outputs and print a summary; return the written paths."""
     if seed is None:
         seed = secrets.randbelow(2**32)  # drawn here so it can be recorded and reproduced
+    check_outputs_spare_inputs(output_paths(Path(out_dir), preview=True), [image, mask])
     ct, liver = load_pair(image, mask)
     result = insert_lesions(prepare(ct, liver), options, seed)
     report = lesion_report(ct, mask, options, seed, result.lesions)
@@ -156,7 +170,7 @@ def run_insert(
 
 def run_demo(out_dir: Path, options: SynthesisOptions, seed: int) -> dict[str, Path]:
     """Write the built-in phantom and its liver mask as NIfTI into ``out_dir``, then run_insert."""
-    from ..phantom import make_phantom
+    from .phantom import make_phantom
 
     out_dir = Path(out_dir)
     phantom = make_phantom()

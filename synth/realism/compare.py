@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage, stats
 
-from synth import LesionPlacementError, prepare_host
-from synth.heuristic.size import size_class
+from .. import LesionPlacementError, prepare_host
+from ..heuristic.size import size_class
 
 from .features import FEATURE_NAMES, lesion_features
 
@@ -138,8 +138,8 @@ def synthesize_lesions(volume, label, spacing, size_classes, *, case: str = "cas
             if progress is not None:
                 progress()
         record = result.lesions[0]
-        new_tumour_box = tuple(slice(a, b) for a, b in record.bbox)
-        crop = crop_around(new_tumour_box, spacing, label.shape, margin_mm=margin_mm)
+        new_tumor_box = tuple(slice(a, b) for a, b in record.bbox)
+        crop = crop_around(new_tumor_box, spacing, label.shape, margin_mm=margin_mm)
         new = (result.label[crop] == 2) & (host.label[crop] != 2)
         parts, _ = ndimage.label(new, structure=np.ones((3, 3, 3), dtype=bool))
         centre = tuple(c - b.start for c, b in zip(record.center_voxel, crop))

@@ -8,15 +8,18 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .errors import input_errors
-from .options import parse_positive_int, parse_seed
+from ..errors import UsageError, input_errors
+from ..options import parse_positive_int, parse_seed
 
 
-def _train_command(args: argparse.Namespace) -> int:
-    from ..diffusion import TINY, DiffusionConfig, train_diffusion
-    from .cases import discover_cases
+def _train(args: argparse.Namespace) -> int:
+    from ..cases import find_cases
+    from . import TINY, DiffusionConfig, train_diffusion
 
-    cases = discover_cases(args.data)
+    try:
+        cases = find_cases(args.data)
+    except ValueError as exc:
+        raise UsageError(f"--data {exc}") from None
     settings = dict(TINY) if args.tiny else {}
     if args.crop is not None:
         settings["crop_size"] = args.crop
@@ -24,7 +27,7 @@ def _train_command(args: argparse.Namespace) -> int:
         settings["spacing_mm"] = args.spacing
     with input_errors():
         config = DiffusionConfig(**settings)
-        result = train_diffusion([(c.image, c.mask) for c in cases], args.out, config=config,
+        result = train_diffusion(cases, args.out, config=config,
                                  steps=args.steps, batch_size=args.batch_size, seed=args.seed,
                                  resume=args.resume, learning_rate=args.lr)
     print(f"trained {result.steps} steps on {result.n_crops} crops "
@@ -32,14 +35,10 @@ def _train_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_diffusion_parser(commands) -> None:
-    """Add ``diffusion`` with its ``train`` subcommand to the top-level subparsers."""
-    diffusion = commands.add_parser(
-        "diffusion",
-        help="train the diffusion synthesiser",
-        description="The diffusion synthesiser (docs/diffusion.md).",
-    )
-    sub = diffusion.add_subparsers(dest="diffusion_command", required=True, metavar="COMMAND")
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the ``train`` subcommand to the ``diffusion`` parser."""
+    parser.description = "The diffusion synthesiser (docs/diffusion.md)."
+    sub = parser.add_subparsers(dest="diffusion_command", required=True, metavar="COMMAND")
     train = sub.add_parser(
         "train",
         help="train a model on a folder of annotated cases",
@@ -48,7 +47,7 @@ def add_diffusion_parser(commands) -> None:
         "weights.safetensors (EMA), losses.csv, loss_curve.png and checkpoint/.",
     )
     train.add_argument("--data", required=True, type=Path, help="folder of cases (LiTS, MSD, "
-                       "images/ + masks/)")
+                       "images/ + masks/) or CSV manifest")
     train.add_argument("--out", required=True, type=Path, help="model folder")
     train.add_argument("--steps", type=parse_positive_int, default=2000, help="optimiser steps "
                        "(total, also when resuming; default: 2000)")
@@ -59,4 +58,10 @@ def add_diffusion_parser(commands) -> None:
     train.add_argument("--seed", type=parse_seed, default=0, help="default: 0")
     train.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint")
     train.add_argument("--tiny", action="store_true", help="the tiny test-size network")
-    train.set_defaults(handler=_train_command)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the ``diffusion`` subcommand parsed by :func:`add_arguments`."""
+    if args.diffusion_command == "train":
+        return _train(args)
+    raise UsageError(f"unknown diffusion command {args.diffusion_command!r}")
