@@ -15,6 +15,8 @@ from monai.data import MetaTensor
 from monai.transforms import MapTransform, RandomizableTransform
 from monai.utils import TransformBackends, convert_data_type, convert_to_dst_type
 
+from synth.validation import check_spacing
+
 from . import _core
 from .tumor_insertion import with_method
 
@@ -139,11 +141,8 @@ class RandTumorInsertiond(RandomizableTransform, MapTransform):
         return self.spacing
 
 
-def _spacing_triplet(spacing) -> tuple[float, float, float]:
-    values = tuple(float(s) for s in np.broadcast_to(np.asarray(spacing, dtype=np.float64), (3,)))
-    if not all(np.isfinite(values)) or min(values) <= 0:
-        raise ValueError(f"spacing must be three positive finite numbers in mm; got {spacing!r}")
-    return values
+def _spacing_triplet(spacing) -> tuple[float, ...]:
+    return check_spacing(np.asarray(spacing, dtype=np.float64).ravel())
 
 
 def _spatial_array(item, key) -> np.ndarray:

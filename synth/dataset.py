@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import queue
 import sys
-import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -38,6 +37,7 @@ from .insert_files import (
     write_case_outputs,
 )
 from .options import SynthesisOptions
+from .seeding import derive_seed
 
 MANIFEST_NAME = "manifest.csv"
 MANIFEST_COLUMNS = ("case_id", "image", "label", "source_case", "variant", "n_lesions")
@@ -48,11 +48,10 @@ MANIFEST_COLUMNS = ("case_id", "image", "label", "source_case", "variant", "n_le
 def variant_seed(base_seed: int, case_name: str, variant: int) -> int:
     """A variant's seed from (base seed, case name, variant number), the same in every process.
 
-    crc32 rather than hash(): str hashes are salted per process. The result is a 63-bit int, so
+    See :mod:`synth.seeding`. The result is a 63-bit int, so
     ``tumorsynth insert --seed S`` on the same case reproduces the variant.
     """
-    sequence = np.random.SeedSequence([base_seed, zlib.crc32(case_name.encode("utf-8")), variant])
-    return int(sequence.generate_state(1, dtype=np.uint64)[0] >> np.uint64(1))
+    return derive_seed(base_seed, case_name, variant)
 
 
 def variant_dir(out_dir: Path, case_name: str, variant: int) -> Path:

@@ -21,7 +21,7 @@ from typing import Any, Iterator
 import nibabel as nib
 import numpy as np
 
-from .validation import affine_disagreement_mm
+from .validation import affine_disagreement_mm, check_spacing
 
 __all__ = [
     "NiftiVolume",
@@ -78,11 +78,10 @@ def spacing_from_affine(affine: np.ndarray) -> tuple[float, float, float]:
 def _check_spacing(spacing: tuple[float, ...], affine: np.ndarray, path: Path) -> None:
     if not np.all(np.isfinite(affine)):
         raise ValueError(f"{path}: affine has non-finite entries:\n{affine}")
-    if not all(np.isfinite(s) and s > 0 for s in spacing):
-        raise ValueError(
-            f"{path}: voxel spacing must be positive and finite, got "
-            f"{tuple(round(s, 6) for s in spacing)} mm (from the affine's columns)"
-        )
+    try:
+        check_spacing(spacing, name="voxel spacing")
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc} (from the affine's columns)") from None
 
 
 def _squeeze_to_3d(array: np.ndarray, path: Path) -> np.ndarray:

@@ -20,6 +20,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from .validation import check_spacing
+
 __all__ = ["save_lesion_preview", "save_overview", "window_caption", "MAX_PREVIEW_ROWS"]
 
 MAX_PREVIEW_ROWS = 8
@@ -63,8 +65,7 @@ def _check_inputs(volume: np.ndarray, label: np.ndarray, spacing: Sequence[float
             f"volume and label must be 3-D arrays of one shape, got {volume.shape} and "
             f"{label.shape}"
         )
-    if len(spacing) != 3 or not all(np.isfinite(s) and s > 0 for s in spacing):
-        raise ValueError(f"spacing must be three positive mm values, got {tuple(spacing)}")
+    check_spacing(spacing)
     if len(window) != 2 or not float(window[0]) < float(window[1]):
         raise ValueError(f"window must be (low, high) HU with low < high, got {tuple(window)}")
 

@@ -82,18 +82,25 @@ def check_label_values(labels: np.ndarray, *, name: str = "mask", high: int = ma
                          f"{expected} (or a binary liver mask)")
 
 
-def check_spacing(spacing) -> tuple[float, float, float]:
-    """Return spacing as three positive finite floats in mm, or raise."""
+def check_spacing(spacing, *, ndim: int = 3, name: str = "spacing") -> tuple[float, ...]:
+    """Return ``spacing`` as ``ndim`` positive finite floats in mm, or raise naming ``name``.
+
+    One number (or a one-element sequence) means isotropic voxels. This is the project's one
+    spacing check: arrays, NIfTI headers, configurations and transforms all go through it.
+    """
     if isinstance(spacing, numbers.Number):
-        spacing = (spacing,) * 3
+        spacing = (spacing,) * ndim
     try:
         values = tuple(float(s) for s in spacing)
     except (TypeError, ValueError):
-        raise TypeError(f"spacing must be three numbers in mm; got {spacing!r}") from None
-    if len(values) != 3:
-        raise ValueError(f"spacing must have 3 values (mm along X, Y, Z); got {len(values)}: {values}")
+        raise TypeError(f"{name} must be {'three' if ndim == 3 else ndim} numbers in mm; got {spacing!r}") from None
+    if len(values) == 1:
+        values = values * ndim
+    if len(values) != ndim:
+        axes = "X, Y, Z" if ndim == 3 else "each axis"
+        raise ValueError(f"{name} must have {ndim} values (mm along {axes}); got {len(values)}: {values}")
     if not all(np.isfinite(values)) or min(values) <= 0:
-        raise ValueError(f"spacing must be positive and finite (mm); got {values}")
+        raise ValueError(f"{name} must be positive and finite (mm); got {values}")
     return values
 
 

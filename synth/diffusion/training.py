@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from ..io import atomic_output_path
+from ..seeding import derive_seed, rng_for
 from .config import DiffusionConfig
 from .sampling import conditioning_channels, training_scheduler
 from .training_data import CropSet, collect_crops, case_arrays
@@ -155,7 +156,7 @@ def train_diffusion(data, out_dir, *, config: DiffusionConfig | None = None, ste
 
 def _batch(step: int, seed: int, batch_size: int, image, region, lesion):
     """The crops of step ``step``, each flipped along a random set of axes."""
-    rng = np.random.default_rng([seed, step])
+    rng = rng_for(seed, step)
     picks = rng.integers(0, image.shape[0], size=batch_size)
     flips = rng.random((batch_size, 3)) < 0.5
     out = []
@@ -171,7 +172,7 @@ def _batch(step: int, seed: int, batch_size: int, image, region, lesion):
 def _loss(unet, scheduler, batch, step: int, seed: int, device) -> torch.Tensor:
     """Noise-prediction MSE over the region to generate, for one batch at step ``step``."""
     x0, region, lesion = batch
-    generator = torch.Generator("cpu").manual_seed(int(np.random.SeedSequence([seed, step, 1]).generate_state(1)[0]))
+    generator = torch.Generator("cpu").manual_seed(derive_seed(seed, step, 1, bits=32))
     noise = torch.randn(x0.shape, generator=generator)
     timesteps = torch.randint(0, scheduler.config.num_train_timesteps, (x0.shape[0],), generator=generator)
     noisy = scheduler.add_noise(x0, noise, timesteps)

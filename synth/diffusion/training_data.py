@@ -18,8 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
+from ..components import lesion_components
 from ..heuristic.shape import rasterize, sample_shape
 from ..host import prepare_host
+from ..labels import Label
 from ..validation import check_label_map, check_spacing, check_volume
 from .config import DiffusionConfig
 from .crops import (crop_coordinates, crop_spacing, region_around, resample_to_crop, to_unit)
@@ -82,7 +84,7 @@ def collect_crops(cases, config: DiffusionConfig, *, healthy_crops: int | None =
     rng = np.random.default_rng(seed)
     images, regions, lesions = [], [], []
     for volume, label, spacing in cases:
-        components = cc3d.connected_components(label == 2, connectivity=26)
+        components, _ = lesion_components(label == Label.TUMOR)
         stats = cc3d.statistics(components)
         voxel_mm3 = float(np.prod(spacing))
         for component in range(1, len(stats["voxel_counts"])):

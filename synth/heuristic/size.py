@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..components import equivalent_diameter_mm
+
 # Tiny lesions are sampled from 3 mm: below that a lesion is one or two voxels even at 1 mm.
 SIZE_CLASSES: dict[str, tuple[float, float]] = {
     "tiny": (3.0, 5.0),
@@ -76,7 +78,7 @@ def sample_diameter(spec: SizeSpec, rng: np.random.Generator) -> tuple[float, tu
 
 def equivalent_diameter(voxel_count: int, voxel_volume_mm3: float) -> float:
     """Diameter in mm of the sphere whose volume equals ``voxel_count`` voxels."""
-    return (6.0 * voxel_count * voxel_volume_mm3 / math.pi) ** (1.0 / 3.0)
+    return equivalent_diameter_mm(voxel_count * voxel_volume_mm3)
 
 
 def voxel_count_for(diameter_mm: float, size_range: tuple[float, float], voxel_volume_mm3: float) -> int:

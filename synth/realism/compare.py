@@ -16,7 +16,9 @@ import numpy as np
 from scipy import ndimage, stats
 
 from .. import LesionPlacementError, prepare_host
+from ..components import equivalent_diameter_mm, lesion_components
 from ..heuristic.size import size_class
+from ..labels import Label
 
 from .features import FEATURE_NAMES, lesion_features
 
@@ -50,13 +52,13 @@ def _sample(source, case, volume, label, component, box, spacing, phenotype="") 
     index = np.argwhere(component)
     offset = np.array([b.start for b in box])
     count = index.shape[0]
-    diameter = (6.0 * count * float(np.prod(spacing)) / np.pi) ** (1.0 / 3.0)
+    diameter = equivalent_diameter_mm(count * float(np.prod(spacing)))
     return LesionSample(
         source=source, case=case,
         center_mm=tuple(float(c) for c in (index.mean(axis=0) + offset) * np.asarray(spacing)),
         diameter_mm=float(diameter), size_class=size_class(diameter),
         volume=np.asarray(volume[box], dtype=np.float32), lesion=component,
-        liver=np.asarray(label[box] == 1), spacing=tuple(float(s) for s in spacing), phenotype=phenotype)
+        liver=np.asarray(label[box] == Label.LIVER), spacing=tuple(float(s) for s in spacing), phenotype=phenotype)
 
 
 def _touches_border(box, shape) -> bool:
@@ -82,14 +84,14 @@ def extract_real_lesions(volume, label, spacing, *, case: str = "case", min_diam
         Margin kept around the lesion's box, for the parenchyma shell and the edge profile.
     """
     spacing = tuple(float(s) for s in spacing)
-    components, count = ndimage.label(np.asarray(label) == 2, structure=np.ones((3, 3, 3), dtype=bool))
+    components, count = lesion_components(np.asarray(label) == Label.TUMOR)
     voxel_volume = float(np.prod(spacing))
     sizes = np.bincount(components.ravel(), minlength=count + 1)
     samples = []
     for index, box in enumerate(ndimage.find_objects(components), start=1):
         if box is None:
             continue
-        diameter = (6.0 * sizes[index] * voxel_volume / np.pi) ** (1.0 / 3.0)
+        diameter = equivalent_diameter_mm(sizes[index] * voxel_volume)
         if diameter < min_diameter_mm or (exclude_border and _touches_border(box, label.shape)):
             continue
         crop = crop_around(box, spacing, label.shape, margin_mm=margin_mm)
@@ -140,8 +142,8 @@ def synthesize_lesions(volume, label, spacing, size_classes, *, case: str = "cas
         record = result.lesions[0]
         new_tumor_box = tuple(slice(a, b) for a, b in record.bbox)
         crop = crop_around(new_tumor_box, spacing, label.shape, margin_mm=margin_mm)
-        new = (result.label[crop] == 2) & (host.label[crop] != 2)
-        parts, _ = ndimage.label(new, structure=np.ones((3, 3, 3), dtype=bool))
+        new = (result.label[crop] == Label.TUMOR) & (host.label[crop] != Label.TUMOR)
+        parts, _ = lesion_components(new)
         centre = tuple(c - b.start for c, b in zip(record.center_voxel, crop))
         component = parts == parts[centre] if parts[centre] else parts > 0
         body = ndimage.find_objects(component.astype(np.int8))[0]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from synth.cases import Case
+from synth.validation import check_spacing
 from .preprocess import Preprocessing, crop_to_liver
 
 __all__ = ["healthy_hosts", "phantom_hosts"]
@@ -32,12 +33,8 @@ def phantom_hosts(count: int, *, spacing=(1.5, 1.5, 2.0), shape_mm=(300, 240, 16
 
     if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count < 0:
         raise ValueError(f"count must be a non-negative int, got {count!r}")
-    spacing = tuple(float(s) for s in spacing)
-    if len(spacing) != 3 or not all(s > 0 for s in spacing):
-        raise ValueError(f"spacing must be three positive mm values, got {spacing!r}")
-    shape_mm = tuple(float(s) for s in shape_mm)
-    if len(shape_mm) != 3 or not all(s > 0 for s in shape_mm):
-        raise ValueError(f"shape_mm must be three positive mm values, got {shape_mm!r}")
+    spacing = check_spacing(spacing)
+    shape_mm = check_spacing(shape_mm, name="shape_mm")
     shape = tuple(max(1, int(round(f / s))) for f, s in zip(shape_mm, spacing))
     seeds = np.random.SeedSequence(int(seed)).generate_state(int(count)) if count else []
     hosts = []

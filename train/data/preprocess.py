@@ -17,6 +17,7 @@ import numpy as np
 
 from synth._arrays import bounding_slices
 from synth.io import spacing_from_affine
+from synth.validation import check_spacing
 
 from .cache import file_fingerprint, load_arrays, safe_name, save_arrays, stable_hash
 from synth.cases import Case, CaseFiles, find_cases
@@ -44,12 +45,9 @@ class Preprocessing:
     def __post_init__(self):
         if self.target_spacing is not None:
             try:
-                spacing = tuple(float(s) for s in self.target_spacing)
-            except (TypeError, ValueError):
-                spacing = ()
-            if len(spacing) != 3 or not all(math.isfinite(s) and s > 0 for s in spacing):
-                raise ValueError(f"target_spacing must be three positive mm values or None, "
-                                 f"got {self.target_spacing!r}")
+                spacing = check_spacing(self.target_spacing, name="target_spacing")
+            except TypeError as exc:
+                raise ValueError(f"{exc} (or None)") from None
             object.__setattr__(self, "target_spacing", spacing)
         if self.crop_margin_mm is not None:
             margin = float(self.crop_margin_mm)
@@ -134,13 +132,9 @@ def _check_override(case_id: str, spacing_override) -> np.ndarray | None:
     if spacing_override is None:
         return None
     try:
-        override = np.asarray([float(s) for s in spacing_override], dtype=np.float64)
-    except (TypeError, ValueError):
-        override = np.zeros(0)
-    if override.shape != (3,) or not np.all(np.isfinite(override) & (override > 0)):
-        raise ValueError(f"case {case_id}: spacing_override must be three positive mm values, "
-                         f"got {spacing_override!r}")
-    return override
+        return np.asarray(check_spacing(spacing_override, name="spacing_override"), dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"case {case_id}: {exc}") from None
 
 
 def _header_note(img) -> str | None:

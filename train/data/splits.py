@@ -8,6 +8,8 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from synth.cases import Case
+from synth.components import lesion_components
+from synth.labels import Label
 
 __all__ = ["Split", "split_cases", "split_axial"]
 
@@ -71,9 +73,7 @@ def split_cases(case_ids, *, val_fraction: float = 0.1, test_fraction: float = 0
 
 def _crossing_lesions(label: np.ndarray, low: int, high: int) -> int:
     """Tumour components (26-connected) with voxels both below slice ``low`` and at/after ``high``."""
-    import cc3d
-
-    components = cc3d.connected_components(label == 2, connectivity=26)
+    components, _ = lesion_components(label == Label.TUMOR)
     below = np.unique(components[:, :, :low])
     above = np.unique(components[:, :, high:])
     return int(np.count_nonzero(np.intersect1d(below[below > 0], above[above > 0])))

@@ -15,6 +15,8 @@ from typing import Sequence
 
 import numpy as np
 
+from synth.seeding import rng_for
+
 from .config import TrainConfig, parse_synthetic_size
 
 __all__ = ["PatchSampler", "PreparedCase", "check_diffusion_folder", "denormalise_hu", "load_diffusion_model",
@@ -50,7 +52,7 @@ def load_diffusion_model(folder, *, device=None):
 
 def step_rng(seed: int, step: int, rank: int = 0) -> np.random.Generator:
     """The generator of every random draw made for ``step`` on ``rank``."""
-    return np.random.default_rng([int(seed), int(step), int(rank)])
+    return rng_for(int(seed), int(step), int(rank))
 
 
 def normalise_hu(image: np.ndarray, hu_window: Sequence[float]) -> np.ndarray:

@@ -10,7 +10,7 @@ import numpy as np
 
 from synth.deprecation import UNSET, renamed_keyword
 from synth.labels import Label
-from synth.validation import check_label_values
+from synth.validation import check_label_values, check_spacing
 
 from ._lesions import (
     DIAMETER_BINS,
@@ -63,17 +63,6 @@ def _tumor_mask(arr, label: int, name: str) -> np.ndarray:
     return arr == label
 
 
-def _check_spacing(spacing, ndim: int) -> tuple[float, ...]:
-    if spacing is None:
-        spacing = (1.0,) * ndim
-    spacing = tuple(float(s) for s in np.atleast_1d(spacing))
-    if len(spacing) == 1:
-        spacing = spacing * ndim
-    if len(spacing) != ndim or not all(math.isfinite(s) and s > 0 for s in spacing):
-        raise ValueError(f"spacing must be {ndim} positive finite numbers (mm); got {spacing}")
-    return spacing
-
-
 def evaluate_case(
     pred,
     gt,
@@ -99,7 +88,7 @@ def evaluate_case(
         raise ValueError(f"pred and gt shapes differ: {pred_m.shape} vs {gt_m.shape}")
     if gt_m.ndim not in (2, 3):
         raise ValueError(f"pred and gt must be 2-D or 3-D; got shape {gt_m.shape}")
-    spacing = _check_spacing(spacing, gt_m.ndim)
+    spacing = check_spacing(1.0 if spacing is None else np.atleast_1d(spacing), ndim=gt_m.ndim)
 
     n_gt, n_pred = int(gt_m.sum()), int(pred_m.sum())
     n_inter = int(np.count_nonzero(gt_m & pred_m))

@@ -1,6 +1,6 @@
 """Connected components and the matching of ground-truth lesions to predicted components.
 
-Components are found with ``cc3d.connected_components(mask, connectivity=26)``: two tumour voxels
+Components are :func:`synth.components.lesion_components` (cc3d, 26-connected): two tumour voxels
 belong to the same lesion when they share a face, an edge or a corner. Everything is computed
 from voxel counts (component sizes and the GT x prediction overlap table), never from per-lesion
 masks, so a case with hundreds of lesions costs a few passes over the volume.
@@ -10,10 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import cc3d
 import numpy as np
 
-CONNECTIVITY = 26
+from synth.components import CONNECTIVITY, equivalent_diameter_mm, lesion_components
 
 # Size bins, in mm. Each is (key, lower bound inclusive, upper bound exclusive or None).
 DIAMETER_BINS: tuple[tuple[str, float, float | None], ...] = (
@@ -46,17 +45,7 @@ class LesionResult:
     matched_components: int  # how many predicted components overlap it
 
 
-def components(mask: np.ndarray) -> tuple[np.ndarray, int]:
-    """26-connected components of a boolean mask: (labels, count); labels are 1..count."""
-    labels, n = cc3d.connected_components(
-        np.ascontiguousarray(mask, dtype=bool), connectivity=CONNECTIVITY, return_N=True
-    )
-    return labels, int(n)
-
-
-def equivalent_diameter_mm(volume_mm3: float) -> float:
-    """Diameter of the sphere with this volume: ``(6 V / pi) ** (1/3)``."""
-    return float((6.0 * volume_mm3 / np.pi) ** (1.0 / 3.0))
+components = lesion_components  # the name this module's users know
 
 
 def bin_key(value_mm: float, bins) -> str:
