@@ -7,6 +7,8 @@ import math
 import torchio as tio
 from torchio.transforms.intensity_transform import IntensityTransform
 
+from synth.hu_window import check_window, window_to_range
+
 
 class HUWindow(IntensityTransform):
     """Clip CT values to a Hounsfield-unit window and map the window linearly onto ``out_range``.
@@ -29,24 +31,11 @@ class HUWindow(IntensityTransform):
 
     def __init__(self, window_hu=(-160.0, 240.0), out_range=(0.0, 1.0), **kwargs):
         super().__init__(**kwargs)
-        self.window_hu = _pair(window_hu, "window_hu")
-        self.out_range = _pair(out_range, "out_range")
+        self.window_hu = check_window(window_hu, "window_hu")
+        self.out_range = check_window(out_range, "out_range")
         self.args_names = ["window_hu", "out_range"]
 
     def apply_transform(self, subject: tio.Subject) -> tio.Subject:
-        low, high = self.window_hu
-        out_low, out_high = self.out_range
         for image in self.get_images(subject):
-            clipped = image.data.float().clamp(low, high)
-            image.set_data(out_low + (clipped - low) * ((out_high - out_low) / (high - low)))
+            image.set_data(window_to_range(image.data, self.window_hu, self.out_range))
         return subject
-
-
-def _pair(values, name):
-    try:
-        low, high = (float(v) for v in values)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a (low, high) pair of numbers; got {values!r}") from None
-    if not (math.isfinite(low) and math.isfinite(high) and low < high):
-        raise ValueError(f"{name} must be finite with low < high; got {values!r}")
-    return low, high

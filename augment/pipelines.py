@@ -32,6 +32,8 @@ from torchio.transforms.augmentation import RandomTransform
 from torchio.transforms.intensity_transform import IntensityTransform
 from torchio.transforms.spatial_transform import SpatialTransform
 
+from synth.hu_window import check_window, range_to_window, window_to_range
+
 from .ct_noise import RandomCTNoise
 from .hu_window import HUWindow
 from .tumor_insertion import RandomTumorInsertion
@@ -420,21 +422,17 @@ class WindowScale(IntensityTransform):
 
     def __init__(self, window_hu=DEFAULT_WINDOW_HU, to_hu: bool = False, **kwargs):
         super().__init__(**kwargs)
-        low, high = (float(v) for v in window_hu)
-        if not (math.isfinite(low) and math.isfinite(high) and low < high):
-            raise ValueError(f"window_hu must be finite with low < high; got {window_hu!r}")
-        self.window_hu = (low, high)
+        self.window_hu = check_window(window_hu)
         self.to_hu = bool(to_hu)
         self.args_names = ["window_hu", "to_hu"]
 
     def apply_transform(self, subject: tio.Subject) -> tio.Subject:
-        low, high = self.window_hu
         for image in self.get_images(subject):
             data = image.data.float()
             if self.to_hu:
-                image.set_data(low + data * (high - low))
+                image.set_data(range_to_window(data, self.window_hu))
             else:
-                image.set_data(((data - low) / (high - low)).clamp_min(0.0))
+                image.set_data(window_to_range(data, self.window_hu, clip_high=False))
         return subject
 
 

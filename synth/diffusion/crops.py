@@ -18,17 +18,8 @@ from .config import DiffusionConfig
 FIT_FACTOR = 1.15  # the field of view is at least this much larger than the lesion's region
 
 
-def to_unit(hu: np.ndarray, window) -> np.ndarray:
-    """HU -> [-1, 1]: clip to ``window`` then map it linearly (float32)."""
-    low, high = (float(w) for w in window)
-    out = np.clip(np.asarray(hu, dtype=np.float32), low, high)
-    return (out - low) * np.float32(2.0 / (high - low)) - np.float32(1.0)
-
-
-def to_hu(unit: np.ndarray, window) -> np.ndarray:
-    """[-1, 1] -> HU, the inverse of :func:`to_unit` inside the window (float32)."""
-    low, high = (float(w) for w in window)
-    return (np.asarray(unit, dtype=np.float32) + np.float32(1.0)) * np.float32((high - low) / 2.0) + np.float32(low)
+# The network works on [-1, 1]: HU are mapped by synth.hu_window with this range.
+MODEL_RANGE = (-1.0, 1.0)
 
 
 def crop_spacing(config: DiffusionConfig, extent_mm) -> float:

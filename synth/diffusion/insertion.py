@@ -16,9 +16,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..hu_window import range_to_window, window_to_range
 from .config import check_steps
 from .crops import (crop_coordinates, crop_spacing, region_around, resample_from_crop,
-                    resample_to_crop, to_hu, to_unit)
+                    resample_to_crop, MODEL_RANGE)
 from .sampling import inpaint, sampling_scheduler
 from .weights import DiffusionModel, load_model
 
@@ -84,12 +85,13 @@ class DiffusionPainter:
         if not lesion.any():  # a lesion smaller than one crop voxel: keep its centre voxel
             lesion[(config.crop_size // 2,) * 3] = True
         region = region_around(lesion, step_mm, config.region_margin_mm)
-        known = to_unit(known_hu, config.hu_window)
+        known = window_to_range(known_hu, config.hu_window, MODEL_RANGE)
         generated = inpaint(self.model, _batch_of_one(known), _batch_of_one(region), _batch_of_one(lesion),
                             seed=seed, steps=self.steps, sampler=self.sampler)[0, 0].cpu().numpy()
         # Resample the change, not the crop: outside the region it is exactly zero, so the scan's
         # own voxels are not blurred by the round trip through the model grid.
-        change = to_hu(generated, config.hu_window) - to_hu(known, config.hu_window)
+        change = (range_to_window(generated, config.hu_window, MODEL_RANGE)
+                  - range_to_window(known, config.hu_window, MODEL_RANGE))
         change *= region
         return volume[paint_box].astype(np.float32) + resample_from_crop(change, paint_box, center, spacing, step_mm)
 

@@ -20,11 +20,12 @@ import numpy as np
 
 from ..components import lesion_components
 from ..heuristic.shape import rasterize, sample_shape
+from ..hu_window import window_to_range
 from ..host import prepare_host
 from ..labels import Label
 from ..validation import check_label_map, check_spacing, check_volume
 from .config import DiffusionConfig
-from .crops import (crop_coordinates, crop_spacing, region_around, resample_to_crop, to_unit)
+from .crops import (crop_coordinates, crop_spacing, region_around, resample_to_crop, MODEL_RANGE)
 
 MIN_TUMOR_MM3 = 14.0  # a 3 mm sphere: smaller components are annotation specks
 _HEALTHY_TRIES = 20
@@ -99,7 +100,7 @@ def collect_crops(cases, config: DiffusionConfig, *, healthy_crops: int | None =
             lesion = resample_to_crop(components[box] == component, local, cval=0.0) > 0.5
             if not lesion.any():
                 continue
-            images.append(to_unit(resample_to_crop(volume, axes), config.hu_window))
+            images.append(window_to_range(resample_to_crop(volume, axes), config.hu_window, MODEL_RANGE))
             lesions.append(lesion)
             regions.append(region_around(lesion, step, config.region_margin_mm))
     n_tumor = len(images)
@@ -142,5 +143,5 @@ def _healthy_crop(case, host, config: DiffusionConfig, rng):
         crop_label = resample_to_crop(label, axes, order=0, cval=0.0)
         if not (crop_label[region] == 1).all():
             continue
-        return to_unit(resample_to_crop(volume, axes), config.hu_window), region
+        return window_to_range(resample_to_crop(volume, axes), config.hu_window, MODEL_RANGE), region
     return None

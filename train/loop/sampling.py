@@ -15,6 +15,7 @@ from typing import Sequence
 
 import numpy as np
 
+from synth.hu_window import range_to_window, window_to_range
 from synth.seeding import rng_for
 
 from .config import TrainConfig, parse_synthetic_size
@@ -55,23 +56,9 @@ def step_rng(seed: int, step: int, rank: int = 0) -> np.random.Generator:
     return rng_for(int(seed), int(step), int(rank))
 
 
-def normalise_hu(image: np.ndarray, hu_window: Sequence[float]) -> np.ndarray:
-    """Clip HU to ``hu_window`` and scale linearly to [0, 1] (new float32 array)."""
-    low, high = float(hu_window[0]), float(hu_window[1])
-    out = np.clip(image.astype(np.float32), low, high)
-    out -= low
-    out /= high - low
-    return out
-
-
-def denormalise_hu(image: np.ndarray, hu_window: Sequence[float]) -> np.ndarray:
-    """Inverse of :func:`normalise_hu` on [0, 1]: HU within the window (float32).
-
-    Values that the window clipped stay at its edges (the information is gone).
-    """
-    low, high = float(hu_window[0]), float(hu_window[1])
-    return (np.asarray(image, dtype=np.float32) * np.float32(high - low) + np.float32(low)).astype(
-        np.float32, copy=False)
+# The window map is defined once, in synth.hu_window; these are its names in the training loop.
+normalise_hu = window_to_range
+denormalise_hu = range_to_window
 
 
 def _pad_to(array: np.ndarray, shape: Sequence[int], value) -> np.ndarray:
