@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from train.losses import LOSSES, FocalTverskyLoss, build_loss, deep_supervision_weights
+from train.losses import LOSSES, FocalTverskyLoss, build_loss, deep_supervision_weights, head_outputs
 from train.model import build_model, count_parameters
 
 TINY = (4, 8, 16)
@@ -73,13 +73,13 @@ def test_loss_is_finite_has_gradients_and_prefers_the_truth(name):
 
 @pytest.mark.parametrize("name", LOSSES)
 def test_loss_handles_a_deep_supervision_stack(name):
-    loss_fn = build_loss(name)
+    loss_fn = build_loss(name, heads=3)
     target = _target(1)
     good, bad = _logits_for(target), _logits_for((target + 1) % 3)
     stack = torch.stack([good, bad, bad], dim=1)  # (B, heads, C, X, Y, Z)
     weights = deep_supervision_weights(3)
     expected = weights[0] * loss_fn(good, target) + (weights[1] + weights[2]) * loss_fn(bad, target)
-    assert torch.allclose(loss_fn(stack, target), expected, atol=1e-5)
+    assert torch.allclose(loss_fn(head_outputs(stack, target), target), expected, atol=1e-5)
 
 
 def test_deep_supervision_weights_halve_and_sum_to_one():
@@ -94,7 +94,7 @@ def test_unknown_loss_lists_the_choices():
 
 def test_loss_rejects_a_target_without_channel_axis():
     with pytest.raises(ValueError, match="target must be"):
-        build_loss()(torch.zeros(1, 3, 4, 4, 4), torch.zeros(1, 4, 4, 4, dtype=torch.long))
+        head_outputs(torch.zeros(1, 3, 4, 4, 4), torch.zeros(1, 4, 4, 4, dtype=torch.long))
 
 
 def test_focal_tversky_weighs_missed_tumour_more_than_false_alarm():

@@ -1,6 +1,6 @@
 """Segmentation losses for logits ``(B, C, X, Y, Z)`` and integer labels ``(B, 1, X, Y, Z)``.
 
-Two choices, both with deep-supervision support (see :class:`DeepSupervisionLoss`):
+Two choices, both inside MONAI's ``DeepSupervisionLoss`` (see :func:`build_loss`):
 
 ``"dice_ce"``
     MONAI ``DiceCELoss(softmax=True, to_onehot_y=True)``: soft Dice over all classes plus
@@ -24,12 +24,12 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from monai.losses import DiceCELoss, DiceLoss, TverskyLoss
+from monai.losses import DeepSupervisionLoss, DiceCELoss, DiceLoss, TverskyLoss
 
 from synth.labels import Label
 
-__all__ = ["LOSSES", "CompositeLoss", "DeepSupervisionLoss", "FocalTverskyLoss", "build_loss",
-           "deep_supervision_weights"]
+__all__ = ["LOSSES", "CompositeLoss", "FocalTverskyLoss", "build_loss", "deep_supervision_weights",
+           "head_outputs"]
 
 LOSSES = ("dice_ce", "composite")
 
@@ -95,35 +95,26 @@ def deep_supervision_weights(heads: int) -> list[float]:
     return [w / total for w in raw]
 
 
-class DeepSupervisionLoss(torch.nn.Module):
-    """Applies ``base`` to plain logits ``(B, C, ...)`` or to a deep-supervision stack.
-
-    MONAI's DynUNet returns ``(B, heads, C, X, Y, Z)`` in training mode with deep supervision, every
-    head already upsampled to the patch size; head ``i`` is weighted by
-    :func:`deep_supervision_weights`.
-    """
-
-    def __init__(self, base: torch.nn.Module):
-        super().__init__()
-        self.base = base
-
-    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        if target.ndim != 5:
-            raise ValueError(f"target must be (B, 1, X, Y, Z) integer labels; got shape {tuple(target.shape)}")
-        if logits.ndim == 5:
-            return self.base(logits, target)
-        if logits.ndim != 6:
-            raise ValueError(f"logits must be (B, C, X, Y, Z) or a deep-supervision stack "
-                             f"(B, heads, C, X, Y, Z); got shape {tuple(logits.shape)}")
-        weights = deep_supervision_weights(logits.shape[1])
-        return sum(w * self.base(logits[:, i], target) for i, w in enumerate(weights))
+def head_outputs(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
+    """What the loss takes from the network: plain logits ``(B, C, X, Y, Z)`` as they are, and
+    DynUNet's deep-supervision stack ``(B, heads, C, X, Y, Z)`` (every head already upsampled to
+    the patch) as the list of heads that MONAI's ``DeepSupervisionLoss`` weighs. Checks shapes."""
+    if target.ndim != 5:
+        raise ValueError(f"target must be (B, 1, X, Y, Z) integer labels; got shape {tuple(target.shape)}")
+    if logits.ndim == 5:
+        return logits
+    if logits.ndim != 6:
+        raise ValueError(f"logits must be (B, C, X, Y, Z) or a deep-supervision stack "
+                         f"(B, heads, C, X, Y, Z); got shape {tuple(logits.shape)}")
+    return list(torch.unbind(logits, dim=1))
 
 
-def build_loss(name: str = "dice_ce") -> torch.nn.Module:
-    """The loss called ``name`` (one of :data:`LOSSES`), wrapped for deep supervision.
+def build_loss(name: str = "dice_ce", *, heads: int = 1) -> DeepSupervisionLoss:
+    """The loss called ``name`` (one of :data:`LOSSES`) in MONAI's ``DeepSupervisionLoss``.
 
-    The returned module takes ``(logits, target)``: logits ``(B, C, X, Y, Z)`` (or a deep
-    supervision stack) and integer labels ``(B, 1, X, Y, Z)``; it returns a scalar.
+    The returned module takes ``(outputs, target)``: :func:`head_outputs` of the logits (one
+    tensor, or a list of ``heads`` deep-supervision heads, weighted by
+    :func:`deep_supervision_weights`) and integer labels ``(B, 1, X, Y, Z)``; it returns a scalar.
 
     Raises:
         ValueError: for an unknown name, listing the choices.
@@ -134,4 +125,4 @@ def build_loss(name: str = "dice_ce") -> torch.nn.Module:
         base = CompositeLoss()
     else:
         raise ValueError(f"unknown loss {name!r}; choose one of {', '.join(LOSSES)}")
-    return DeepSupervisionLoss(base)
+    return DeepSupervisionLoss(base, weights=deep_supervision_weights(heads))

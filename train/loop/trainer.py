@@ -20,8 +20,8 @@ from typing import Sequence
 
 import torch
 
-from ..losses import build_loss
-from ..model import build_model
+from ..losses import build_loss, head_outputs
+from ..model import build_model, deep_supervision_heads
 from .config import RESUMABLE_CHANGES, TrainConfig
 from .distributed import setup_distributed
 from .files import save_torch, write_logs
@@ -176,7 +176,8 @@ def _train(config, train_cases, val_cases, hosts, out_dir, resume, stop_after, p
     if ddp.active:
         model = torch.nn.parallel.DistributedDataParallel(
             net, device_ids=[device.index] if device.type == "cuda" else None)
-    loss_fn = build_loss(config.loss)
+    heads = 1 + deep_supervision_heads(len(config.filters)) if config.deep_supervision else 1
+    loss_fn = build_loss(config.loss, heads=heads)
     end = config.steps if stop_after is None else min(config.steps, start + stop_after)
     loader = torch.utils.data.DataLoader(
         _StepBatches(sampler, ddp.rank, config.steps), batch_size=None,
@@ -201,7 +202,7 @@ def _train(config, train_cases, val_cases, hosts, out_dir, resume, stop_after, p
         optimizer.zero_grad(set_to_none=True)
         with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
             logits = model(images)
-        loss = loss_fn(logits.float(), labels)
+        loss = loss_fn(head_outputs(logits.float(), labels), labels)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"loss is {loss.item()} at step {step}; lower learning_rate "
                                      f"(now {config.learning_rate}) or check the labels")
