@@ -14,6 +14,9 @@ import numpy as np
 from scipy import ndimage
 
 from ._arrays import bounding_slices
+from .defaults import EDGE_MM, MAX_ATTEMPTS, SUBCAPSULAR_PROBABILITY
+from .records import InsertionResult
+from .types import TypeCount, TypeMethod, TypeModel, TypePhenotype, TypeRange, TypeSampler, TypeSize
 from .validation import check_label_map, check_spacing, check_volume
 
 _BLOCK_MM = 16.0  # side of a vessel-map block: about one small lesion
@@ -182,11 +185,31 @@ class HostScan:
         return (smoothed[inner] > self.vessel_threshold_hu) & (self.label[tuple(core)] == 1)
 
     # --- insertion --------------------------------------------------------------------------
-    def insert(self, **options):
-        """Insert lesions; see :func:`synth.insert.synthesize` for the options."""
+    def insert(
+        self,
+        *,
+        size: TypeSize = "mix",
+        count: TypeCount = (1, 3),
+        phenotype: TypePhenotype = "mix",
+        seed: int | None = None,
+        rng: np.random.Generator | None = None,
+        edge_mm: TypeRange = EDGE_MM,
+        subcapsular_probability: float = SUBCAPSULAR_PROBABILITY,
+        mass_effect: bool = True,
+        max_attempts: int = MAX_ATTEMPTS,
+        method: TypeMethod = "heuristic",
+        model: TypeModel = None,
+        sampling_steps: int | None = None,
+        sampler: TypeSampler | None = None,
+    ) -> InsertionResult:
+        """Insert lesions into this scan; the options and their defaults are those of
+        :func:`synth.insert.synthesize` (and :func:`synth.insert_tumor`)."""
         from .insert import synthesize
 
-        return synthesize(self, **options)
+        return synthesize(self, size=size, count=count, phenotype=phenotype, seed=seed, rng=rng, edge_mm=edge_mm,
+                          subcapsular_probability=subcapsular_probability, mass_effect=mass_effect,
+                          max_attempts=max_attempts, method=method, model=model, sampling_steps=sampling_steps,
+                          sampler=sampler)
 
 
 def prepare_host(volume, mask, *, spacing=(1.0, 1.0, 1.0)) -> HostScan:

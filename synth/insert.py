@@ -8,9 +8,11 @@ insertions share one prepared scan.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
+from .defaults import EDGE_MM, MAX_ATTEMPTS, SUBCAPSULAR_PROBABILITY
 from .errors import LesionPlacementError
 from .heuristic.blend import soft_edge, to_dtype
 from .heuristic.location import PlacementRules, sample_location
@@ -20,6 +22,8 @@ from .heuristic.size import SizeSpec, parse_size, sample_diameter, size_class, v
 from .heuristic.texture import intensity_change, parse_phenotype, sample_appearance, sample_phenotype
 from .host import HostScan, prepare_host
 from .records import InsertionResult, Lesion
+from .types import (TypeCount, TypeMethod, TypeModel, TypePhenotype, TypeRange, TypeSampler, TypeSize,
+                    TypeSpacing, TypeVolume)
 from .validation import check_count, check_seed
 
 # Each round draws a new size and shape and relaxes the rules: more vessel overlap allowed, then a
@@ -29,8 +33,25 @@ _CAPSULE_MARGIN_SCALE = (1.0, 0.5, 0.0)
 _PLACEMENT_ROUNDS = len(_VESSEL_TOLERANCE)
 
 
-def insert_tumor(volume, mask, *, spacing=None, size="mix", count=(1, 3), phenotype="mix",
-                 seed=None, rng=None, method="heuristic", model=None, **options):
+def insert_tumor(
+    volume: TypeVolume,
+    mask: TypeVolume,
+    *,
+    spacing: TypeSpacing | None = None,
+    size: TypeSize = "mix",
+    count: TypeCount = (1, 3),
+    phenotype: TypePhenotype = "mix",
+    seed: int | None = None,
+    rng: np.random.Generator | None = None,
+    edge_mm: TypeRange = EDGE_MM,
+    subcapsular_probability: float = SUBCAPSULAR_PROBABILITY,
+    mass_effect: bool = True,
+    max_attempts: int = MAX_ATTEMPTS,
+    method: TypeMethod = "heuristic",
+    model: TypeModel = None,
+    sampling_steps: int | None = None,
+    sampler: TypeSampler | None = None,
+) -> tuple[Any, Any]:
     """Insert synthetic tumours into the liver of a CT scan.
 
     Parameters
@@ -59,9 +80,8 @@ def insert_tumor(volume, mask, *, spacing=None, size="mix", count=(1, 3), phenot
         shape, location, edge and label rules are the same for both.
     model : path or synth.diffusion.DiffusionModel, optional
         The diffusion model folder (``config.json`` + ``weights.safetensors``) or a loaded model.
-    **options
-        Passed to :func:`synthesize` (``edge_mm``, ``subcapsular_probability``, ``mass_effect``,
-        ``max_attempts``, ``sampling_steps``, ``sampler``).
+    edge_mm, subcapsular_probability, mass_effect, max_attempts, sampling_steps, sampler
+        See :func:`synthesize`.
 
     Returns
     -------
@@ -81,8 +101,9 @@ def insert_tumor(volume, mask, *, spacing=None, size="mix", count=(1, 3), phenot
         volume, mask, image, header_spacing = images
         spacing = header_spacing if spacing is None else spacing
     result = prepare_host(volume, mask, spacing=(1.0, 1.0, 1.0) if spacing is None else spacing).insert(
-        size=size, count=count, phenotype=phenotype, seed=seed, rng=rng, method=method, model=model,
-        **options)
+        size=size, count=count, phenotype=phenotype, seed=seed, rng=rng, edge_mm=edge_mm,
+        subcapsular_probability=subcapsular_probability, mass_effect=mass_effect, max_attempts=max_attempts,
+        method=method, model=model, sampling_steps=sampling_steps, sampler=sampler)
     if images is None:
         return result.volume, result.label
     return _like(image, result.volume), _like(image, result.label)
@@ -91,19 +112,19 @@ def insert_tumor(volume, mask, *, spacing=None, size="mix", count=(1, 3), phenot
 def synthesize(
     host: HostScan,
     *,
-    size="mix",
-    count=(1, 3),
-    phenotype="mix",
-    seed=None,
-    rng=None,
-    edge_mm=(1.5, 3.0),
-    subcapsular_probability: float = 0.1,
+    size: TypeSize = "mix",
+    count: TypeCount = (1, 3),
+    phenotype: TypePhenotype = "mix",
+    seed: int | None = None,
+    rng: np.random.Generator | None = None,
+    edge_mm: TypeRange = EDGE_MM,
+    subcapsular_probability: float = SUBCAPSULAR_PROBABILITY,
     mass_effect: bool = True,
-    max_attempts: int = 300,
-    method: str = "heuristic",
-    model=None,
+    max_attempts: int = MAX_ATTEMPTS,
+    method: TypeMethod = "heuristic",
+    model: TypeModel = None,
     sampling_steps: int | None = None,
-    sampler: str | None = None,
+    sampler: TypeSampler | None = None,
 ) -> InsertionResult:
     """Insert lesions into a prepared scan and return the new arrays with lesion records.
 

@@ -1,0 +1,35 @@
+"""Types of the public API, named once (as TorchIO's ``typing.py``): what each argument accepts."""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any, Literal, Mapping, Sequence, Union
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from .diffusion.weights import DiffusionModel
+
+__all__ = ["TypeCount", "TypeMethod", "TypeModel", "TypePhenotype", "TypeRange", "TypeSampler", "TypeSize",
+           "TypeSpacing", "TypeVolume"]
+
+#: A CT volume or label map: an ``(X, Y, Z)`` array, or a nibabel image (its zooms give the spacing).
+TypeVolume = Union[np.ndarray, Any]
+#: Voxel size in mm: one number (isotropic) or three (X, Y, Z).
+TypeSpacing = Union[float, Sequence[float]]
+#: A size class (equivalent diameters: tiny 3-5, small 5-10, medium 10-20, large 20-50 mm), "mix"
+#: (real lesion statistics) or a ``(min_mm, max_mm)`` range.
+TypeSize = Union[Literal["tiny", "small", "medium", "large", "mix"], str, tuple[float, float]]
+#: A number of lesions, or an inclusive ``(min, max)`` range to draw it from.
+TypeCount = Union[int, tuple[int, int]]
+#: A phenotype name ("hypodense", "isodense", "hyperdense", "rim-enhancing", "necrotic"), "mix",
+#: or ``{name: weight}``.
+TypePhenotype = Union[str, Mapping[str, float]]
+#: A ``(low, high)`` range, e.g. of edge widths in mm.
+TypeRange = tuple[float, float]
+#: Who draws the lesion's appearance.
+TypeMethod = Literal["heuristic", "diffusion"]
+#: A diffusion model: its folder or a loaded model.
+TypeModel = Union[str, "os.PathLike[str]", "DiffusionModel", None]
+#: The diffusion sampler.
+TypeSampler = Literal["ddim", "dpm-solver"]
