@@ -15,6 +15,7 @@ import numpy as np
 import synth
 from synth.heuristic.size import parse_size
 from synth.heuristic.texture import parse_phenotype
+from synth.labels import Label
 from synth.validation import affine_disagreement_mm, check_count
 
 ON_FAILURE = ("raise", "warn", "ignore")
@@ -128,7 +129,7 @@ def insert_lesions(volume: np.ndarray, labels: np.ndarray, spacing, *, seed: int
                 warnings.warn(f"tumour insertion skipped (seed {seed}): {error}", RuntimeWarning,
                               stacklevel=2)
             return None
-    new_tumor = (result.label == 2) & (host_mask != 2)
+    new_tumor = (result.label == Label.TUMOR) & (host_mask != Label.TUMOR)
     out_labels = labels.copy()
     out_labels[new_tumor] = tumor_label
     return result.volume, out_labels

@@ -15,6 +15,7 @@ from scipy import ndimage
 
 from ._arrays import bounding_slices
 from .defaults import EDGE_MM, MAX_ATTEMPTS, SUBCAPSULAR_PROBABILITY
+from .labels import Label
 from .records import InsertionResult
 from .types import TypeCount, TypeMethod, TypeModel, TypePhenotype, TypeRange, TypeSampler, TypeSize
 from .validation import check_label_map, check_spacing, check_volume
@@ -64,10 +65,10 @@ class HostScan:
         """
         flat_label = self.label.reshape(-1)
         candidates = rng.integers(0, flat_label.size, size=draws)
-        hits = candidates[flat_label[candidates] == 1]
+        hits = candidates[flat_label[candidates] == Label.LIVER]
         if hits.size >= _MIN_LIVER_HITS:
             return hits.size / draws, hits
-        self._liver_voxels = np.flatnonzero(flat_label == 1)
+        self._liver_voxels = np.flatnonzero(flat_label == Label.LIVER)
         if self._liver_voxels.size == 0:
             raise ValueError("mask has no tumour-free liver voxels (label 1): nowhere to insert a lesion")
         return self._liver_voxels.size / flat_label.size, rng.choice(self._liver_voxels, size=min(draws, self._liver_voxels.size))
@@ -112,7 +113,7 @@ class HostScan:
         """
         if self._clearance is None:
             stride = self._clearance_stride
-            free = self.label[::stride[0], ::stride[1], ::stride[2]] == 1
+            free = self.label[::stride[0], ::stride[1], ::stride[2]] == Label.LIVER
             box = bounding_slices(free) or (slice(0, 0),) * 3  # a liver smaller than a cell: no clear place
             padded = np.pad(free[box], 1)  # beyond the box (and the scan border) is an obstacle
             distance = ndimage.distance_transform_edt(padded, sampling=[s * k for s, k in zip(self.spacing, stride)])
@@ -127,7 +128,7 @@ class HostScan:
         # Noise from differences of neighbours along the first axis, both in the liver.
         index = index[index[:, 0] + 1 < self.label.shape[0]]
         index_next = index + (1, 0, 0)
-        both = self.label[tuple(index_next.T)] == 1
+        both = self.label[tuple(index_next.T)] == Label.LIVER
         diffs = (self.volume[tuple(index_next[both].T)].astype(np.float64)
                  - self.volume[tuple(index[both].T)].astype(np.float64))
         noise = 1.4826 * float(np.median(np.abs(diffs - np.median(diffs)))) / np.sqrt(2) if diffs.size else spread
@@ -182,7 +183,7 @@ class HostScan:
         padded = [slice(max(c.start - h, 0), min(c.stop + h, n)) for c, h, n in zip(core, halo, shape)]
         smoothed = ndimage.gaussian_filter(self.volume[tuple(padded)].astype(np.float32), sigma, mode="nearest")
         inner = tuple(slice(c.start - p.start, c.stop - p.start) for c, p in zip(core, padded))
-        return (smoothed[inner] > self.vessel_threshold_hu) & (self.label[tuple(core)] == 1)
+        return (smoothed[inner] > self.vessel_threshold_hu) & (self.label[tuple(core)] == Label.LIVER)
 
     # --- insertion --------------------------------------------------------------------------
     def insert(

@@ -21,6 +21,7 @@ from .heuristic.shape import rasterize, sample_shape
 from .heuristic.size import SizeSpec, parse_size, sample_diameter, size_class, voxel_count_for
 from .heuristic.texture import intensity_change, parse_phenotype, sample_appearance, sample_phenotype
 from .host import HostScan, prepare_host
+from .labels import Label
 from .records import InsertionResult, Lesion
 from .types import (TypeCount, TypeMethod, TypeModel, TypePhenotype, TypeRange, TypeSampler, TypeSize,
                     TypeSpacing, TypeVolume)
@@ -251,11 +252,11 @@ def _paint(host, volume, label, index, center, box, stencil, appearance, subcaps
         region = volume[effect_box].astype(np.float32)
         local_center = [c - s.start for c, s in zip(center, effect_box)]
         volume[effect_box] = to_dtype(
-            push_outward(region, label[effect_box] == 1, local_center, radius, spacing), volume.dtype)
+            push_outward(region, label[effect_box] == Label.LIVER, local_center, radius, spacing), volume.dtype)
         changed_box = _union(paint_box, effect_box)
 
     weight = soft_edge(changed.distance_mm, appearance.edge_mm)
-    weight *= label[paint_box] == 1  # only tumour-free liver changes
+    weight *= label[paint_box] == Label.LIVER  # only tumour-free liver changes
     if painter is None:
         change = intensity_change(appearance, changed.distance_mm, changed.depth, spacing, rng)
     else:  # the model's target values, blended in with the same soft edge

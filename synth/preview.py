@@ -20,6 +20,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from .labels import Label
 from .validation import check_spacing
 
 __all__ = ["save_lesion_preview", "save_overview", "window_caption", "MAX_PREVIEW_ROWS"]
@@ -136,7 +137,7 @@ def _draw_view(
         interpolation="nearest",
         aspect="equal",  # axes are in mm, so equal aspect is the physical aspect ratio
     )
-    _draw_contour(ax, h, v, lab >= 1, LIVER_COLOUR)
+    _draw_contour(ax, h, v, lab >= Label.LIVER, LIVER_COLOUR)
     _draw_contour(ax, h, v, lab == 2, LESION_COLOUR)
     if view.flip_horizontal:
         ax.invert_xaxis()
@@ -260,7 +261,7 @@ def save_lesion_preview(
 
 def _liver_centre(label: np.ndarray) -> tuple[int, int, int]:
     """Centroid voxel of the liver (label >= 1), or the array centre if there is no liver."""
-    coords = np.nonzero(label >= 1)
+    coords = np.nonzero(label >= Label.LIVER)
     if len(coords[0]) == 0:
         return tuple(n // 2 for n in label.shape)
     return tuple(int(round(float(c.mean()))) for c in coords)

@@ -105,7 +105,7 @@ def collect_crops(cases, config: DiffusionConfig, *, healthy_crops: int | None =
             regions.append(region_around(lesion, step, config.region_margin_mm))
     n_tumor = len(images)
     wanted = max(4, n_tumor // 2) if healthy_crops is None else int(healthy_crops)
-    livers = [case for case in cases if (case[1] == 1).any()]
+    livers = [case for case in cases if (case[1] == Label.LIVER).any()]
     # One prepared host per liver that is used (preparing samples liver statistics per scan).
     hosts = [prepare_host(volume, label, spacing=spacing) for volume, label, spacing in livers[:wanted]]
     for k in range(wanted if livers else 0):
@@ -141,7 +141,7 @@ def _healthy_crop(case, host, config: DiffusionConfig, rng):
         region[place] = stencil.inside
         region = region_around(region, step, config.region_margin_mm)
         crop_label = resample_to_crop(label, axes, order=0, cval=0.0)
-        if not (crop_label[region] == 1).all():
+        if not (crop_label[region] == Label.LIVER).all():
             continue
         return window_to_range(resample_to_crop(volume, axes), config.hu_window, MODEL_RANGE), region
     return None

@@ -152,7 +152,7 @@ def plot_overlays(evaluations: dict, cases: dict, predictions: dict, path, *,
                 continue
             z, box, gt2d = view
             img = np.asarray(case.image)[box + (z,)]
-            pred2d = np.asarray(predictions[arm][case_id])[box + (z,)] == 2
+            pred2d = np.asarray(predictions[arm][case_id])[box + (z,)] == Label.TUMOR
             sx, sy = case.spacing[0], case.spacing[1]
             # Transpose so that axis 0 (x) runs left-right on screen; aspect keeps mm square.
             ax.imshow(img.T, cmap="gray", vmin=vmin, vmax=vmax, origin="lower",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from synth.cases import Case
+from synth.labels import Label
 from synth.validation import check_spacing
 from .preprocess import Preprocessing, crop_to_liver
 
@@ -16,7 +17,7 @@ _PHANTOM_MARGIN_MM = Preprocessing.crop_margin_mm
 
 def healthy_hosts(cases) -> list[Case]:
     """The cases with a liver (label 1) and no tumour voxel (label 2), in their given order."""
-    return [case for case in cases if not case.has_tumor and bool((case.label == 1).any())]
+    return [case for case in cases if not case.has_tumor and bool((case.label == Label.LIVER).any())]
 
 
 def phantom_hosts(count: int, *, spacing=(1.5, 1.5, 2.0), shape_mm=(300, 240, 160), seed: int = 0,

@@ -16,6 +16,7 @@ from typing import Sequence
 import numpy as np
 
 from synth.hu_window import range_to_window, window_to_range
+from synth.labels import Label
 from synth.seeding import rng_for
 
 from .config import TrainConfig, parse_synthetic_size
@@ -97,7 +98,7 @@ def prepare_case(case, patch_size: Sequence[int], hu_window: Sequence[float]) ->
     image = _pad_to(normalise_hu(case.image, hu_window), patch_size, 0.0)
     label = _pad_to(np.asarray(case.label, dtype=np.uint8), patch_size, 0)
     flat = label.ravel()
-    return PreparedCase(case.case_id, image, label, np.flatnonzero(flat >= 1), np.flatnonzero(flat == 2),
+    return PreparedCase(case.case_id, image, label, np.flatnonzero(flat >= Label.LIVER), np.flatnonzero(flat == Label.TUMOR),
                         tuple(float(s) for s in case.spacing))
 
 
@@ -159,7 +160,7 @@ class PatchSampler:
         region = self._synthetic_region(margin)
         image = _pad_to(np.asarray(case.image, dtype=np.float32), region, PAD_HU)
         label = _pad_to(np.asarray(case.label, dtype=np.uint8), region, 0)
-        liver = np.flatnonzero(label.ravel() == 1)
+        liver = np.flatnonzero(label.ravel() == Label.LIVER)
         if liver.size == 0:
             raise ValueError(f"host {case.case_id!r} has no liver voxels (label 1) for synthetic tumours")
         return _Host(case.case_id, image, label, tuple(float(s) for s in case.spacing), liver, margin)
