@@ -30,7 +30,8 @@ import numpy as np  # noqa: E402
 
 import synth.heuristic.shape  # noqa: E402
 import synth.insert  # noqa: E402
-from realism.report import load_cases, realism_report  # noqa: E402
+from synth.cases import read_cases  # noqa: E402
+from synth.realism.report import realism_report  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data" / "lits117"
 PER_REAL = 4  # synthetic lesions per real one: insertion is cheap, more lesions narrow the intervals
@@ -144,7 +145,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="current defaults only, no candidates")
     args = parser.parse_args()
-    cases = load_cases(DATA)
+    cases = read_cases(DATA)
     tuning = {}
     for name, (options, constants) in CANDIDATES.items():
         tuning[name], summary = measure(cases, name, options, constants)
