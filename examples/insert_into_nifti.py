@@ -5,17 +5,20 @@
     python examples/insert_into_nifti.py --out out/ --quick    # small phantom, two classes (CI)
 
 The scan is prepared once and reused for every size class, as an offline data-set builder or an
-augmentation pipeline would do.
+augmentation pipeline would do. A class whose lesions find no room in the liver (a large one beside
+many existing tumours, say) is reported with the reason and skipped; the others are still written.
+Exit status: 0 when every class was written, 1 when some could not be placed.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import numpy as np
 
-from synth import prepare_host
+from synth import LesionPlacementError, prepare_host
 from synth.io import load_nifti, save_nifti, write_json_atomic
 from synth.phantom import make_phantom
 from synth.preview import save_lesion_preview
@@ -48,9 +51,14 @@ def main(argv=None):
 
     classes = ("small", "medium") if args.quick else ("tiny", "small", "medium", "large")
     rng = np.random.default_rng(args.seed)
-    summary = {}
+    summary = {}  # size class -> lesion diameters (mm), or why it could not be placed (str)
     for size in classes:
-        result = host.insert(size=size, count=(1, 3), rng=rng)
+        try:
+            result = host.insert(size=size, count=(1, 3), rng=rng)
+        except LesionPlacementError as exc:  # no room in this liver: report it, go on with the others
+            summary[size] = str(exc)
+            print(f"{size:6s}: not placed, nothing written: {exc}")
+            continue
         folder = args.out / size
         save_nifti(result.volume, affine, folder / "ct.nii.gz")
         save_nifti(result.label, affine, folder / "label.nii.gz")
@@ -59,8 +67,12 @@ def main(argv=None):
         write_json_atomic(records, folder / "lesions.json")
         summary[size] = [round(r["diameter_mm"], 1) for r in records]
         print(f"{size:6s}: {len(records)} lesion(s), diameters {summary[size]} mm -> {folder}")
+    failed = [size for size, value in summary.items() if isinstance(value, str)]
+    print(f"{len(classes) - len(failed)} of {len(classes)} size classes written to {args.out}"
+          + (f"; not placed: {', '.join(failed)}" if failed else ""))
     return summary
 
 
 if __name__ == "__main__":
-    main()
+    summary = main()
+    sys.exit(1 if any(isinstance(value, str) for value in summary.values()) else 0)

@@ -1,7 +1,7 @@
 """Train-time patches for liver CT with TorchIO: the ready training pipeline, a Queue with a
 LabelSampler, and history replay of one augmented subject.
 
-    python examples/torchio_pipeline.py                 # LiTS-117 from ../shared/data, or the phantom
+    python examples/torchio_pipeline.py                 # LiTS-117 if at hand, else the phantom
     python examples/torchio_pipeline.py --image ct.nii.gz --label seg.nii.gz
     python examples/torchio_pipeline.py --quick         # small patches on the phantom, seconds
 
@@ -21,8 +21,19 @@ import torchio as tio
 
 from augment.pipelines import label_sampler, training_pipeline
 from synth.phantom import make_phantom
+from train.data import cached_lits117
 
-LITS117 = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "lits117"
+SHARED_LITS117 = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "lits117"
+
+
+def find_lits117() -> Path | None:
+    """The LiTS-117 folder: the sample fetched into the user cache (``tumorsynth data fetch
+    lits117``; nothing is downloaded here), else ../shared/data/lits117 beside the project, else None."""
+    cached = cached_lits117()
+    if cached is not None:
+        return cached
+    shared = [SHARED_LITS117 / "volume-117.nii.gz", SHARED_LITS117 / "segmentation-117.nii.gz"]
+    return SHARED_LITS117 if all(path.is_file() for path in shared) else None
 
 
 def load_subjects(args) -> list[tio.Subject]:
@@ -30,10 +41,15 @@ def load_subjects(args) -> list[tio.Subject]:
     if args.image or args.label:
         if not (args.image and args.label):
             raise SystemExit("give both --image and --label")
+        print(f"data: {args.image} with labels {args.label}")
         return [tio.Subject(ct=tio.ScalarImage(args.image), seg=tio.LabelMap(args.label))]
-    if args.data == "lits117" and (LITS117 / "volume-117.nii.gz").exists():
-        return [tio.Subject(ct=tio.ScalarImage(LITS117 / "volume-117.nii.gz"),
-                            seg=tio.LabelMap(LITS117 / "segmentation-117.nii.gz"))]
+    lits117 = find_lits117() if args.data == "lits117" else None
+    if lits117 is not None:
+        print(f"data: LiTS-117 from {lits117}")
+        return [tio.Subject(ct=tio.ScalarImage(lits117 / "volume-117.nii.gz"),
+                            seg=tio.LabelMap(lits117 / "segmentation-117.nii.gz"))]
+    print("data: the phantom" + (" (no LiTS-117 found; `tumorsynth data fetch lits117` fetches it)"
+                                 if args.data == "lits117" else ""))
     # The phantom: a healthy liver, so every tumour in the patches is a synthetic one.
     shape, spacing = ((96, 80, 40), (3.0, 3.0, 4.0)) if args.quick else ((224, 176, 80), (1.6, 1.6, 2.5))
     subjects = []
@@ -50,7 +66,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--image", type=Path, help="CT NIfTI in HU")
     parser.add_argument("--label", type=Path, help="label NIfTI (0/1/2)")
     parser.add_argument("--data", choices=["lits117", "phantom"], default="lits117",
-                        help="built-in data when no --image/--label (LiTS-117 falls back to the phantom)")
+                        help="built-in data when no --image/--label: lits117 (fetched into the user cache, else "
+                             "../shared/data/lits117, else the phantom) or phantom")
     parser.add_argument("--quick", action="store_true", help="small patches, few batches, phantom")
     parser.add_argument("--batches", type=int, default=None, help="batches to draw (default 8, quick 2)")
     parser.add_argument("--workers", type=int, default=0, help="Queue subject-loading processes")

@@ -25,11 +25,13 @@ def renamed_keyword(new_value: T, old_value: Any, *, new: str, old: str, default
     """The value of a keyword argument renamed from ``old`` to ``new``.
 
     ``old_value`` is what the caller passed under the old name (:data:`UNSET` when nothing);
-    giving both names is an error, the old one alone warns.
+    giving both names is an error, the old one alone warns. The new name counts as given unless
+    its value is the ``default`` object itself (identity, so that ``tumor_label=2`` next to
+    ``tumour_label=2`` is refused too).
     """
     if old_value is _UNSET:
         return new_value
-    if new_value is not default and new_value != default:
+    if new_value is not default:
         raise TypeError(f"give {new} only ({old} is its deprecated spelling), not both")
     warn_renamed(old, new, stacklevel=4)
     return old_value

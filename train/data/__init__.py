@@ -7,7 +7,7 @@ imported by the functions that use them.
 from .cache import default_cache_dir
 from synth.cases import Case
 from .checks import CaseProblem, check_case, find_problems
-from .fetch import FetchError, fetch_lits117
+from .fetch import FetchError, cached_lits117, fetch_lits117
 from synth.cases import CaseFiles, find_cases
 from .hosts import healthy_hosts, phantom_hosts
 from .mrc import MrcVolume, read_mrc
@@ -22,6 +22,7 @@ __all__ = [
     "MrcVolume",
     "Preprocessing",
     "Split",
+    "cached_lits117",
     "check_case",
     "crop_to_liver",
     "default_cache_dir",

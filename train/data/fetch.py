@@ -22,7 +22,8 @@ from synth.io import atomic_output_path
 from .cache import default_cache_dir
 from .mrc import read_mrc
 
-__all__ = ["FetchError", "fetch_lits117", "LITS117_WHEEL", "LITS117_SHA256", "LITS117_SPACING_MM"]
+__all__ = ["FetchError", "cached_lits117", "fetch_lits117", "LITS117_WHEEL", "LITS117_SHA256",
+           "LITS117_SPACING_MM"]
 
 LITS117_WHEEL = "liver-ct-segmentation-package==1.6.0"
 LITS117_SHA256 = "67ffa526d8500ce5e3d9f2c96c1690543d811d352d93d531301d35791b9d6bba"
@@ -126,6 +127,17 @@ def _complete(folder: Path) -> bool:
     return all((folder / name).is_file() for name in (*_FILES.values(), "README.txt"))
 
 
+def cached_lits117(cache_dir: Path | None = None) -> Path | None:
+    """The folder ``<cache_dir>/lits117`` when :func:`fetch_lits117` has already fetched the sample
+    there (its files are all present), else None. Never downloads anything.
+
+    Args:
+        cache_dir: the cache root; default ``default_cache_dir()`` (``$TUMORSYNTH_CACHE``, ...).
+    """
+    folder = Path(cache_dir if cache_dir is not None else default_cache_dir()) / "lits117"
+    return folder if _complete(folder) else None
+
+
 def fetch_lits117(cache_dir: Path | None = None, *, wheel: Path | None = None, progress: bool = True,
                   sha256: str = LITS117_SHA256) -> Path:
     """The folder ``<cache_dir>/lits117`` holding ``volume-117.nii.gz``, ``segmentation-117.nii.gz``
@@ -146,9 +158,10 @@ def fetch_lits117(cache_dir: Path | None = None, *, wheel: Path | None = None, p
     """
     from tqdm.auto import tqdm
 
+    cached = cached_lits117(cache_dir)
+    if cached is not None:
+        return cached
     folder = Path(cache_dir if cache_dir is not None else default_cache_dir()) / "lits117"
-    if _complete(folder):
-        return folder
     folder.mkdir(parents=True, exist_ok=True)
     steps = tqdm(total=3, desc="fetching LiTS-117", unit="step", disable=not progress)
     try:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from synth.io import check_same_space, load_nifti, write_json_atomic
 from synth.cases import nifti_stem
+from synth.deprecation import warn_renamed
 from synth.errors import UsageError, input_errors
 from synth.labels import Label
 
@@ -44,7 +45,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--gt", required=True, type=Path, help="ground-truth label map(s)")
     parser.add_argument("--json", required=True, type=Path, help="output JSON report")
     parser.add_argument("--tumor-label", "--tumour-label", dest="tumor_label", type=int, default=int(Label.TUMOR),
+                        action=_TumorLabel,
                         help="tumour label value (default 2; --tumour-label is a deprecated spelling)")
+
+
+class _TumorLabel(argparse.Action):
+    """Store the value; the deprecated spelling ``--tumour-label`` also warns."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        if option_string == "--tumour-label":
+            warn_renamed("--tumour-label", "--tumor-label")
+        setattr(namespace, self.dest, values)
 
 
 def run(args: argparse.Namespace) -> int:
