@@ -142,7 +142,7 @@ def test_tumour_label_option():
     gt = np.zeros((6, 6, 6), np.int16)
     gt[1:3, 1:3, 1:3] = 5
     gt[4, 4, 4] = 2
-    res = evaluate_case(gt, gt, tumour_label=5)
+    res = evaluate_case(gt, gt, tumor_label=5)
     assert res.n_lesions == 1 and res.lesions[0].voxels == 8
 
 
