@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from synth.io import read_nifti_image
 from synth.validation import affine_disagreement_mm
 
 from .files import CaseFiles
@@ -49,14 +50,13 @@ def affine_is_broken(affine) -> str | None:
 
 
 def _load(path, kind: str, case_id: str, problems: list[CaseProblem]):
-    import nibabel as nib
-
+    """The nibabel image and voxel data of ``path``; ``(None, None)`` and a fatal problem naming
+    the file when it cannot be read (truncated or corrupt gzip, not NIfTI)."""
     try:
-        return nib.load(str(path))
-    except Exception as exc:  # nibabel raises many types for unreadable files
-        problems.append(CaseProblem(f"case {case_id}: the {kind} file {path} cannot be read as NIfTI "
-                                    f"({type(exc).__name__}: {exc}).", True))
-        return None
+        return read_nifti_image(path)
+    except (FileNotFoundError, ValueError) as exc:  # the message names the file
+        problems.append(CaseProblem(f"case {case_id}: the {kind} file is unreadable: {exc}.", True))
+        return None, None
 
 
 def header_problems(case_id: str, image_img, label_img, *, spacing_given: bool = False) -> list[CaseProblem]:
@@ -132,18 +132,12 @@ def array_problems(case_id: str, image: np.ndarray | None, label: np.ndarray | N
 def find_problems(files: CaseFiles) -> list[CaseProblem]:
     """All problems of a case's files, fatal or not (empty when the case is fine)."""
     problems: list[CaseProblem] = []
-    image_img = _load(files.image, "image", files.case_id, problems)
-    label_img = _load(files.label, "label", files.case_id, problems) if files.label is not None else None
+    image_img, image = _load(files.image, "image", files.case_id, problems)
+    label_img, label = (_load(files.label, "label", files.case_id, problems) if files.label is not None
+                        else (None, None))
     problems += header_problems(files.case_id, image_img, label_img)
     if any(p.fatal for p in problems):
-        return problems  # the arrays are not worth reading
-    try:
-        image = np.asanyarray(image_img.dataobj) if image_img is not None else None
-        label = np.asanyarray(label_img.dataobj) if label_img is not None else None
-    except Exception as exc:  # truncated gzip, wrong size
-        problems.append(CaseProblem(f"case {files.case_id}: the voxel data cannot be read "
-                                    f"({type(exc).__name__}: {exc}).", True))
-        return problems
+        return problems  # the voxel values are not worth checking
     return problems + array_problems(files.case_id, image, label)
 
 
