@@ -87,3 +87,78 @@ def test_truncated_nifti_image_given_to_insert_tumor_names_the_file(tmp_path):
     _truncate(image)
     with pytest.raises(ValueError, match=rf"{re.escape(str(image))}: {UNREADABLE} \(truncated or corrupt gzip"):
         insert_tumor(nib.load(image), nib.load(label), seed=0)
+
+
+# --- 2. a truncated or corrupt training checkpoint or model file names the file ------------------
+
+TINY_TRAIN = dict(patch_size=(32, 32, 32), batch_size=2, filters=(4, 8, 16), device="cpu")
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory, phantom_case):
+    """A finished 2-step run: its folder holds checkpoint.pt and model.pt."""
+    torch = pytest.importorskip("torch")
+    from train.loop import TrainConfig, train_model
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the one_torch_thread fixture, for a module-scoped fixture
+    try:
+        config = TrainConfig(**TINY_TRAIN, steps=2)
+        case = phantom_case(0)
+        out = tmp_path_factory.mktemp("tiny_run")
+        train_model(config, [case], out_dir=out, progress=False)
+    finally:
+        torch.set_num_threads(before)
+    return config, case, out
+
+
+def _copy_run(run_dir: Path, to: Path) -> Path:
+    import shutil
+
+    return Path(shutil.copytree(run_dir, to))
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_truncated_checkpoint_on_resume_names_the_file(tmp_path, tiny_run):
+    from train.loop import train_model
+
+    config, case, run_dir = tiny_run
+    out = _copy_run(run_dir, tmp_path / "run")
+    _truncate(out / "checkpoint.pt")
+    with pytest.raises(ValueError) as info:
+        train_model(config, [case], out_dir=out, resume=True, progress=False)
+    message = str(info.value)
+    assert message.startswith(f"{out / 'checkpoint.pt'}: cannot read this file: it is truncated, corrupt")
+    assert "delete it to start the run over from step 0" in message
+    assert "weights_only" not in message and "weights_only" not in repr(info.value.__cause__)
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_truncated_model_file_names_the_file(tmp_path, tiny_run):
+    from train.loop import load_model
+
+    _, _, run_dir = tiny_run
+    out = _copy_run(run_dir, tmp_path / "run")
+    load_model(out / "model.pt")  # the intact file loads
+    _truncate(out / "model.pt")
+    with pytest.raises(ValueError, match=rf"^{re.escape(str(out / 'model.pt'))}: cannot read this file: "
+                                         rf"it is truncated, corrupt .*; copy it again, or load another"):
+        load_model(out / "model.pt")
+
+
+@pytest.mark.parametrize("damage", ["empty", "garbage", "half", "drop-tail"])
+def test_every_kind_of_damaged_torch_file_is_a_clear_error(tmp_path, damage):
+    torch = pytest.importorskip("torch")
+    from train.loop.files import load_torch
+
+    path = tmp_path / "checkpoint.pt"
+    torch.save({"model": {"w": torch.arange(2000.0)}, "step": 3}, path)
+    good = path.read_bytes()
+    path.write_bytes({"empty": b"", "garbage": b"\x80\x02not a pickle" * 40, "half": good[: len(good) // 2],
+                      "drop-tail": good[:-200]}[damage])  # half, drop-tail: a bare "[Errno 22] Invalid argument"
+    with pytest.raises(ValueError) as info:
+        load_torch(path, "cpu", advice="do this")
+    message = str(info.value)
+    assert message.startswith(f"{path}: cannot read this file") and message.endswith("; do this")
+    assert "weights_only" not in message and info.value.__cause__ is None
+    assert info.value.__suppress_context__  # torch's advice to unpickle is not shown either
