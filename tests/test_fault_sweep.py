@@ -162,3 +162,77 @@ def test_every_kind_of_damaged_torch_file_is_a_clear_error(tmp_path, damage):
     assert message.startswith(f"{path}: cannot read this file") and message.endswith("; do this")
     assert "weights_only" not in message and info.value.__cause__ is None
     assert info.value.__suppress_context__  # torch's advice to unpickle is not shown either
+
+
+# --- 3. a diffusion model with NaN weights or an absurd config.json is refused on load ------------
+
+
+@pytest.fixture
+def saved_diffusion_model(tmp_path):
+    pytest.importorskip("torch")
+    pytest.importorskip("diffusers")
+    from synth.diffusion import TINY, DiffusionConfig, build_model, save_model
+
+    return save_model(build_model(DiffusionConfig(**TINY)), tmp_path / "model")
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_diffusion_weights_with_nan_or_inf_are_refused(saved_diffusion_model, value):
+    from safetensors.torch import load_file, save_file
+
+    from synth.diffusion import load_model
+    from synth.diffusion.config import WEIGHTS_NAME
+
+    path = saved_diffusion_model / WEIGHTS_NAME
+    tensors = load_file(str(path))
+    names = sorted(tensors)[:2]
+    for name in names:
+        tensors[name].view(-1)[0] = value
+    save_file(tensors, str(path))
+    with pytest.raises(ValueError, match=rf"^{re.escape(str(path))}: 2 of {len(tensors)} tensors hold NaN "
+                                         rf"or infinite values \('{re.escape(names[0])}', '{re.escape(names[1])}'\)"):
+        load_model(saved_diffusion_model, device="cpu")
+
+
+def _edit_config(folder: Path, **changes) -> Path:
+    import json
+
+    from synth.diffusion.config import CONFIG_NAME
+
+    path = folder / CONFIG_NAME
+    data = json.loads(path.read_text())
+    data["config"].update(changes)
+    path.write_text(json.dumps(data))
+    return path
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_diffusion_config_with_absurd_channels_is_refused_before_allocating(saved_diffusion_model, monkeypatch):
+    import torch
+
+    from synth.diffusion import load_model
+    from synth.diffusion.weights import MAX_PARAMETERS
+
+    # 4096/8192 channels: about 47 billion parameters, 188 GB of float32 weights.
+    path = _edit_config(saved_diffusion_model, channels=[4096, 8192])
+
+    def allocate(*args, **kwargs):  # build_unet enters this just before allocating the network
+        raise AssertionError("the network was about to be built")
+
+    monkeypatch.setattr(torch.random, "fork_rng", allocate)
+    with pytest.raises(ValueError, match=rf"^{re.escape(str(path))}: channels \[4096, 8192\] \(with num_res_blocks 1\) "
+                                         rf"make a network of [\d,]+ parameters .* above the limit of "
+                                         rf"{MAX_PARAMETERS:,}; use fewer channels"):
+        load_model(saved_diffusion_model, device="cpu")
+
+
+def test_diffusion_config_with_absurd_crop_size_is_refused(saved_diffusion_model):
+    from synth.diffusion import TINY, DiffusionConfig, load_model
+
+    path = _edit_config(saved_diffusion_model, crop_size=100000)
+    with pytest.raises(ValueError, match=rf"^{re.escape(str(path))}: crop_size 100000 is above the limit of 128 voxels"):
+        load_model(saved_diffusion_model, device="cpu")
+    with pytest.raises(ValueError, match="crop_size 256 is above the limit of 128"):
+        DiffusionConfig(**{**TINY, "crop_size": 256})
+    assert DiffusionConfig(**{**TINY, "crop_size": 128}).crop_size == 128
