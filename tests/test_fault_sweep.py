@@ -236,3 +236,60 @@ def test_diffusion_config_with_absurd_crop_size_is_refused(saved_diffusion_model
     with pytest.raises(ValueError, match="crop_size 256 is above the limit of 128"):
         DiffusionConfig(**{**TINY, "crop_size": 256})
     assert DiffusionConfig(**{**TINY, "crop_size": 128}).crop_size == 128
+
+
+# --- 4. CT values far outside any HU scale are named as such, not as "0 NaN or infinite" ----------
+
+
+@pytest.fixture
+def small_host():
+    from synth.phantom import make_phantom
+
+    ph = make_phantom(shape=(48, 40, 24), spacing=(3.0, 3.0, 4.0), lesions=0, seed=0)
+    return ph.volume, ph.label, ph.spacing
+
+
+def test_huge_finite_ct_values_are_named_with_the_hu_range(small_host):
+    from synth import insert_tumor
+
+    volume, label, spacing = small_host
+    volume = volume.astype(np.float64)
+    volume[1, 1, 1] = volume[2, 1, 1] = 1e308  # their float64 sum overflows to inf
+    with np.errstate(all="raise"):  # as under TorchIO: no FloatingPointError from the check either
+        with pytest.raises(ValueError) as info:
+            insert_tumor(volume, label, spacing=spacing, seed=0)
+    message = str(info.value)
+    assert message.startswith("volume contains 2 values outside the plausible HU range [-32768, 65535] "
+                              "(lowest 1e+308, highest 1e+308)")
+    assert "NaN" not in message
+
+
+@pytest.mark.parametrize("dtype, value", [(np.float64, 1e300), (np.float32, -1e5), (np.int32, 10**6)])
+def test_any_value_outside_the_hu_range_is_refused(small_host, dtype, value):
+    from synth.validation import check_volume
+
+    volume = small_host[0].astype(dtype)
+    volume[3, 3, 3] = value  # no overflow: refused all the same
+    with pytest.raises(ValueError, match=r"^volume contains 1 values outside the plausible HU range \[-32768, 65535\]"):
+        check_volume(volume)
+
+
+def test_nan_and_out_of_range_values_are_counted_separately(small_host):
+    from synth.validation import check_volume
+
+    volume = small_host[0].astype(np.float64)
+    volume[0, 0, :3] = np.nan
+    volume[1, 0, :2] = 1e308
+    with pytest.raises(ValueError, match=r"^volume contains 3 NaN or infinite values, and 2 values outside "
+                                         r"the plausible HU range \[-32768, 65535\]; CT must be finite HU$"):
+        check_volume(volume)
+
+
+@pytest.mark.parametrize("dtype, low, high", [(np.int16, -32768, 32767), (np.uint16, 0, 65535),
+                                              (np.float32, -32768, 65535)])
+def test_the_whole_16_bit_range_is_still_accepted(small_host, dtype, low, high):
+    from synth.validation import check_volume
+
+    volume = small_host[0].astype(dtype)
+    volume[0, 0, 0], volume[0, 0, 1] = low, high
+    assert check_volume(volume) is not None
