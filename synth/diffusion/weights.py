@@ -72,8 +72,8 @@ def build_unet(config: DiffusionConfig, *, seed: int = 0, source: str = "config"
         raise ValueError(f"{source}: channels {list(config.channels)} (with num_res_blocks "
                          f"{config.num_res_blocks}) make a network of {count:,} parameters "
                          f"({count * 4 / 1e9:.3g} GB as float32), above the limit of "
-                         f"{MAX_PARAMETERS:,}; use fewer channels (the default {list(DiffusionConfig().channels)} "
-                         f"has {parameter_count(DiffusionConfig()):,})")
+                         f"{MAX_PARAMETERS:,}; use fewer channels (the default "
+                         f"{list(DiffusionConfig().channels)} has {parameter_count(DiffusionConfig()):,})")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return DiffusionModelUNet(**config.unet_arguments())
