@@ -297,3 +297,86 @@ def test_the_whole_16_bit_range_is_still_accepted(small_host, dtype, low, high):
     volume[0, 0, 0], volume[0, 0, 1] = low, high
     assert check_volume(volume) is not None
 
+
+# --- 5. the TorchIO and MONAI transforms refuse a label map saved as 0/255 ------------------------
+
+AUGMENT_SHAPE, AUGMENT_SPACING = (96, 80, 40), (3.0, 3.0, 4.0)
+
+
+@pytest.fixture(scope="module")
+def augment_phantom():
+    from synth.phantom import make_phantom
+
+    return make_phantom(shape=AUGMENT_SHAPE, spacing=AUGMENT_SPACING)
+
+
+def _torchio_subject(ph, labels):
+    import torch
+    import torchio as tio
+
+    return tio.Subject(ct=tio.ScalarImage(tensor=torch.from_numpy(ph.volume.copy())[None], affine=ph.affine),
+                       seg=tio.LabelMap(tensor=torch.from_numpy(labels)[None], affine=ph.affine))
+
+
+def _binary_255(ph, dtype=np.uint8):
+    return ((ph.label > 0) * 255).astype(dtype)
+
+
+MASK_255 = (r"label map '{name}' has no liver \(label 1\) or tumour \(label 2\) voxel: found label values "
+            r"0, 255; expected 0 background, 1 liver, 2 tumour \(or a binary liver mask 0/1\), as set by "
+            r"liver_label and tumor_label\. A mask saved as 0/255 needs converting")
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.float32])
+def test_torchio_transform_refuses_a_0_255_label_map(augment_phantom, dtype):
+    pytest.importorskip("torchio")
+    import torch
+
+    from augment import RandomTumorInsertion, TumorInsertion
+
+    subject = _torchio_subject(augment_phantom, _binary_255(augment_phantom, dtype))
+    torch.manual_seed(0)
+    with pytest.raises(ValueError, match=MASK_255.format(name="seg")):
+        RandomTumorInsertion(size="small", count=2)(subject)
+    with pytest.raises(ValueError, match=MASK_255.format(name="seg")):
+        TumorInsertion(seed=0, size="small", count=2)(subject)
+
+
+def test_torchio_transform_takes_a_0_255_mask_with_liver_label_255(augment_phantom):
+    pytest.importorskip("torchio")
+    import torch
+
+    from augment import TumorInsertion
+
+    subject = _torchio_subject(augment_phantom, _binary_255(augment_phantom))
+    out = TumorInsertion(seed=0, size="small", count=2, liver_label=255)(subject)
+    assert int((out.seg.data == 2).sum()) > 0
+    assert set(torch.unique(out.seg.data).tolist()) == {0, 2, 255}
+
+
+def test_torchio_transform_still_skips_a_crop_without_liver_of_a_multi_organ_map(augment_phantom):
+    pytest.importorskip("torchio")
+    import torch
+
+    from augment import TumorInsertion
+
+    labels = np.where(augment_phantom.label > 0, 0, 3).astype(np.uint8)  # organ 3 only, no liver
+    subject = _torchio_subject(augment_phantom, labels)
+    out = TumorInsertion(seed=0)(subject)
+    assert torch.equal(out.seg.data, subject.seg.data) and torch.equal(out.ct.data, subject.ct.data)
+
+
+def test_monai_transform_refuses_a_0_255_label_map(augment_phantom):
+    pytest.importorskip("monai")
+    import torch
+    from monai.data import MetaTensor
+
+    from augment import RandTumorInsertiond
+
+    affine = torch.as_tensor(augment_phantom.affine, dtype=torch.float64)
+    data = {"image": MetaTensor(torch.from_numpy(augment_phantom.volume.astype(np.float32))[None], affine=affine),
+            "mask": MetaTensor(torch.from_numpy(_binary_255(augment_phantom))[None], affine=affine)}
+    transform = RandTumorInsertiond(keys="image", label_key="mask", size="small")
+    transform.set_random_state(seed=0)
+    with pytest.raises(ValueError, match=MASK_255.format(name="mask")):
+        transform(data)
