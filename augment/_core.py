@@ -96,15 +96,43 @@ def check_same_space(image_shape, image_affine, label_shape, label_affine, *, im
             f"(e.g. tio.Resample({image_name!r})) or fix its header")
 
 
+# A label map whose largest value is this, with no liver or tumour voxel, is a mask saved as an
+# 8-bit image (0/255), not a crop beside the liver.
+_EIGHT_BIT_ON = 255
+
+
+def check_label_values(labels: np.ndarray, *, liver_label: int, tumor_label: int,
+                       label_name: str = "label") -> None:
+    """Refuse a label map with neither liver nor tumour voxels whose largest value is 255.
+
+    Such a map is a binary (or 3-level) mask saved as an 8-bit image, on which the transforms
+    would silently insert nothing. Maps with other values and no liver (a crop beside the liver
+    of a multi-organ segmentation, say) stay allowed: there is nothing to insert into.
+    """
+    if liver_label == _EIGHT_BIT_ON or tumor_label == _EIGHT_BIT_ON or labels.size == 0:
+        return
+    if labels.max() != _EIGHT_BIT_ON or (labels == tumor_label).any():
+        return
+    found = np.unique(labels)
+    shown = ", ".join(f"{v:g}" for v in found[:8].tolist()) + (", ..." if found.size > 8 else "")
+    raise ValueError(
+        f"label map {label_name!r} has no liver (label {liver_label}) or tumour (label {tumor_label}) "
+        f"voxel: found label values {shown}; expected 0 background, {liver_label} liver, "
+        f"{tumor_label} tumour (or a binary liver mask 0/{liver_label}), as set by liver_label and "
+        f"tumor_label. A mask saved as 0/255 needs converting (e.g. label // 255) or liver_label=255")
+
+
 def insert_lesions(volume: np.ndarray, labels: np.ndarray, spacing, *, seed: int, size, count,
                    phenotype, liver_label: int, tumor_label: int, on_failure: str,
-                   synthesis_options: dict) -> tuple[np.ndarray, np.ndarray] | None:
+                   synthesis_options: dict,
+                   label_name: str = "label") -> tuple[np.ndarray, np.ndarray] | None:
     """Insert lesions into one 3-D CT volume and its label map.
 
     ``labels`` may hold any label values (a multi-organ segmentation, say): voxels equal to
     ``liver_label`` are the liver lesions go into, voxels equal to ``tumor_label`` are existing
     tumours that are kept and avoided, and every other value is left alone. New tumour voxels get
-    ``tumor_label``.
+    ``tumor_label``. A map without liver whose largest value is 255 (a mask saved as 0/255) is
+    refused with a ValueError naming ``label_name`` (:func:`check_label_values`).
 
     Returns new arrays of the inputs' dtypes, or ``None`` when nothing was inserted: the label map
     has no liver (a crop beside the liver, say), or the lesions found no room and ``on_failure`` is
@@ -112,6 +140,7 @@ def insert_lesions(volume: np.ndarray, labels: np.ndarray, spacing, *, seed: int
     """
     liver = labels == liver_label
     if not liver.any():
+        check_label_values(labels, liver_label=liver_label, tumor_label=tumor_label, label_name=label_name)
         return None
     # synth reads 0 background / 1 liver / 2 tumour; other organs count as background.
     host_mask = liver.astype(np.uint8)

@@ -119,7 +119,7 @@ class RandTumorInsertiond(RandomizableTransform, MapTransform):
             volume, labels, self._spacing_of(image), seed=self.seed, size=self.size,
             count=self.count, phenotype=self.phenotype, liver_label=self.liver_label,
             tumor_label=self.tumor_label, on_failure=self.on_failure,
-            synthesis_options=self.synthesis_options)
+            synthesis_options=self.synthesis_options, label_name=str(self.label_key))
         if inserted is None:
             return d
         new_volume, new_labels = inserted

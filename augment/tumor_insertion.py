@@ -24,7 +24,8 @@ class RandomTumorInsertion(RandomTransform):
     spacing, read from its affine, so a lesion is as round on 0.7 x 0.7 x 5 mm voxels as on 1 mm
     ones. Put it before intensity transforms, so that the lesions get the same noise, blur and
     bias as the rest of the scan, and on whole livers or liver crops (on a crop with no liver it
-    does nothing).
+    does nothing; a label map with no liver whose largest value is 255, a mask saved as 0/255, is
+    a ``ValueError``).
 
     Which images: exactly one :class:`~torchio.ScalarImage` (the CT, in Hounsfield units) and
     exactly one :class:`~torchio.LabelMap` of the subject, after TorchIO's ``include`` /
@@ -135,7 +136,7 @@ class TumorInsertion(tio.Transform):
             image.data[0].numpy(), label_map.data[0].numpy(), image.spacing, seed=self.seed,
             size=self.size, count=self.count, phenotype=self.phenotype,
             liver_label=self.liver_label, tumor_label=self.tumor_label,
-            on_failure=self.on_failure, synthesis_options=self.synthesis_options)
+            on_failure=self.on_failure, synthesis_options=self.synthesis_options, label_name=label_name)
         if inserted is not None:
             volume, labels = inserted
             image.set_data(torch.from_numpy(volume)[None])

@@ -306,7 +306,10 @@ def _as_arrays(volume, mask):
     if not np.allclose(volume.affine, mask.affine, atol=1e-3):
         raise ValueError("volume and mask images have inconsistent affines: they are not in one space")
     spacing = tuple(float(z) for z in volume.header.get_zooms()[:3])
-    return np.asanyarray(volume.dataobj), np.asanyarray(mask.dataobj), volume, spacing
+    # Imported here: ``import synth`` stays free of nibabel, which the caller has loaded already.
+    from .io import read_image_data  # a truncated file is a ValueError naming it
+
+    return read_image_data(volume), read_image_data(mask), volume, spacing
 
 
 def _like(image, array):

@@ -10,10 +10,12 @@ truncated ``.nii.gz`` or ``.json`` that a later, resumed run would mistake for a
 from __future__ import annotations
 
 import contextlib
+import gzip
 import json
 import os
 import re
 import uuid
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -26,6 +28,8 @@ from .validation import affine_disagreement_mm, check_spacing
 __all__ = [
     "NiftiVolume",
     "load_nifti",
+    "read_nifti_image",
+    "read_image_data",
     "check_same_space",
     "save_nifti",
     "write_json_atomic",
@@ -95,16 +99,42 @@ def _squeeze_to_3d(array: np.ndarray, path: Path) -> np.ndarray:
     return array
 
 
-def load_nifti(path: str | os.PathLike) -> NiftiVolume:
-    """Load a 3-D NIfTI file reoriented to closest canonical RAS+.
+# What reading a damaged file raises: gzip stream cut short (EOFError), bad deflate data
+# (zlib.error), bad CRC or header (gzip.BadGzipFile, an OSError), an uncompressed file shorter than
+# its header says (OSError), or a header nibabel cannot parse (ImageFileError).
+_READ_ERRORS = (EOFError, zlib.error, gzip.BadGzipFile, OSError, nib.filebasedimages.ImageFileError)
+_GZIP_ERRORS = (EOFError, zlib.error, gzip.BadGzipFile)
 
-    The stored dtype is kept (int16 CT stays int16, uint8 labels stay uint8); when the header has a
-    scaling slope/intercept, nibabel applies it and the array is float.
+
+def _unreadable(path: str | os.PathLike, exc: BaseException) -> ValueError:
+    """The one error for a NIfTI file that cannot be read, naming the file and what to do."""
+    if isinstance(exc, _GZIP_ERRORS):
+        what = "truncated or corrupt gzip"
+    elif isinstance(exc, nib.filebasedimages.ImageFileError):
+        what = "not a NIfTI file, or a truncated or corrupt one"
+    else:
+        what = "truncated or corrupt file"
+    detail = " ".join(str(exc).split())  # nibabel's messages span lines
+    return ValueError(f"{path}: cannot read this NIfTI file ({what}: {type(exc).__name__}: "
+                      f"{detail}); re-export or re-download it")
+
+
+def read_nifti_image(path: str | os.PathLike) -> tuple[Any, np.ndarray]:
+    """Read a NIfTI file: its nibabel image and its voxel data, both fully read.
+
+    nibabel reads lazily: ``nib.load`` parses the header only, and a truncated or corrupt
+    ``.nii.gz`` fails later, wherever the data is first touched, with a bare ``EOFError`` or
+    ``zlib.error``. Here the data is read at once, so every such failure is one ``ValueError``
+    naming the file. Every place that reads a NIfTI file goes through this function.
+
+    Returns:
+        ``(image, data)``: the nibabel image (header and affine as stored, not reoriented) and its
+        voxel data as an in-memory array (the stored dtype, or float when the header has a
+        scaling slope / intercept).
 
     Raises:
         FileNotFoundError: the file does not exist.
-        ValueError: not a NIfTI file, not 3-D (a 4-D file with a singleton 4th axis is squeezed),
-            or spacing that is not positive and finite.
+        ValueError: the file cannot be read (truncated, corrupt, or not an image nibabel knows).
     """
     path = Path(path)
     if not path.is_file():
@@ -113,7 +143,39 @@ def load_nifti(path: str | os.PathLike) -> NiftiVolume:
         # mmap=False: read into memory so no file handle or read-only memmap outlives the call.
         img = nib.load(path, mmap=False)
     except Exception as exc:  # nibabel raises several types (ImageFileError, gzip/EOF errors)
-        raise ValueError(f"{path}: cannot be read as NIfTI ({type(exc).__name__}: {exc})") from exc
+        raise _unreadable(path, exc) from exc
+    return img, read_image_data(img, path)
+
+
+def read_image_data(img, path: str | os.PathLike | None = None) -> np.ndarray:
+    """The voxel data of a nibabel image (``np.asanyarray(img.dataobj)``), read now.
+
+    For images from ``nib.load``, which read their file only here: a truncated or corrupt file is
+    a ``ValueError`` naming it (``path``, else the image's own file name).
+    """
+    try:
+        return np.asanyarray(img.dataobj)
+    except _READ_ERRORS as exc:
+        if path is None:
+            get_filename = getattr(img, "get_filename", None)
+            path = (get_filename() if get_filename else None) or "a nibabel image"
+        raise _unreadable(path, exc) from exc
+
+
+def load_nifti(path: str | os.PathLike) -> NiftiVolume:
+    """Load a 3-D NIfTI file reoriented to closest canonical RAS+.
+
+    The stored dtype is kept (int16 CT stays int16, uint8 labels stay uint8); when the header has a
+    scaling slope/intercept, nibabel applies it and the array is float.
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        ValueError: not a NIfTI file, truncated or corrupt (see :func:`read_nifti_image`), not 3-D
+            (a 4-D file with a singleton 4th axis is squeezed), or spacing that is not positive
+            and finite.
+    """
+    path = Path(path)
+    img, array = read_nifti_image(path)
     if not isinstance(img, (nib.Nifti1Image, nib.Nifti2Image)):
         raise ValueError(f"{path}: not a NIfTI image (nibabel read it as {type(img).__name__})")
     if len(img.shape) < 3:
@@ -121,15 +183,19 @@ def load_nifti(path: str | os.PathLike) -> NiftiVolume:
     # Check the stored affine before reorienting: a zero or NaN column makes reorientation fail
     # with an obscure nibabel error instead of naming the real problem.
     _check_spacing(spacing_from_affine(img.affine), img.affine, path)
+    affine = np.array(img.affine, dtype=np.float64)
     try:
-        canonical = nib.as_closest_canonical(img)
+        # nib.as_closest_canonical's rule, applied to the array already read.
+        ornt = nib.orientations.io_orientation(affine)
+        if not np.array_equal(ornt, [[0, 1], [1, 1], [2, 1]]):
+            array = nib.orientations.apply_orientation(array, ornt)
+            affine = affine.dot(nib.orientations.inv_ornt_aff(ornt, img.shape))
     except Exception as exc:
         raise ValueError(f"{path}: cannot reorient to RAS ({exc})") from exc
-    array = _squeeze_to_3d(np.asanyarray(canonical.dataobj), path)
+    array = _squeeze_to_3d(array, path)
     # Reorientation returns flipped views (negative strides); downstream code and torch want
     # plain C-contiguous arrays.
     array = np.ascontiguousarray(array)
-    affine = np.array(canonical.affine, dtype=np.float64)
     spacing = spacing_from_affine(affine)
     _check_spacing(spacing, affine, path)
     return NiftiVolume(array=array, spacing=spacing, affine=affine, path=path)

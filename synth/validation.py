@@ -12,9 +12,17 @@ import numpy as np
 
 from .labels import LABEL_VALUES
 
+# Values a CT in Hounsfield units can hold: what 16-bit CT storage (int16 and uint16) can hold,
+# wider than any scanner's scale. Anything beyond is not HU (unscaled raw data, garbage, 1e308).
+PLAUSIBLE_HU = (-32768.0, 65535.0)
+
 
 def check_volume(volume) -> np.ndarray:
-    """Return ``volume`` as a 3-D numeric array (no copy), or raise."""
+    """Return ``volume`` as a 3-D numeric array (no copy), or raise.
+
+    Float values must be finite, and every value must lie in ``PLAUSIBLE_HU`` ([-32768, 65535]);
+    8- and 16-bit integer volumes always do.
+    """
     volume = np.asarray(volume)
     if volume.dtype == bool or not (
         np.issubdtype(volume.dtype, np.integer) or np.issubdtype(volume.dtype, np.floating)
@@ -27,11 +35,36 @@ def check_volume(volume) -> np.ndarray:
         raise ValueError(f"volume must be 3-D (X, Y, Z); got {volume.ndim}-D shape {volume.shape}")
     if min(volume.shape) < 1:
         raise ValueError(f"volume is empty: shape {volume.shape}")
-    # One reduction is cheaper than an isfinite mask; the precise count is only computed on failure.
-    if volume.dtype.kind == "f" and not np.isfinite(volume.sum(dtype=np.float64)):
-        bad = int(np.count_nonzero(~np.isfinite(volume)))
-        raise ValueError(f"volume contains {bad} NaN or infinite values; CT must be finite HU")
+    if volume.dtype.kind == "f" or volume.dtype.itemsize > 2:
+        _check_hu_values(volume)
     return volume
+
+
+def _check_hu_values(volume: np.ndarray) -> None:
+    """Raise ValueError for NaN or infinite values, or values outside ``PLAUSIBLE_HU``."""
+    low, high = PLAUSIBLE_HU
+    # Overflow is expected here (a sum of huge values; float16 cannot hold 65535): never a warning,
+    # nor an error under TorchIO's np.errstate(all="raise").
+    with np.errstate(over="ignore", invalid="ignore"):
+        # Two reductions are cheaper than an isfinite mask, and NaN or inf fail them too (min and
+        # max propagate NaN); the precise counts are only computed on failure.
+        if low <= volume.min() and volume.max() <= high:
+            return
+        finite = np.isfinite(volume) if volume.dtype.kind == "f" else np.ones(volume.shape, bool)
+        outside = finite & ((volume < low) | (volume > high))
+    non_finite = int(finite.size - np.count_nonzero(finite))
+    n_outside = int(np.count_nonzero(outside))
+    hu_range = f"[{low:g}, {high:g}]"
+    if non_finite:
+        also = (f", and {n_outside} values outside the plausible HU range {hu_range}" if n_outside
+                else "")
+        raise ValueError(f"volume contains {non_finite} NaN or infinite values{also}; CT must be "
+                         f"finite HU")
+    values = volume[outside]
+    raise ValueError(
+        f"volume contains {n_outside} values outside the plausible HU range {hu_range} (lowest "
+        f"{values.min():g}, highest {values.max():g}); CT must be in Hounsfield units: check the "
+        f"file's rescale slope and intercept, or the units of the array")
 
 
 def check_label_map(mask, shape: tuple[int, ...]) -> np.ndarray:
@@ -66,6 +99,8 @@ def check_label_values(labels: np.ndarray, *, name: str = "mask", high: int = ma
     label map belongs is recognised as such.
     """
     labels = np.asarray(labels)
+    if labels.dtype == bool:
+        return
     expected = f"expected labels 0 (background), 1 (liver), 2 (tumour){'' if high == 2 else f' up to {high}'}"
     if np.issubdtype(labels.dtype, np.floating):
         if not np.isfinite(labels.sum(dtype=np.float64)):

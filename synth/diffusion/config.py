@@ -18,6 +18,9 @@ FORMAT_VERSION = 1
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "weights.safetensors"
 SAMPLERS = ("ddim", "dpm-solver")
+# The largest crop side accepted, in voxels: a config.json asking for more (a typo, a damaged
+# file) would otherwise allocate crop_size ** 3 voxels per channel when sampling.
+MAX_CROP_SIZE = 128
 
 # Conditioning channels after the noisy crop, in order: the crop with the region to generate
 # set to 0 (mid-window), the region to generate (lesion plus a margin for its edge), and the
@@ -32,7 +35,8 @@ class DiffusionConfig:
     Attributes
     ----------
     crop_size : int
-        Side of the cubic crop in voxels (16-64; a multiple of 2 ** (levels - 1)).
+        Side of the cubic crop in voxels (16-64 are sensible; 8 to ``MAX_CROP_SIZE`` = 128, a
+        multiple of 2 ** (levels - 1)).
     spacing_mm : float
         Isotropic voxel size of the model grid in mm. A lesion whose box does not fit in
         ``crop_size * spacing_mm`` is seen on a coarser grid (the crop grows, the voxel count not).
@@ -41,7 +45,9 @@ class DiffusionConfig:
     region_margin_mm : float
         The region the model generates is the lesion grown by this much (room for its soft edge).
     channels, num_res_blocks, attention_levels, norm_num_groups, num_head_channels
-        MONAI ``DiffusionModelUNet`` arguments (``spatial_dims=3``, ``out_channels=1``).
+        MONAI ``DiffusionModelUNet`` arguments (``spatial_dims=3``, ``out_channels=1``). The
+        network may have at most ``synth.diffusion.weights.MAX_PARAMETERS`` (500 M) parameters,
+        checked before it is built.
     train_timesteps, beta_schedule, beta_start, beta_end
         The DDPM noise schedule (diffusers ``DDPMScheduler``); the samplers reuse it.
     sampler : str
@@ -97,6 +103,10 @@ class DiffusionConfig:
         if self.crop_size < 8 or self.crop_size % step:
             raise ValueError(f"crop_size must be at least 8 and a multiple of {step} for {levels} "
                              f"levels; got {self.crop_size}")
+        if self.crop_size > MAX_CROP_SIZE:
+            raise ValueError(f"crop_size {self.crop_size} is above the limit of {MAX_CROP_SIZE} voxels "
+                             f"(16-64 are sensible; a lesion too large for the crop is seen on a "
+                             f"coarser grid)")
         if not (math.isfinite(self.spacing_mm) and self.spacing_mm > 0):
             raise ValueError(f"spacing_mm must be a positive number; got {self.spacing_mm}")
         low, high = self.hu_window

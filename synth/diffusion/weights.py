@@ -1,9 +1,11 @@
 """A model folder: ``config.json`` plus ``weights.safetensors``; never pickle.
 
 Loading checks, in this order, and raises a ValueError (FileNotFoundError for a missing file)
-that names the file and the problem: the config's format and version, that the weights file is
-a readable safetensors file, that it holds exactly the tensors the config's network has (missing
-and unexpected names listed), and that every tensor has the expected shape.
+that names the file and the problem: the config's format and version, that the config's network
+is not larger than :data:`MAX_PARAMETERS` (counted before any weight is allocated), that the
+weights file is a readable safetensors file, that it holds exactly the tensors the config's
+network has (missing and unexpected names listed), that every tensor has the expected shape, and
+that no tensor holds NaN or infinite values.
 """
 
 from __future__ import annotations
@@ -15,6 +17,10 @@ import torch
 
 from ..io import atomic_output_path
 from .config import CONFIG_NAME, WEIGHTS_NAME, DiffusionConfig, read_config_json
+
+MAX_PARAMETERS = 500_000_000
+"""The largest network :func:`build_unet` builds: 2 GB of float32 weights (the default config has
+2.9 M parameters). A ``config.json`` asking for more is refused before anything is allocated."""
 
 
 class DiffusionModel:
@@ -43,10 +49,31 @@ class DiffusionModel:
                 f"channels {self.config.channels}, {n / 1e6:.2f} M parameters)")
 
 
-def build_unet(config: DiffusionConfig, *, seed: int = 0) -> torch.nn.Module:
-    """A freshly initialised network for ``config`` (initialisation seeded, CPU)."""
+def parameter_count(config: DiffusionConfig) -> int:
+    """The number of weights of ``config``'s network, counted on PyTorch's meta device (the
+    network is built without allocating any memory for its weights)."""
     from monai.networks.nets import DiffusionModelUNet
 
+    with torch.device("meta"):
+        unet = DiffusionModelUNet(**config.unet_arguments())
+    return sum(p.numel() for p in unet.parameters())
+
+
+def build_unet(config: DiffusionConfig, *, seed: int = 0, source: str = "config") -> torch.nn.Module:
+    """A freshly initialised network for ``config`` (initialisation seeded, CPU).
+
+    Raises ValueError, naming ``source``, when the network would have more than
+    :data:`MAX_PARAMETERS` parameters.
+    """
+    from monai.networks.nets import DiffusionModelUNet
+
+    count = parameter_count(config)
+    if count > MAX_PARAMETERS:
+        raise ValueError(f"{source}: channels {list(config.channels)} (with num_res_blocks "
+                         f"{config.num_res_blocks}) make a network of {count:,} parameters "
+                         f"({count * 4 / 1e9:.3g} GB as float32), above the limit of "
+                         f"{MAX_PARAMETERS:,}; use fewer channels (the default "
+                         f"{list(DiffusionConfig().channels)} has {parameter_count(DiffusionConfig()):,})")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return DiffusionModelUNet(**config.unet_arguments())
@@ -115,6 +142,17 @@ def check_tensors(tensors: dict, expected: dict, path: Path) -> None:
                              f"network of {CONFIG_NAME} needs {tuple(value.shape)}")
 
 
+def check_finite(tensors: dict, path: Path) -> None:
+    """Raise ValueError naming the tensors of ``tensors`` that hold NaN or infinite values."""
+    bad = [name for name, value in tensors.items()
+           if value.dtype.is_floating_point and not bool(torch.isfinite(value).all())]
+    if bad:
+        shown = ", ".join(repr(name) for name in bad[:5]) + (", ..." if len(bad) > 5 else "")
+        raise ValueError(f"{path}: {len(bad)} of {len(tensors)} tensors hold NaN or infinite values "
+                         f"({shown}); such weights paint meaningless lesions. The training that wrote "
+                         f"them diverged or the file is damaged: retrain, or use another copy of the model")
+
+
 def load_model(model, *, device=None) -> DiffusionModel:
     """Read a model folder (or return ``model`` itself when it is already a DiffusionModel).
 
@@ -136,7 +174,7 @@ def load_model(model, *, device=None) -> DiffusionModel:
     data = read_config_json(folder)  # read once: the settings and the training record
     config = DiffusionConfig.from_dict(data, source=str(folder / CONFIG_NAME))
     info = data.get("info", {})
-    unet = build_unet(config)
+    unet = build_unet(config, source=str(folder / CONFIG_NAME))
     path = folder / WEIGHTS_NAME
     tensors = read_tensors(path)
     expected = unet.state_dict()
@@ -144,6 +182,7 @@ def load_model(model, *, device=None) -> DiffusionModel:
     for name, value in tensors.items():
         if not value.dtype.is_floating_point and expected[name].dtype.is_floating_point:
             raise ValueError(f"{path}: tensor {name!r} has dtype {value.dtype}, expected floating point")
+    check_finite(tensors, path)
     unet.load_state_dict({k: v.to(expected[k].dtype) for k, v in tensors.items()}, strict=True)
     unet.eval()
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from synth.validation import affine_disagreement_mm
+from synth.io import read_nifti_image
+from synth.validation import affine_disagreement_mm, check_label_values, check_volume
 
 from synth.cases import CaseFiles
 
@@ -49,14 +50,13 @@ def affine_is_broken(affine) -> str | None:
 
 
 def _load(path, kind: str, case_id: str, problems: list[CaseProblem]):
-    import nibabel as nib
-
+    """The nibabel image and voxel data of ``path``; ``(None, None)`` and a fatal problem naming
+    the file when it cannot be read (truncated or corrupt gzip, not NIfTI)."""
     try:
-        return nib.load(str(path))
-    except Exception as exc:  # nibabel raises many types for unreadable files
-        problems.append(CaseProblem(f"case {case_id}: the {kind} file {path} cannot be read as NIfTI "
-                                    f"({type(exc).__name__}: {exc}).", True))
-        return None
+        return read_nifti_image(path)
+    except (FileNotFoundError, ValueError) as exc:  # the message names the file
+        problems.append(CaseProblem(f"case {case_id}: the {kind} file is unreadable: {exc}.", True))
+        return None, None
 
 
 def header_problems(case_id: str, image_img, label_img, *, spacing_given: bool = False) -> list[CaseProblem]:
@@ -104,46 +104,29 @@ def header_problems(case_id: str, image_img, label_img, *, spacing_given: bool =
 
 
 def array_problems(case_id: str, image: np.ndarray | None, label: np.ndarray | None) -> list[CaseProblem]:
-    """Problems in the voxel values: NaN/inf in the image, label values outside {0, 1, 2}."""
+    """Problems in the voxel values, found by the synthesiser's own checks
+    (:func:`synth.validation.check_volume`, :func:`synth.validation.check_label_values`): NaN,
+    infinite or implausible HU in the image, label values other than 0, 1, 2. All are fatal."""
     problems: list[CaseProblem] = []
-    if image is not None and image.dtype.kind in "fc" and not np.isfinite(image.sum(dtype=np.float64)):
-        bad = int(np.count_nonzero(~np.isfinite(image)))
-        problems.append(CaseProblem(f"case {case_id}: the image holds {bad} NaN or infinite voxels; CT must "
-                                    f"be finite Hounsfield units.", True))
-    if label is not None:
-        if label.dtype.kind == "f":
-            finite = np.isfinite(label.sum(dtype=np.float64))
-            if not finite or not np.array_equal(label, np.round(label)):
-                problems.append(CaseProblem(f"case {case_id}: the label holds non-integer or NaN values; "
-                                            f"expected 0 background, 1 liver, 2 tumour.", True))
-                return problems
-        elif label.dtype.kind not in "iub":
-            problems.append(CaseProblem(f"case {case_id}: the label has dtype {label.dtype}; expected "
-                                        f"integers 0, 1, 2.", True))
-            return problems
-        if label.size and (label.min() < 0 or label.max() > 2):
-            found = np.unique(label)
-            shown = ", ".join(str(v) for v in found[:8].tolist()) + (", ..." if found.size > 8 else "")
-            problems.append(CaseProblem(f"case {case_id}: the label has values outside {{0, 1, 2}}: found "
-                                        f"{shown}; expected 0 background, 1 liver, 2 tumour.", True))
+    for name, values, check in (("image", image, check_volume), ("label", label, check_label_values)):
+        if values is None:
+            continue
+        try:
+            check(values)
+        except (TypeError, ValueError) as exc:
+            problems.append(CaseProblem(f"case {case_id}: the {name} is unusable: {exc}.", True))
     return problems
 
 
 def find_problems(files: CaseFiles) -> list[CaseProblem]:
     """All problems of a case's files, fatal or not (empty when the case is fine)."""
     problems: list[CaseProblem] = []
-    image_img = _load(files.image, "image", files.case_id, problems)
-    label_img = _load(files.label, "label", files.case_id, problems) if files.label is not None else None
+    image_img, image = _load(files.image, "image", files.case_id, problems)
+    label_img, label = (_load(files.label, "label", files.case_id, problems) if files.label is not None
+                        else (None, None))
     problems += header_problems(files.case_id, image_img, label_img)
     if any(p.fatal for p in problems):
-        return problems  # the arrays are not worth reading
-    try:
-        image = np.asanyarray(image_img.dataobj) if image_img is not None else None
-        label = np.asanyarray(label_img.dataobj) if label_img is not None else None
-    except Exception as exc:  # truncated gzip, wrong size
-        problems.append(CaseProblem(f"case {files.case_id}: the voxel data cannot be read "
-                                    f"({type(exc).__name__}: {exc}).", True))
-        return problems
+        return problems  # the voxel values are not worth checking
     return problems + array_problems(files.case_id, image, label)
 
 

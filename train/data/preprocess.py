@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from synth._arrays import bounding_slices
-from synth.io import spacing_from_affine
+from synth.io import read_nifti_image, spacing_from_affine
 from synth.validation import check_spacing
 
 from .cache import file_fingerprint, load_arrays, safe_name, save_arrays, stable_hash
@@ -149,30 +149,23 @@ def _header_note(img) -> str | None:
 def _load_native(files: CaseFiles, spacing_override, problems: list[CaseProblem], notes: list[str]):
     """Image and label (uint8) in closest canonical RAS on the native grid, and their affine.
 
-    The arrays may be views of the loaded data (flipped by reorientation); the image keeps its
-    stored type, so the float32 copy is made only after cropping.
+    Both files are read whole first (:func:`synth.io.read_nifti_image`), so a truncated or corrupt
+    file is refused naming it. The arrays may be views of the loaded data (flipped by
+    reorientation); the image keeps its stored type, so the float32 copy is made only after
+    cropping.
     """
-    import nibabel as nib
-
     case_id = files.case_id
     override = _check_override(case_id, spacing_override)
     try:
-        image_img = nib.load(str(files.image))
-        label_img = nib.load(str(files.label)) if files.label is not None else None
-    except Exception as exc:
-        raise ValueError(f"case {case_id} cannot be preprocessed: a file cannot be read as NIfTI "
-                         f"({type(exc).__name__}: {exc})") from exc
+        image_img, image = read_nifti_image(files.image)
+        label_img, label = read_nifti_image(files.label) if files.label is not None else (None, None)
+    except (FileNotFoundError, ValueError) as exc:  # names the file: missing, truncated, corrupt
+        raise ValueError(f"case {case_id} cannot be preprocessed: {exc}") from exc
     problems += header_problems(case_id, image_img, label_img, spacing_given=override is not None)
     _refuse(case_id, problems)
     note = _header_note(image_img)
     if note and override is None:
         notes.append(note)
-    try:
-        image = np.asanyarray(image_img.dataobj)
-        label = np.asanyarray(label_img.dataobj) if label_img is not None else None
-    except Exception as exc:
-        raise ValueError(f"case {case_id} cannot be preprocessed: its voxel data cannot be read "
-                         f"({type(exc).__name__}: {exc})") from exc
     image = image.reshape(image.shape[:3])
     label = label.reshape(label.shape[:3]) if label is not None else None
     problems += array_problems(case_id, image, label)

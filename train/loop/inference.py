@@ -12,6 +12,7 @@ from ..model import build_model
 from synth.labels import Label
 
 from .config import TrainConfig
+from .files import load_torch
 from .sampling import normalise_hu
 
 __all__ = ["load_model", "predict_case", "tumor_dice", "validate"]
@@ -64,12 +65,13 @@ def load_model(path, device="cpu") -> tuple[torch.nn.Module, TrainConfig]:
     """Model and config from ``model.pt``, ``best.pt`` or ``checkpoint.pt`` (eval mode).
 
     Files are read with ``torch.load(weights_only=True)``: only tensors and plain containers,
-    never arbitrary pickled objects.
+    never arbitrary pickled objects. A truncated or corrupt file is a ValueError naming it.
     """
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"no model file at {path}")
-    state = torch.load(path, map_location=device, weights_only=True)
+    state = load_torch(path, device, advice=(
+        "copy it again, or load another file of its run folder (model.pt, best.pt or checkpoint.pt)"))
     if not isinstance(state, dict) or "model" not in state or "config" not in state:
         raise ValueError(f"{path} is not a tumorsynth model file (needs 'model' and 'config' entries)")
     config = TrainConfig.from_dict(state["config"])

@@ -24,7 +24,7 @@ from ..losses import build_loss, head_outputs
 from ..model import build_model, deep_supervision_heads
 from .config import RESUMABLE_CHANGES, TrainConfig
 from .distributed import setup_distributed
-from .files import save_torch, write_logs
+from .files import load_torch, save_torch, write_logs
 from .inference import validate
 from .sampling import PatchSampler, check_diffusion_folder, load_diffusion_model
 
@@ -88,7 +88,9 @@ def _checkpoint_state(net, optimizer, scaler, step, config, history, best):
 
 
 def _resume_state(path: Path, config: TrainConfig, device: torch.device) -> dict:
-    state = torch.load(path, map_location=device, weights_only=True)
+    state = load_torch(path, device, advice=(
+        "delete it to start the run over from step 0 (best.pt and model.pt, where present, hold "
+        "weights only and cannot be resumed from)"))
     saved = TrainConfig.from_dict(state["config"])
     changed = [name for name in config.differences(saved) if name not in RESUMABLE_CHANGES]
     if changed:
