@@ -36,7 +36,8 @@ class RandomContrastPhase(RandomTransform, IntensityTransform):
 
     Example:
         >>> from augment import RandomContrastPhase
-        >>> arterial_like = RandomContrastPhase(liver_shift_hu=(-40, -20), tumor_shift_hu=(0, 40))(subject)  # doctest: +SKIP
+        >>> arterial = RandomContrastPhase(liver_shift_hu=(-40, -20), tumor_shift_hu=(0, 40))
+        >>> arterial_like = arterial(subject)  # doctest: +SKIP
     """
 
     def __init__(self, liver_shift_hu=(-40.0, 20.0), tumor_shift_hu=(-30.0, 30.0), edge_mm=1.0,

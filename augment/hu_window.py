@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import torchio as tio
 from torchio.transforms.intensity_transform import IntensityTransform
 

@@ -72,8 +72,10 @@ def measure(device: str, repeats: int, host) -> dict:
     out = {"parameters_m": round(sum(p.numel() for p in model.unet.parameters()) / 1e6, 3), "steps": {}}
     for steps in STEPS:
         k = repeats if steps < 50 or device == "cuda" else max(1, repeats // 3)
-        sampling = [timed(lambda: inpaint(model, known, region, region, seed=s, steps=steps), sync) for s in range(k)]
-        insertion = [timed(lambda: host.insert(size="small", count=1, seed=s, method="diffusion", model=model,
+        sampling = [timed(lambda s=s, steps=steps: inpaint(model, known, region, region, seed=s, steps=steps), sync)
+                    for s in range(k)]
+        insertion = [timed(lambda s=s, steps=steps: host.insert(size="small", count=1, seed=s, method="diffusion",
+                                                               model=model,
                                                sampling_steps=steps), sync) for s in range(k)]
         out["steps"][str(steps)] = {
             "repeats": k,

@@ -55,7 +55,7 @@ def cold_calls(volume, label, spacing, size, repeats):
     times = []
     for seed in range(repeats):
         try:
-            dt, _ = timed(lambda: insert_tumor(volume, label, spacing=spacing, size=size,
+            dt, _ = timed(lambda seed=seed: insert_tumor(volume, label, spacing=spacing, size=size,
                                                count=COUNTS[size], seed=seed))
         except LesionPlacementError:
             continue  # a crowded liver; counted in the warm runs
@@ -65,11 +65,11 @@ def cold_calls(volume, label, spacing, size, repeats):
 
 def warm_calls(host, size, repeats):
     host.insert(size=size, count=COUNTS[size], seed=10_000)  # first touch of the code paths
-    empty = statistics.median(timed(lambda: host.insert(count=0, seed=s))[0] for s in range(5))
+    empty = statistics.median(timed(lambda s=s: host.insert(count=0, seed=s))[0] for s in range(5))
     calls, per_lesion, marginal, failures = [], [], [], 0
     for seed in range(repeats):
         try:
-            dt, result = timed(lambda: host.insert(size=size, count=COUNTS[size], seed=seed))
+            dt, result = timed(lambda seed=seed: host.insert(size=size, count=COUNTS[size], seed=seed))
         except LesionPlacementError:
             failures += 1
             continue

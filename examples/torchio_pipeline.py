@@ -101,7 +101,7 @@ def main(argv=None) -> dict:
                       num_workers=args.workers, shuffle_subjects=True, shuffle_patches=True)
     loader = tio.SubjectsLoader(queue, batch_size=2, num_workers=0)  # the Queue loads, not this
     shapes, values, label_values, tumor_patches, patches = set(), [], set(), 0, 0
-    for index, batch in zip(range(batches), loader):
+    for _, batch in zip(range(batches), loader):
         ct, seg = batch["ct"][tio.DATA], batch["seg"][tio.DATA]
         shapes.add(tuple(ct.shape[1:]))
         values += [float(ct.min()), float(ct.max())]

@@ -71,7 +71,8 @@ class HostScan:
         self._liver_voxels = np.flatnonzero(flat_label == Label.LIVER)
         if self._liver_voxels.size == 0:
             raise ValueError("mask has no tumour-free liver voxels (label 1): nowhere to insert a lesion")
-        return self._liver_voxels.size / flat_label.size, rng.choice(self._liver_voxels, size=min(draws, self._liver_voxels.size))
+        picked = rng.choice(self._liver_voxels, size=min(draws, self._liver_voxels.size))
+        return self._liver_voxels.size / flat_label.size, picked
 
     def sample_liver_voxels(self, rng: np.random.Generator, count: int) -> np.ndarray:
         """About ``count`` random voxels that were tumour-free liver in the input, as (N, 3) indices."""
@@ -170,8 +171,8 @@ class HostScan:
                         block = self._vessel_blocks[key] = self._vessels_in(core)
                     lo = [max(a, k * n) for a, k, n in zip(starts, key, size)]
                     hi = [min(b, (k + 1) * n) for b, k, n in zip(stops, key, size)]
-                    out[tuple(slice(l - a, h - a) for l, h, a in zip(lo, hi, starts))] = block[
-                        tuple(slice(l - k * n, h - k * n) for l, h, k, n in zip(lo, hi, key, size))
+                    out[tuple(slice(lesion - a, h - a) for lesion, h, a in zip(lo, hi, starts))] = block[
+                        tuple(slice(lesion - k * n, h - k * n) for lesion, h, k, n in zip(lo, hi, key, size))
                     ]
         return out
 

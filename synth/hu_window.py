@@ -13,7 +13,8 @@ everything the window did not clip. Both work on numpy arrays (float32 out) and 
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 

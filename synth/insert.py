@@ -23,8 +23,17 @@ from .heuristic.texture import intensity_change, parse_phenotype, sample_appeara
 from .host import HostScan, prepare_host
 from .labels import Label
 from .records import InsertionResult, Lesion
-from .types import (TypeCount, TypeMethod, TypeModel, TypePhenotype, TypeRange, TypeSampler, TypeSize,
-                    TypeSpacing, TypeVolume)
+from .types import (
+    TypeCount,
+    TypeMethod,
+    TypeModel,
+    TypePhenotype,
+    TypeRange,
+    TypeSampler,
+    TypeSize,
+    TypeSpacing,
+    TypeVolume,
+)
 from .validation import check_count, check_seed
 
 # Each round draws a new size and shape and relaxes the rules: more vessel overlap allowed, then a

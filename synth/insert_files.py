@@ -9,15 +9,16 @@ The synthesiser, the phantom and matplotlib are imported inside the functions th
 from __future__ import annotations
 
 import secrets
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
-from .io import NiftiVolume, check_same_space, load_nifti, remove_stale_temporaries, save_nifti, write_json_atomic
-from .preview import DEFAULT_WINDOW as WINDOW_HU  # abdominal soft-tissue window, W 250 / L 65
 from .errors import UsageError, input_errors
+from .io import NiftiVolume, check_same_space, load_nifti, remove_stale_temporaries, save_nifti, write_json_atomic
 from .options import SynthesisOptions
+from .preview import DEFAULT_WINDOW as WINDOW_HU  # abdominal soft-tissue window, W 250 / L 65
 
 CT_NAME, LABEL_NAME, LESIONS_NAME, PREVIEW_NAME = (
     "ct.nii.gz",
@@ -98,7 +99,7 @@ def output_paths(out_dir: Path, *, preview: bool) -> dict[str, Path]:
 def check_outputs_spare_inputs(outputs: dict[str, Path], inputs: Sequence[Path]) -> None:
     """Refuse, before any work, an output file that is one of the input files."""
     resolved = {Path(p).resolve(): Path(p) for p in inputs}
-    for key, path in outputs.items():
+    for path in outputs.values():
         if path.resolve() in resolved:
             raise UsageError(f"writing the output {path.name} into {path.parent} would overwrite the input "
                              f"{resolved[path.resolve()]}; choose another --out folder")

@@ -66,7 +66,8 @@ def _build_host(spacing: tuple[float, float, float], dtype_name: str, tumour: bo
     axes = [((np.arange(n, dtype=np.float32) + 0.5) * np.float32(s) - np.float32(f / 2.0))
             for n, s, f in zip(shape, spacing, FOV_MM)]
     x, y, z = np.meshgrid(*axes, indexing="ij", sparse=True)
-    liver = (x / LIVER_SEMI_AXES_MM[0]) ** 2 + (y / LIVER_SEMI_AXES_MM[1]) ** 2 + (z / LIVER_SEMI_AXES_MM[2]) ** 2 <= 1.0
+    a, b, c = LIVER_SEMI_AXES_MM
+    liver = (x / a) ** 2 + (y / b) ** 2 + (z / c) ** 2 <= 1.0
     body = (x / (0.5 * FOV_MM[0])) ** 2 + (y / (0.5 * FOV_MM[1])) ** 2 <= 1.0
     body = np.broadcast_to(body, shape)
 

@@ -215,9 +215,7 @@ def test_report_files_from_made_up_results(tmp_path):
     # Overlays need images: a small phantom with lesions stands in for the test case.
     ph = make_phantom((64, 56, 24), (3.0, 3.0, 5.0), lesions=3, seed=0)
     case = Case("case-1", ph.volume.astype(np.float32), ph.label, ph.spacing, ph.affine)
-    from train.metrics import evaluate_case
-
-    from train.metrics import components
+    from train.metrics import components, evaluate_case
 
     lesion_ids, _ = components(ph.label == 2)
     pred = np.where(lesion_ids == 1, 1, ph.label).astype(np.uint8)  # lesion 1 missed, others found

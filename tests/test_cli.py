@@ -15,12 +15,11 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from tumorsynth import cli
 from synth.cases import find_cases
-from synth.errors import UsageError
-from synth.options import parse_count, parse_size
 from synth.dataset import variant_seed
 from synth.io import load_nifti, save_nifti
+from synth.options import parse_count, parse_size
+from tumorsynth import cli
 
 DATA = Path(__file__).parents[1] / ".." / "shared" / "data"
 TOTALSEG = DATA / "totalseg_example"

@@ -58,7 +58,7 @@ def test_invariants_of_the_heuristic_hold(phantom, model):
         size=(6, 14), count=2, seed=5, method="diffusion", model=model, sampling_steps=3, mass_effect=False)
     assert np.array_equal(volume, volume_before) and np.array_equal(label, label_before)  # inputs kept
     assert result.volume.dtype == volume.dtype and result.label.dtype == np.uint8
-    assert len(result.lesions) == 2 and {l.phenotype for l in result.lesions} == {"diffusion"}
+    assert len(result.lesions) == 2 and {lesion.phenotype for lesion in result.lesions} == {"diffusion"}
     changed = result.volume != volume
     assert changed.any()
     assert not changed[~boxes_mask(result.lesions, volume.shape)].any()  # nothing outside the boxes
@@ -66,7 +66,7 @@ def test_invariants_of_the_heuristic_hold(phantom, model):
     assert (result.label[label == 2] == 2).all()  # existing tumours kept
     new = (result.label == 2) & (label != 2)
     assert (label[new] == 1).all()
-    assert new.sum() == sum(l.voxel_count for l in result.lesions)
+    assert new.sum() == sum(lesion.voxel_count for lesion in result.lesions)
     assert changed[new].mean() > 0.9  # the new tumour voxels are the changed ones
     assert set(np.unique(result.label)) <= {0, 1, 2}
 
@@ -118,8 +118,8 @@ def test_bad_sampling_settings_are_clear_errors(phantom, model):
 
 
 def test_cli_insert_method_diffusion(tmp_path, phantom, model_dir, capsys):
-    from tumorsynth.cli import main
     from synth.io import save_nifti
+    from tumorsynth.cli import main
 
     image = save_nifti(phantom.volume, phantom.affine, tmp_path / "ct.nii.gz")
     mask = save_nifti(phantom.label, phantom.affine, tmp_path / "mask.nii.gz")
@@ -131,7 +131,7 @@ def test_cli_insert_method_diffusion(tmp_path, phantom, model_dir, capsys):
     report = json.loads((out / "lesions.json").read_text())
     assert report["method"] == "diffusion" and report["sampling_steps"] == 2
     assert Path(report["model"]) == Path(model_dir)
-    assert [l["phenotype"] for l in report["lesions"]] == ["diffusion"]
+    assert [lesion["phenotype"] for lesion in report["lesions"]] == ["diffusion"]
     assert {p.name for p in out.iterdir()} >= {"ct.nii.gz", "label.nii.gz", "lesions.json", "preview.png"}
 
     status = main(["insert", "--image", str(image), "--mask", str(mask), "--out", str(tmp_path / "o2"),
@@ -140,8 +140,8 @@ def test_cli_insert_method_diffusion(tmp_path, phantom, model_dir, capsys):
 
 
 def test_cli_synthesize_method_diffusion(tmp_path, phantom, model_dir, capsys):
-    from tumorsynth.cli import main
     from synth.io import save_nifti
+    from tumorsynth.cli import main
 
     data = tmp_path / "lits"
     data.mkdir()
@@ -153,7 +153,7 @@ def test_cli_synthesize_method_diffusion(tmp_path, phantom, model_dir, capsys):
     assert status == 0, capsys.readouterr().err
     report = json.loads((tmp_path / "out" / "volume-1" / "variant-0" / "lesions.json").read_text())
     assert report["method"] == "diffusion"
-    assert [l["phenotype"] for l in report["lesions"]] == ["diffusion"]
+    assert [lesion["phenotype"] for lesion in report["lesions"]] == ["diffusion"]
 
 
 def test_torchio_transform_passes_the_model_and_replays(phantom, model):

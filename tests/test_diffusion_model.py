@@ -14,7 +14,6 @@ pytest.importorskip("diffusers")
 from synth.diffusion import TINY, DiffusionConfig, build_model, inpaint, load_model, save_model  # noqa: E402
 from synth.diffusion.config import CONFIG_NAME, FORMAT_VERSION, WEIGHTS_NAME  # noqa: E402
 
-
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 

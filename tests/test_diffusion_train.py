@@ -12,7 +12,7 @@ pytest.importorskip("diffusers")
 
 from synth.diffusion import TINY, DiffusionConfig, build_model, load_model, train_diffusion  # noqa: E402
 from synth.diffusion.training import evaluation_loss  # noqa: E402
-from synth.diffusion.training_data import collect_crops, case_arrays  # noqa: E402
+from synth.diffusion.training_data import case_arrays, collect_crops  # noqa: E402
 from synth.phantom import make_phantom  # noqa: E402
 
 CONFIG = DiffusionConfig(**TINY)

@@ -223,7 +223,8 @@ def test_diffusion_config_with_absurd_channels_is_refused_before_allocating(save
 
     monkeypatch.setattr(torch.random, "fork_rng", allocate)
     with pytest.raises(ValueError, match=rf"^{re.escape(str(path))}: channels \[4096, 8192\] "
-                                         rf"\(with num_res_blocks 1\) make a network of [\d,]+ parameters .* above the limit of "
+                                         rf"\(with num_res_blocks 1\) make a network of [\d,]+ parameters "
+                                         rf".* above the limit of "
                                          rf"{MAX_PARAMETERS:,}; use fewer channels"):
         load_model(saved_diffusion_model, device="cpu")
 

@@ -63,7 +63,8 @@ def size_and_count(draw, max_count: int = 3):
     if size in ("large", "mix") or (isinstance(size, tuple) and size[1] > 20.0):
         return size, 1
     count = draw(st.one_of(st.integers(0, max_count),
-                           st.tuples(st.integers(0, max_count), st.integers(0, max_count)).map(lambda p: tuple(sorted(p)))))
+                           st.tuples(st.integers(0, max_count), st.integers(0, max_count))
+                           .map(lambda p: tuple(sorted(p)))))
     return size, count
 
 
@@ -108,7 +109,8 @@ def digest(volume: np.ndarray, label: np.ndarray, lesions=()) -> str:
        tumour=st.booleans(), mass_effect=st.booleans())
 @example(spacing=ANISOTROPIC, request=("large", 1), phenotype="hypodense", seed=1, tumour=True, mass_effect=True)
 @example(spacing=ANISOTROPIC, request=("tiny", 3), phenotype="mix", seed=2, tumour=False, mass_effect=True)
-def test_changes_stay_inside_lesion_boxes_and_on_liver(make_host, spacing, request, phenotype, seed, tumour, mass_effect):
+def test_changes_stay_inside_lesion_boxes_and_on_liver(make_host, spacing, request, phenotype, seed, tumour,
+                                                       mass_effect):
     size, count = request
     h = make_host(spacing, tumour=tumour)
     result = run(h, size=size, count=count, phenotype=phenotype, seed=seed, mass_effect=mass_effect)
@@ -119,7 +121,8 @@ def test_changes_stay_inside_lesion_boxes_and_on_liver(make_host, spacing, reque
     assert set(np.unique(label).tolist()) <= {0, 1, 2}
 
     outside = ~boxes_mask(result.lesions, label.shape)
-    np.testing.assert_array_equal(volume[outside], h.volume[outside], err_msg="volume changed outside every lesion bbox")
+    np.testing.assert_array_equal(volume[outside], h.volume[outside],
+                                  err_msg="volume changed outside every lesion bbox")
     np.testing.assert_array_equal(label[outside], h.label[outside], err_msg="label changed outside every lesion bbox")
 
     # Only tumour-free liver changes: background and existing tumours keep their intensities
@@ -347,7 +350,8 @@ def test_lesion_diameter_in_class_and_equal_to_record(make_host, spacing, reques
 
 
 @PROPERTY
-@given(spacing=spacings, size=st.one_of(size_names, st.just("mix")), phenotype=st.sampled_from(["hypodense", "hyperdense"]),
+@given(spacing=spacings, size=st.one_of(size_names, st.just("mix")),
+       phenotype=st.sampled_from(["hypodense", "hyperdense"]),
        seed=seeds, dtype=st.sampled_from([np.int16, np.float32]))
 @example(spacing=ANISOTROPIC, size="tiny", phenotype="hypodense", seed=0, dtype=np.int16)
 @example(spacing=ANISOTROPIC, size="large", phenotype="hyperdense", seed=0, dtype=np.float32)

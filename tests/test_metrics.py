@@ -125,7 +125,7 @@ def test_26_connectivity():
     gt[1, 1, 1] = gt[2, 2, 2] = True  # corner-touching: one lesion
     gt[4, 4, 4] = True  # separate
     res = evaluate_case(gt, gt)
-    assert res.n_lesions == 2 and sorted(l.voxels for l in res.lesions) == [1, 2]
+    assert res.n_lesions == 2 and sorted(lesion.voxels for lesion in res.lesions) == [1, 2]
 
 
 def test_component_overlapping_two_lesions_is_not_fp():
@@ -135,7 +135,7 @@ def test_component_overlapping_two_lesions_is_not_fp():
     pred[2:9, 2, 2] = True  # one bar through both lesions
     res = evaluate_case(pred, gt)
     assert res.n_lesions == 2 and res.false_positives == 0
-    assert all(l.detected and l.matched_components == 1 for l in res.lesions)
+    assert all(lesion.detected and lesion.matched_components == 1 for lesion in res.lesions)
 
 
 def test_tumour_label_option():
@@ -281,7 +281,7 @@ def test_invariants_on_random_blobs(seed):
         assert les.detected or not les.detected_iou50
         assert les.detected == (les.matched_components > 0)
     assert 0 <= res.false_positives <= res.n_pred_components
-    assert sum(l.voxels for l in res.lesions) == res.gt_voxels
+    assert sum(lesion.voxels for lesion in res.lesions) == res.gt_voxels
 
 
 @pytest.mark.filterwarnings("ignore::FutureWarning")  # MONAI-internal deprecation notice

@@ -2,9 +2,8 @@
 
 import json
 
-import pytest
-
 import pinned_outputs
+import pytest
 
 RECORDED = json.loads(pinned_outputs.PINS_PATH.read_text())
 

@@ -170,7 +170,8 @@ def test_lits_new_lesions_keep_and_avoid_the_original_tumours(lits117, lits_host
 def test_lits_hypodense_contrast_at_least_20_hu(lits_host):
     """An enhanced liver (median about 118 HU): hypodense lesions drop by 20 HU or more."""
     changes = np.array([lesion.mean_hu_change for seed in range(4)
-                        for lesion in lits_host.insert(size="small", count=5, phenotype="hypodense", seed=seed).lesions])
+                        for lesion in lits_host.insert(size="small", count=5, phenotype="hypodense",
+                                                       seed=seed).lesions])
     assert changes.size == 20 and np.all(changes <= -20.0)
 
 

@@ -7,8 +7,15 @@ import itertools
 import numpy as np
 import pytest
 
-from synth.realism.classifier import (bootstrap_auc, cross_validated_auc, fit_logistic, roc_auc, roc_curve,
-                                spatial_folds, stratified_folds)
+from synth.realism.classifier import (
+    bootstrap_auc,
+    cross_validated_auc,
+    fit_logistic,
+    roc_auc,
+    roc_curve,
+    spatial_folds,
+    stratified_folds,
+)
 
 
 def brute_force_auc(scores, labels):

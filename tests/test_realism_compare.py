@@ -5,8 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from synth.realism.compare import (compare_tables, distribution_distances, extract_real_lesions, feature_table,
-                             matched_sizes, synthesize_lesions)
+from synth.realism.compare import (
+    compare_tables,
+    distribution_distances,
+    extract_real_lesions,
+    feature_table,
+    matched_sizes,
+    synthesize_lesions,
+)
 
 
 def test_real_lesions_are_the_labelled_components(lits117):

@@ -22,6 +22,7 @@ from train.data import (
     Preprocessing,
     Split,
     check_case,
+    commands,
     crop_to_liver,
     fetch_lits117,
     find_cases,
@@ -35,7 +36,6 @@ from train.data import (
     split_axial,
     split_cases,
 )
-from train.data import commands
 from train.data.fetch import LITS117_WHEEL
 
 SPACING = (1.0, 1.0, 2.0)
@@ -82,7 +82,8 @@ def _case(tmp_path, name="case", image=None, label=None, image_affine=None, labe
 
 
 def test_import_stays_light():
-    code = "import sys, train.data; print(sorted(m for m in ('torch', 'monai', 'diffusers', 'torchio') if m in sys.modules))"
+    code = ("import sys, train.data; "
+            "print(sorted(m for m in ('torch', 'monai', 'diffusers', 'torchio') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 

@@ -20,7 +20,8 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from typing import Any, NamedTuple, Sequence
+from collections.abc import Sequence
+from typing import Any, NamedTuple
 
 from synth import __version__
 from synth.errors import PROG, UsageError

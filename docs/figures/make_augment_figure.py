@@ -3,7 +3,8 @@
 Each step is forced on (probability 1) with a visible setting inside its documented range, and
 applied to the previous column's output, so each panel shows what one step adds. All panels
 show the same axial slice (the one with the most inserted tumour), in the abdominal window -160 to 240 HU (the last CT
-panel is the network's [0, 1] input, shown on 0 to 1), plus a panel of the insertion's change in HU; tumour outlines (label 2) in orange.
+panel is the network's [0, 1] input, shown on 0 to 1), plus a panel of the insertion's change in HU; tumour
+outlines (label 2) in orange.
 
     python docs/figures/make_augment_figure.py [--out docs/figures/augment_steps.png]
 """

@@ -97,7 +97,7 @@ def main():
 
     columns = max(len(r[1]) for r in rows)
     fig, axes = plt.subplots(2 * len(rows), columns, figsize=(2.6 * columns, 2.75 * 2 * len(rows)))
-    for r, (row_title, panels) in enumerate(rows):
+    for r, (_title, panels) in enumerate(rows):
         for col in range(columns):
             for half in (0, 1):
                 ax = axes[r + half * len(rows), col]

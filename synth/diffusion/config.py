@@ -136,7 +136,7 @@ class DiffusionConfig:
                 "config": {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}}
 
     @classmethod
-    def from_dict(cls, data: dict, *, source: str = "config") -> "DiffusionConfig":
+    def from_dict(cls, data: dict, *, source: str = "config") -> DiffusionConfig:
         """Build from :meth:`to_dict`'s output; a ValueError names ``source`` and the problem."""
         if not isinstance(data, dict) or data.get("format") != FORMAT:
             raise ValueError(f"{source}: not a tumorsynth diffusion model config (format is "
@@ -165,7 +165,7 @@ class DiffusionConfig:
         return write_json_atomic({**self.to_dict(), **(extra or {})}, Path(folder) / CONFIG_NAME)
 
     @classmethod
-    def load(cls, folder: Path) -> "DiffusionConfig":
+    def load(cls, folder: Path) -> DiffusionConfig:
         return cls.from_dict(read_config_json(folder), source=str(Path(folder) / CONFIG_NAME))
 
 

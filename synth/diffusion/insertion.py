@@ -18,8 +18,7 @@ import torch
 
 from ..hu_window import range_to_window, window_to_range
 from .config import check_steps
-from .crops import (crop_coordinates, crop_spacing, region_around, resample_from_crop,
-                    resample_to_crop, MODEL_RANGE)
+from .crops import MODEL_RANGE, crop_coordinates, crop_spacing, region_around, resample_from_crop, resample_to_crop
 from .sampling import inpaint, sampling_scheduler
 from .weights import DiffusionModel, load_model
 

@@ -31,9 +31,8 @@ from ..io import atomic_output_path
 from ..seeding import derive_seed, rng_for
 from .config import DiffusionConfig
 from .sampling import conditioning_channels, training_scheduler
-from .training_data import CropSet, collect_crops, case_arrays
-from .weights import (DiffusionModel, build_unet, check_tensors, read_tensors, save_model,
-                      save_tensors_atomic)
+from .training_data import CropSet, case_arrays, collect_crops
+from .weights import DiffusionModel, build_unet, check_tensors, read_tensors, save_model, save_tensors_atomic
 
 CHECKPOINT = "checkpoint"
 LOSSES_CSV = "losses.csv"

@@ -20,12 +20,12 @@ import numpy as np
 
 from ..components import lesion_components
 from ..heuristic.shape import rasterize, sample_shape
-from ..hu_window import window_to_range
 from ..host import prepare_host
+from ..hu_window import window_to_range
 from ..labels import Label
 from ..validation import check_label_map, check_spacing, check_volume
 from .config import DiffusionConfig
-from .crops import (crop_coordinates, crop_spacing, region_around, resample_to_crop, MODEL_RANGE)
+from .crops import MODEL_RANGE, crop_coordinates, crop_spacing, region_around, resample_to_crop
 
 MIN_TUMOR_MM3 = 14.0  # a 3 mm sphere: smaller components are annotation specks
 _HEALTHY_TRIES = 20

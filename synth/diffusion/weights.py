@@ -39,7 +39,7 @@ class DiffusionModel:
     def device(self) -> torch.device:
         return next(self.unet.parameters()).device
 
-    def to(self, device) -> "DiffusionModel":
+    def to(self, device) -> DiffusionModel:
         self.unet.to(device)
         return self
 

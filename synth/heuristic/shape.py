@@ -85,7 +85,7 @@ class LesionStencil:
     body_box: tuple[slice, slice, slice]  # the box of the ``inside`` voxels
     offset: tuple[slice, slice, slice] | None = None  # set by crop: where this part came from
 
-    def crop(self, local: tuple[slice, slice, slice]) -> "LesionStencil":
+    def crop(self, local: tuple[slice, slice, slice]) -> LesionStencil:
         """The part of the stencil inside ``local`` (which must hold the whole body); sizes and
         counts describe the whole lesion."""
         body_box = tuple(slice(b.start - c.start, b.stop - c.start) for b, c in zip(self.body_box, local))

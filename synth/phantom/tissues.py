@@ -8,7 +8,7 @@ aorta, IVC, paraspinal muscles) are drawn once in 2-D and broadcast along z.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

@@ -19,7 +19,6 @@ from .. import LesionPlacementError, prepare_host
 from ..components import equivalent_diameter_mm, lesion_components
 from ..heuristic.size import size_class
 from ..labels import Label
-
 from .features import FEATURE_NAMES, lesion_features
 
 SIZE_CLASSES = ("tiny", "small", "medium", "large")

@@ -7,10 +7,8 @@
 
 from __future__ import annotations
 
-import json
 import math
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -18,11 +16,17 @@ from tqdm.auto import tqdm
 
 from ..cases import Case
 from ..io import atomic_output_path, write_json_atomic
-from .classifier import cross_validated_auc, roc_auc, roc_curve
-from .compare import (SIZE_CLASSES, compare_tables, extract_real_lesions, feature_table, matched_sizes,
-                      synthesize_lesions)
-from .features import FEATURE_NAMES, INTENSITY_FEATURES, UNITS
 from . import figures
+from .classifier import cross_validated_auc, roc_auc, roc_curve
+from .compare import (
+    SIZE_CLASSES,
+    compare_tables,
+    extract_real_lesions,
+    feature_table,
+    matched_sizes,
+    synthesize_lesions,
+)
+from .features import FEATURE_NAMES, INTENSITY_FEATURES, UNITS
 
 # The classifier sees appearance and shape, not size: sizes are matched by class, and within a
 # class the synthesiser's log-uniform diameters are a choice of the caller, not a realism defect.
@@ -222,7 +226,8 @@ def markdown(summary: dict) -> str:
     lines += ["", "## Features, all size classes", "",
               "Medians (interquartile range); Wasserstein distance in the feature's unit and divided by the "
               "real standard deviation; KS statistic; AUC of the raw feature alone (real high > 0.5).", "",
-              "| feature | real | synthetic | W | W / sd | KS | KS p | AUC alone |", "|---|---|---|---|---|---|---|---|"]
+              "| feature | real | synthetic | W | W / sd | KS | KS p | AUC alone |",
+              "|---|---|---|---|---|---|---|---|"]
     for feature, d in summary["distances"]["all"].items():
         unit = summary["units"][feature]
         lines.append(

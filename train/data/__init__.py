@@ -4,11 +4,11 @@ Importing this package never imports torch, MONAI or diffusers; cc3d, tqdm and t
 imported by the functions that use them.
 """
 
+from synth.cases import Case, CaseFiles, find_cases
+
 from .cache import default_cache_dir
-from synth.cases import Case
 from .checks import CaseProblem, check_case, find_problems
 from .fetch import FetchError, cached_lits117, fetch_lits117
-from synth.cases import CaseFiles, find_cases
 from .hosts import healthy_hosts, phantom_hosts
 from .mrc import MrcVolume, read_mrc
 from .preprocess import Preprocessing, crop_to_liver, load_cases, preprocess_case, resample

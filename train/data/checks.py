@@ -11,10 +11,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from synth.cases import CaseFiles
 from synth.io import read_nifti_image
 from synth.validation import affine_disagreement_mm, check_label_values, check_volume
-
-from synth.cases import CaseFiles
 
 __all__ = ["CaseProblem", "find_problems", "check_case", "AFFINE_TOLERANCE_MM"]
 

@@ -39,8 +39,9 @@ def _fetch(args) -> int:
 def _check(args) -> int:
     from tqdm.auto import tqdm
 
-    from .checks import find_problems
     from synth.cases import find_cases
+
+    from .checks import find_problems
 
     try:
         cases = find_cases(args.path)

@@ -7,6 +7,7 @@ import numpy as np
 from synth.cases import Case
 from synth.labels import Label
 from synth.validation import check_spacing
+
 from .preprocess import Preprocessing, crop_to_liver
 
 __all__ = ["healthy_hosts", "phantom_hosts"]

@@ -16,11 +16,11 @@ from pathlib import Path
 import numpy as np
 
 from synth._arrays import bounding_slices
+from synth.cases import Case, CaseFiles, find_cases
 from synth.io import read_nifti_image, spacing_from_affine
 from synth.validation import check_spacing
 
 from .cache import file_fingerprint, load_arrays, safe_name, save_arrays, stable_hash
-from synth.cases import Case, CaseFiles, find_cases
 from .checks import CaseProblem, affine_is_broken, array_problems, header_problems, header_spacing
 
 __all__ = ["Preprocessing", "preprocess_case", "load_cases", "crop_to_liver", "resample"]

@@ -20,7 +20,7 @@ torchio is imported when an augmenter is built, never at ``import train.loop``.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
 
-from ..model import build_model
 from synth.labels import Label
 
+from ..model import build_model
 from .config import TrainConfig
 from .files import load_torch
 from .sampling import normalise_hu

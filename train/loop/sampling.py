@@ -10,8 +10,8 @@ torch RNG is seeded from the step's generator), on the CPU.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 
@@ -98,7 +98,8 @@ def prepare_case(case, patch_size: Sequence[int], hu_window: Sequence[float]) ->
     image = _pad_to(normalise_hu(case.image, hu_window), patch_size, 0.0)
     label = _pad_to(np.asarray(case.label, dtype=np.uint8), patch_size, 0)
     flat = label.ravel()
-    return PreparedCase(case.case_id, image, label, np.flatnonzero(flat >= Label.LIVER), np.flatnonzero(flat == Label.TUMOR),
+    return PreparedCase(case.case_id, image, label, np.flatnonzero(flat >= Label.LIVER),
+                        np.flatnonzero(flat == Label.TUMOR),
                         tuple(float(s) for s in case.spacing))
 
 

@@ -2,8 +2,8 @@
 
 Definitions (full text and the JSON schema in ``docs/evaluation.md``):
 
-* Tumour: voxels ``== tumor_label`` (default 2, :class:`synth.labels.Label`) of the ground truth and of the prediction; a
-  boolean array is taken as the tumour mask itself. ``spacing`` is mm per array axis.
+* Tumour: voxels ``== tumor_label`` (default 2, :class:`synth.labels.Label`) of the ground truth and
+  of the prediction; a boolean array is taken as the tumour mask itself. ``spacing`` is mm per array axis.
 * Lesions and predicted components: 26-connected components (``cc3d``, ``connectivity=26``).
 * A GT lesion is ``detected`` when any predicted tumour voxel lies inside it, and
   ``detected_iou50`` (LiTS rule) when its IoU with the union of the predicted components that
@@ -29,14 +29,14 @@ Empty-case rules:
   ASSD/HD95 leave them out and count them in ``distance_undefined_cases``.
 """
 
+from synth.components import CONNECTIVITY, equivalent_diameter_mm
+
 from ._case import CaseResult, aggregate, evaluate_case, evaluate_cases
 from ._lesions import (
-    CONNECTIVITY,
     DIAMETER_BINS,
     RADIUS_BINS,
     LesionResult,
     components,
-    equivalent_diameter_mm,
     match_lesions,
 )
 from ._surface import assd_hd95, directed_distances, surface

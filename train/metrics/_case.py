@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 
@@ -21,7 +20,6 @@ from ._lesions import (
     sensitivity_by_bin,
 )
 from ._surface import assd_hd95
-
 
 
 @dataclass(frozen=True)
@@ -106,8 +104,8 @@ def evaluate_case(
         n_lesions=len(lesions),
         n_pred_components=n_comp,
         false_positives=fps,
-        sensitivity=float(np.mean([l.detected for l in lesions])) if lesions else None,
-        sensitivity_iou50=float(np.mean([l.detected_iou50 for l in lesions])) if lesions else None,
+        sensitivity=float(np.mean([lesion.detected for lesion in lesions])) if lesions else None,
+        sensitivity_iou50=float(np.mean([lesion.detected_iou50 for lesion in lesions])) if lesions else None,
         sensitivity_by_diameter=sensitivity_by_bin(lesions, DIAMETER_BINS, attr="diameter_mm"),
         sensitivity_by_radius=sensitivity_by_bin(lesions, RADIUS_BINS, attr="radius_mm"),
         sensitivity_iou50_by_diameter=sensitivity_by_bin(

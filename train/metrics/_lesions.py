@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from synth.components import CONNECTIVITY, equivalent_diameter_mm, lesion_components
+from synth.components import equivalent_diameter_mm, lesion_components
 
 # Size bins, in mm. Each is (key, lower bound inclusive, upper bound exclusive or None).
 DIAMETER_BINS: tuple[tuple[str, float, float | None], ...] = (

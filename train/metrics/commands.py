@@ -11,11 +11,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from synth.io import check_same_space, load_nifti, write_json_atomic
 from synth.cases import nifti_stem
 from synth.deprecation import warn_renamed
 from synth.errors import UsageError, input_errors
+from synth.io import check_same_space, load_nifti, write_json_atomic
 from synth.labels import Label
+
 
 def nifti_pairs(pred: Path, gt: Path) -> list[tuple[str, Path, Path]]:
     """(case name, prediction, ground truth) for two files or two folders of matching names."""
