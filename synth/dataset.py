@@ -8,21 +8,30 @@ write ``manifest.csv`` over every complete variant.
 Each variant's seed derives from the base seed, the case name and the variant number, so a
 resumed, re-run or differently parallelised build writes the same files. A failed case is
 reported by name and the others go on; the exit status is then 1.
+
+Stopped (Ctrl-C or SIGTERM: KeyboardInterrupt; or killed), the build takes its worker processes
+with it at once; what they were writing stays a hidden temporary file that the next run removes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import queue
+import signal
 import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
-from .io import NiftiVolume
-from .cases import CaseFiles, find_cases, natural_key, write_manifest as write_manifest_csv
+from .cases import CaseFiles, find_cases, natural_key
+from .cases import write_manifest as write_manifest_csv
 from .errors import PROG, UsageError
 from .insert_files import (
     CT_NAME,
@@ -36,6 +45,7 @@ from .insert_files import (
     prepare,
     write_case_outputs,
 )
+from .io import NiftiVolume
 from .options import SynthesisOptions
 from .seeding import derive_seed
 
@@ -134,12 +144,76 @@ def run_chunk(job: ChunkJob, report: ProgressReport | None = None) -> ChunkResul
     return outcome
 
 
+# --- worker processes: Ctrl-C is the parent's, and they die with it --------------------------
+
 _PROGRESS_QUEUE = None  # set in each worker process by _init_worker
+PARENT_POLL_S = 0.2  # how often a worker checks that its parent process is still there
 
 
-def _init_worker(progress_queue) -> None:
+def _init_worker(progress_queue, parent_pid: int) -> None:
+    """Set up one pool worker: its progress queue; SIGINT ignored; exit when the parent exits.
+
+    Ctrl-C reaches every process of the terminal's process group. The parent alone decides what
+    it means (it kills the workers at once): a worker that raised KeyboardInterrupt itself would
+    report its chunk as failed and then take the next queued chunk. The workers start with SIGINT
+    blocked (:func:`_sigint_blocked`), so one that arrived while a worker was still importing is
+    discarded here instead of interrupting the import with a traceback.
+    """
     global _PROGRESS_QUEUE
     _PROGRESS_QUEUE = progress_queue
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    _exit_with_parent(parent_pid)
+
+
+def _exit_with_parent(parent_pid: int, interval: float = PARENT_POLL_S) -> None:
+    """End this process soon after the process ``parent_pid`` ends, however it ends (SIGKILL too).
+
+    Linux: the kernel sends this process SIGKILL when its parent dies (prctl PR_SET_PDEATHSIG).
+    Everywhere: a daemon thread checks every ``interval`` seconds that the parent is still there
+    and calls ``os._exit`` when it is not. A file being written stays a hidden temporary, which
+    the next run removes before writing that variant again (atomic writes).
+    """
+    _set_parent_death_signal()
+    if not _parent_alive(parent_pid):  # it died before the death signal was set
+        os._exit(1)
+
+    def watch() -> None:
+        while _parent_alive(parent_pid):
+            time.sleep(interval)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="tumorsynth-parent-watch", daemon=True).start()
+
+
+def _parent_alive(parent_pid: int) -> bool:
+    if os.getppid() != parent_pid:  # POSIX: an orphan is adopted by init or a subreaper
+        return False
+    if sys.platform == "win32":  # no adoption on Windows: ask multiprocessing's parent sentinel
+        import multiprocessing
+
+        parent = multiprocessing.parent_process()
+        return parent is None or parent.is_alive()
+    return True
+
+
+def _set_parent_death_signal() -> None:
+    """Linux only, best effort: have the kernel SIGKILL this process when its parent dies.
+
+    The "parent" is the thread that started this process: here the thread that submits the
+    chunks, which stays in :func:`_run_in_pool` until the pool is shut down. Where prctl cannot be
+    called, the watch thread of :func:`_exit_with_parent` does the job a little later.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        pr_set_pdeathsig = 1  # <linux/prctl.h>
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, int(signal.SIGKILL), 0, 0, 0)
+    except (ImportError, OSError, AttributeError):
+        pass
 
 
 def _queue_report(job_id: int, variant: int, ok: bool) -> None:
@@ -227,42 +301,118 @@ def _drain(progress_queue, progress: _Progress) -> None:
         progress.variant_finished(job_id, variant, ok)
 
 
+@contextlib.contextmanager
+def _sigint_blocked() -> Iterator[None]:
+    """Block SIGINT in this thread for the block; one that arrives meanwhile is delivered after.
+
+    Processes started inside inherit the blocked signal (the mask survives fork and exec); the
+    pool workers then ignore and unblock it (:func:`_init_worker`). The standard library starts
+    its resource tracker process the same way. No-op without pthread_sigmask (Windows).
+    """
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        if signal.SIGINT not in previous:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """For the block, SIGTERM raises KeyboardInterrupt (a clean stop, like Ctrl-C) instead of
+    ending this process at once. Handlers can only be set in the main thread; elsewhere SIGTERM
+    keeps its handler (the workers still exit with this process, :func:`_exit_with_parent`)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:  # None: a handler not set from Python, which cannot be put back
+        signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+
+
+def _kill_workers(pool) -> None:
+    """Kill the pool's worker processes now, not after their running chunks, and shut the pool
+    down without waiting.
+
+    ``ProcessPoolExecutor.kill_workers()`` does exactly this from Python 3.14. Before, the
+    processes are reachable only as the private ``pool._processes`` (pid -> Process; None once
+    shut down), which every version from 3.8 to 3.13 has.
+    """
+    kill_workers = getattr(pool, "kill_workers", None)
+    if kill_workers is not None:
+        kill_workers()
+        return
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        with contextlib.suppress(OSError, ValueError):  # already gone, or closed
+            process.kill()
+
+
 def _run_in_pool(
     jobs: list[ChunkJob], workers: int, progress: _Progress, write
 ) -> list[ChunkResult]:
+    """Run the chunks in a spawn process pool.
+
+    Interrupted (Ctrl-C, SIGTERM, or an error here), the workers are killed at once instead of
+    finishing their chunks; their unfinished variants leave only hidden temporary files, which
+    the next run removes before it writes those variants again. Should this process die without
+    a word (SIGKILL), the workers exit by themselves (:func:`_exit_with_parent`).
+    """
     import multiprocessing
-    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    from concurrent.futures import ProcessPoolExecutor
 
     # spawn: workers start clean (no copied threads or locks from this process, e.g. tqdm's
     # monitor thread), and behave the same on Linux, macOS and Windows.
     context = multiprocessing.get_context("spawn")
     progress_queue = context.Queue()
-    results = []
     pool = ProcessPoolExecutor(
         max_workers=min(workers, len(jobs)), mp_context=context,
-        initializer=_init_worker, initargs=(progress_queue,),
+        initializer=_init_worker, initargs=(progress_queue, os.getpid()),
     )
     try:
-        futures = {pool.submit(_run_chunk_in_worker, job): job for job in jobs}
-        pending = set(futures)
-        while pending:
-            finished, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
-            _drain(progress_queue, progress)
-            for future in finished:
-                job = futures[future]
-                try:
-                    result = future.result()
-                except Exception as exc:  # a worker died (killed, out of memory): the chunk failed
-                    result = ChunkResult(job.job_id, job.case.case_id,
-                                         failed=[(v, _describe(exc)) for v in job.variants])
-                progress.chunk_finished(job.job_id)
-                _report_failures(result, write)
-                results.append(result)
+        with _sigterm_interrupts():
+            results = _collect(pool, jobs, progress_queue, progress, write)
+            pool.shutdown(wait=True)
     except BaseException:
-        pool.shutdown(wait=False, cancel_futures=True)
+        _kill_workers(pool)
         raise
-    pool.shutdown(wait=True)
     progress_queue.close()
+    return results
+
+
+def _collect(
+    pool, jobs: list[ChunkJob], progress_queue, progress: _Progress, write
+) -> list[ChunkResult]:
+    """Submit every chunk to the pool; report each chunk's result as it finishes."""
+    from concurrent.futures import FIRST_COMPLETED, wait
+
+    with _sigint_blocked():  # submit() starts the worker processes
+        futures = {pool.submit(_run_chunk_in_worker, job): job for job in jobs}
+    results = []
+    pending = set(futures)
+    while pending:
+        finished, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
+        _drain(progress_queue, progress)
+        for future in finished:
+            job = futures[future]
+            try:
+                result = future.result()
+            except Exception as exc:  # a worker died (killed, out of memory): the chunk failed
+                result = ChunkResult(job.job_id, job.case.case_id,
+                                     failed=[(v, _describe(exc)) for v in job.variants])
+            progress.chunk_finished(job.job_id)
+            _report_failures(result, write)
+            results.append(result)
     return results
 
 
@@ -294,12 +444,16 @@ def run_synthesize(
     variants: int,
     *,
     workers: int = 1,
-    options: SynthesisOptions = SynthesisOptions(),
+    options: SynthesisOptions | None = None,
     base_seed: int = 0,
 ) -> int:
-    """Build the data set; return the exit status (0 all done, 1 some variants failed)."""
+    """Build the data set; return the exit status (0 all done, 1 some variants failed).
+
+    ``options`` default to :class:`SynthesisOptions`' defaults (mixed sizes and phenotypes).
+    """
     from tqdm import tqdm
 
+    options = SynthesisOptions() if options is None else options
     try:
         cases = find_cases(data_dir)
     except ValueError as exc:
