@@ -12,9 +12,10 @@ from .fetch import FetchError, cached_lits117, fetch_lits117
 from .hosts import healthy_hosts, phantom_hosts
 from .mrc import MrcVolume, read_mrc
 from .preprocess import Preprocessing, crop_to_liver, load_cases, preprocess_case, resample
-from .splits import Split, split_axial, split_cases
+from .splits import AxialFold, Split, axial_folds, split_axial, split_cases
 
 __all__ = [
+    "AxialFold",
     "Case",
     "CaseFiles",
     "CaseProblem",
@@ -23,6 +24,7 @@ __all__ = [
     "Preprocessing",
     "Split",
     "cached_lits117",
+    "axial_folds",
     "check_case",
     "crop_to_liver",
     "default_cache_dir",

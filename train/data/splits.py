@@ -11,7 +11,7 @@ from synth.cases import Case
 from synth.components import lesion_components
 from synth.labels import Label
 
-__all__ = ["Split", "split_cases", "split_axial"]
+__all__ = ["AxialFold", "Split", "axial_folds", "split_axial", "split_cases"]
 
 
 @dataclass(frozen=True)
@@ -118,3 +118,62 @@ def split_axial(case: Case, *, train_fraction: float = 0.6, gap_mm: float = 5.0)
                         label=case.label[:, :, start:].copy(), affine=test_affine,
                         notes=tuple(case.notes) + (where,))
     return train_part, test_part
+
+
+@dataclass(frozen=True)
+class AxialFold:
+    """One fold of :func:`axial_folds`: its test slab and the training slabs around it."""
+
+    index: int
+    train: tuple[Case, ...]  # the slabs below and above the test slab (one at either end)
+    test: Case
+    notes: tuple[str, ...]
+
+
+def _slab(case: Case, start: int, stop: int, case_id: str, note: str) -> Case:
+    """Slices ``[start, stop)`` of ``case`` along axis 2, in the original world coordinates."""
+    affine = np.array(case.affine, dtype=np.float64)
+    affine[:3, 3] = affine[:3, 3] + affine[:3, 2] * start
+    return replace(case, case_id=case_id, image=case.image[:, :, start:stop].copy(),
+                   label=case.label[:, :, start:stop].copy(), affine=affine, notes=tuple(case.notes) + (note,))
+
+
+def axial_folds(case: Case, *, folds: int = 3, gap_mm: float = 5.0) -> list[AxialFold]:
+    """k-fold cross-validation of one case along its axial axis: every slice is tested once.
+
+    The case is cut into ``folds`` slabs of (nearly) equal thickness. Fold ``k`` tests slab ``k``
+    and trains on the slabs below and above it, each shortened by ``gap_mm`` (rounded up to whole
+    slices, at least one) next to the test slab, so no training voxel touches a test voxel, not even
+    diagonally. A tumour crossing a cut is split (its pieces count as separate lesions); the notes
+    say how many were. Ids: ``"<id>-fold<k>-test"``, ``"<id>-fold<k>-below"``, ``"<id>-fold<k>-above"``.
+
+    Raises:
+        ValueError: fewer than 2 folds, a negative gap, or a case too thin for its slabs.
+    """
+    if isinstance(folds, bool) or not isinstance(folds, (int, np.integer)) or folds < 2:
+        raise ValueError(f"folds must be a whole number >= 2, got {folds!r}")
+    gap_mm = float(gap_mm)
+    if not (math.isfinite(gap_mm) and gap_mm >= 0):
+        raise ValueError(f"gap_mm must be >= 0 mm, got {gap_mm!r}")
+    depth = case.image.shape[2]
+    gap = max(1, int(math.ceil(gap_mm / case.spacing[2] - 1e-9)))
+    edges = [int(round(depth * k / folds)) for k in range(folds + 1)]
+    if min(b - a for a, b in zip(edges, edges[1:])) <= 2 * gap:
+        raise ValueError(f"case {case.case_id!r}: {depth} slices are too few for {folds} slabs with a gap of "
+                         f"{gap} slices ({gap_mm:g} mm) on each side of a test slab")
+    result = []
+    for k in range(folds):
+        low, high = edges[k], edges[k + 1]
+        crossing = (_crossing_lesions(case.label, low - gap, low) if low > 0 else 0) + (
+            _crossing_lesions(case.label, high, high + gap) if high < depth else 0)
+        note = (f"fold {k} of {folds} of {case.case_id}: slices [{low}, {high}) test, {gap} slices "
+                f"({gap * case.spacing[2]:.3g} mm) dropped on each side; tumour components crossing a cut: "
+                f"{crossing}")
+        train = []
+        if low - gap > 0:
+            train.append(_slab(case, 0, low - gap, f"{case.case_id}-fold{k}-below", note))
+        if high + gap < depth:
+            train.append(_slab(case, high + gap, depth, f"{case.case_id}-fold{k}-above", note))
+        test = _slab(case, low, high, f"{case.case_id}-fold{k}-test", note)
+        result.append(AxialFold(k, tuple(train), test, (note,)))
+    return result
