@@ -15,6 +15,7 @@ from monai.data import MetaTensor
 from monai.transforms import MapTransform, RandomizableTransform
 from monai.utils import TransformBackends, convert_data_type, convert_to_dst_type
 
+from synth.types import TypeCount, TypePhenotype, TypeSize
 from synth.validation import check_spacing
 
 from . import _core
@@ -70,6 +71,16 @@ class RandTumorInsertiond(RandomizableTransform, MapTransform):
 
     backend = [TransformBackends.TORCH, TransformBackends.NUMPY]
 
+    # The settings, validated and set by _core.store_settings.
+    size: TypeSize
+    count: TypeCount
+    phenotype: TypePhenotype
+    liver_label: int
+    tumor_label: int
+    on_failure: str
+    synthesis_options: dict
+    space_tolerance_mm: float
+
     def __init__(self, keys: KeysCollection, label_key: str = "label", prob: float = 1.0,
                  size="mix", count=(1, 3), phenotype="mix", liver_label: int = 1,
                  tumor_label: int = 2, spacing=None, on_failure: str = "warn",
@@ -107,14 +118,15 @@ class RandTumorInsertiond(RandomizableTransform, MapTransform):
         image, label = d[image_key], d[self.label_key]
         volume = _spatial_array(image, image_key)
         labels = _spatial_array(label, self.label_key)
-        image_affine = image.affine if isinstance(image, MetaTensor) else None
-        label_affine = label.affine if isinstance(label, MetaTensor) else None
+        image_affine: torch.Tensor | np.ndarray | None = image.affine if isinstance(image, MetaTensor) else None
+        label_affine: torch.Tensor | np.ndarray | None = label.affine if isinstance(label, MetaTensor) else None
         if image_affine is None or label_affine is None:
             # Without two affines only the shapes can be compared.
             image_affine = label_affine = np.eye(4)
         _core.check_same_space(volume.shape, image_affine, labels.shape, label_affine,
                                image_name=str(image_key), label_name=str(self.label_key),
                                tolerance_mm=self.space_tolerance_mm)
+        assert self.seed is not None, "randomize draws a seed whenever the transform applies"
         inserted = _core.insert_lesions(
             volume, labels, self._spacing_of(image), seed=self.seed, size=self.size,
             count=self.count, phenotype=self.phenotype, liver_label=self.liver_label,
@@ -129,7 +141,8 @@ class RandTumorInsertiond(RandomizableTransform, MapTransform):
 
     def _spacing_of(self, image) -> tuple[float, float, float]:
         if isinstance(image, MetaTensor):
-            from_affine = tuple(float(s) for s in image.pixdim[-3:])
+            sx, sy, sz = (float(s) for s in image.pixdim[-3:])  # a 4x4 affine: three spacings
+            from_affine = (sx, sy, sz)
             if self.spacing is not None and not np.allclose(self.spacing, from_affine, atol=1e-3):
                 raise ValueError(f"spacing {self.spacing} mm disagrees with the image affine's "
                                  f"{from_affine} mm; drop the spacing argument or fix the affine")
@@ -141,7 +154,7 @@ class RandTumorInsertiond(RandomizableTransform, MapTransform):
         return self.spacing
 
 
-def _spacing_triplet(spacing) -> tuple[float, ...]:
+def _spacing_triplet(spacing) -> tuple[float, float, float]:
     return check_spacing(np.asarray(spacing, dtype=np.float64).ravel())
 
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 import numbers
+from typing import Any
 
 import numpy as np
 import torch
@@ -162,9 +163,10 @@ def training_pipeline(
             raise ValueError(f"{name} must be a probability in [0, 1]; got {value!r}")
     # The Compose copies the subject once, so the caller's subject is never modified; each step
     # then works in place instead of deep-copying the whole subject again (TorchIO's default).
-    in_place = {"copy": False}
-    ct_only = {"include": [image_name], **in_place}
-    steps = [
+    # Keyword arguments of tio.Transform.
+    in_place: dict[str, Any] = {"copy": False}
+    ct_only: dict[str, Any] = {"include": [image_name], **in_place}
+    steps: list[tio.Transform] = [
         RandomLiverCrop(crop_size, label_name=label_name, liver_labels=(liver_label, tumor_label),
                         **in_place),
         tio.RandomAffine(scales=AFFINE_SCALES, degrees=AFFINE_DEGREES,
@@ -228,7 +230,7 @@ def evaluation_pipeline(
         >>> from augment.pipelines import evaluation_pipeline
         >>> scaled = evaluation_pipeline()(subject)  # whole scan, CT in [0, 1]  # doctest: +SKIP
     """
-    steps = []
+    steps: list[tio.Transform] = []
     if crop_size is not None:
         steps.append(LiverCrop(_shape_triplet(crop_size, "crop_size"), label_name=label_name,
                                liver_labels=liver_labels, copy=False))
@@ -297,10 +299,12 @@ class RandomLiverCrop(RandomTransform, SpatialTransform):
         liver = torch.isin(labels, torch.tensor(self.liver_labels, dtype=labels.dtype))
         count = int(liver.sum())
         if count == 0:
-            return tuple(n // 2 for n in labels.shape)
+            x, y, z = (n // 2 for n in labels.shape)
+            return x, y, z
         index = int(torch.randint(0, count, (1,)).item())
         flat = int(torch.nonzero(liver.reshape(-1), as_tuple=True)[0][index])
-        return tuple(int(i) for i in np.unravel_index(flat, tuple(labels.shape)))
+        x, y, z = (int(i) for i in np.unravel_index(flat, tuple(labels.shape)))
+        return x, y, z
 
     def apply_transform(self, subject: tio.Subject) -> tio.Subject:
         _, label_map = _find_label_map(subject, self.label_name, type(self).__name__)
@@ -372,13 +376,14 @@ class LiverCrop(SpatialTransform):
         labels = label_map.data[0]
         liver = torch.isin(labels, torch.tensor(self.liver_labels, dtype=labels.dtype))
         if not liver.any():
-            return tuple(n // 2 for n in shape)
-        center = []
+            x, y, z = (n // 2 for n in shape)
+            return x, y, z
+        center: list[int] = []
         for axis in range(3):
             other = tuple(a for a in range(3) if a != axis)
             present = torch.nonzero(liver.any(dim=other[1]).any(dim=other[0]), as_tuple=True)[0]
             center.append((int(present[0]) + int(present[-1])) // 2)
-        return tuple(center)
+        return center[0], center[1], center[2]
 
 
 def crop_bounds(shape, crop_size, center):
@@ -456,7 +461,8 @@ def _shape_triplet(value, name) -> tuple[int, int, int]:
                                for v in values):
         raise ValueError(f"{name} must be one positive int or three (x, y, z) voxel counts; "
                          f"got {value!r}")
-    return tuple(int(v) for v in values)
+    x, y, z = (int(v) for v in values)
+    return x, y, z
 
 
 def _label_values(values) -> tuple[int, ...]:

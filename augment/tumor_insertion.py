@@ -8,10 +8,13 @@ so ``subject.get_composed_history()`` replays the very same lesions.
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import torch
 import torchio as tio
 from torchio.transforms.augmentation import RandomTransform
+
+from synth.types import TypeCount, TypePhenotype, TypeSize
 
 from . import _core
 
@@ -85,7 +88,8 @@ class RandomTumorInsertion(RandomTransform):
         return int(torch.randint(0, _core.SEED_HIGH, (1,), dtype=torch.int64).item())
 
     def apply_transform(self, subject: tio.Subject) -> tio.Subject:
-        transform = TumorInsertion(seed=self.get_params(), **_core.settings_of(self), **self._get_base_args())
+        base_args: dict[str, Any] = self._get_base_args()  # Transform's keyword arguments (torchio: object)
+        transform = TumorInsertion(seed=self.get_params(), **_core.settings_of(self), **base_args)
         return transform(subject)
 
 
@@ -108,6 +112,17 @@ class TumorInsertion(tio.Transform):
         >>> transform = TumorInsertion(seed=42, size=(8, 12), count=2, include=["ct", "seg"])
         >>> with_lesions = transform(subject)  # doctest: +SKIP
     """
+
+    # The settings, validated and set by _core.store_settings.
+    size: TypeSize
+    count: TypeCount
+    phenotype: TypePhenotype
+    liver_label: int
+    tumor_label: int
+    on_failure: str
+    synthesis_options: dict
+    space_tolerance_mm: float
+
 
     def __init__(self, seed: int, size="mix", count=(1, 3), phenotype="mix", liver_label: int = 1,
                  tumor_label: int = 2, on_failure: str = "warn", synthesis_options: dict | None = None,

@@ -9,12 +9,13 @@ for, so importing :mod:`synth` stays numpy + scipy.
 from __future__ import annotations
 
 import math
+from typing import Final
 
 import numpy as np
 
 __all__ = ["CONNECTIVITY", "equivalent_diameter_mm", "lesion_components"]
 
-CONNECTIVITY = 26
+CONNECTIVITY: Final = 26
 
 
 def lesion_components(mask: np.ndarray) -> tuple[np.ndarray, int]:

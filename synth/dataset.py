@@ -111,6 +111,7 @@ def _write_variant(host: Any, ct: NiftiVolume, job: ChunkJob, variant: int) -> N
     """Insert and write one variant."""
     out = variant_dir(job.out_dir, job.case.case_id, variant)
     seed = variant_seed(job.base_seed, job.case.case_id, variant)
+    assert job.case.label is not None, "run_chunk refuses a case without a label file"
     result = insert_lesions(host, job.options, seed)
     report = lesion_report(
         ct, job.case.label, job.options, seed, result.lesions,
@@ -123,6 +124,8 @@ def run_chunk(job: ChunkJob, report: ProgressReport | None = None) -> ChunkResul
     """Do one chunk; every failure is caught and returned with its message, never raised."""
     outcome = ChunkResult(job.job_id, job.case.case_id)
     try:
+        if job.case.label is None:  # an unlabelled row of a CSV manifest
+            raise ValueError(f"case {job.case.case_id!r} has no label file; a labelled case is needed")
         ct, liver = load_pair(job.case.image, job.case.label)
         host = prepare(ct, liver)
     except Exception as exc:  # the whole case is unusable: every variant fails with this reason
@@ -242,7 +245,7 @@ def plan_chunks(
     if not cases:
         return []
     per_case = max(1, -(-workers // len(cases)))  # ceil
-    jobs = []
+    jobs: list[ChunkJob] = []
     for case in cases:
         variants = pending[case]
         for part in np.array_split(np.array(variants), min(per_case, len(variants))):

@@ -167,8 +167,8 @@ class HostScan:
                     key = (bx, by, bz)
                     block = self._vessel_blocks.get(key)
                     if block is None:
-                        core = tuple(slice(k * n, min((k + 1) * n, m)) for k, n, m in zip(key, size, self.label.shape))
-                        block = self._vessel_blocks[key] = self._vessels_in(core)
+                        cx, cy, cz = (slice(k * n, min((k + 1) * n, m)) for k, n, m in zip(key, size, self.label.shape))
+                        block = self._vessel_blocks[key] = self._vessels_in((cx, cy, cz))
                     lo = [max(a, k * n) for a, k, n in zip(starts, key, size)]
                     hi = [min(b, (k + 1) * n) for b, k, n in zip(stops, key, size)]
                     out[tuple(slice(lesion - a, h - a) for lesion, h, a in zip(lo, hi, starts))] = block[

@@ -275,10 +275,12 @@ def _paint(host, volume, label, index, center, box, stencil, appearance, subcaps
     label[paint_box][changed.inside] = 2
 
     before = host.volume[paint_box][changed.inside].astype(np.float32)
+    mm_x, mm_y, mm_z = (float(c * s) for c, s in zip(center, spacing))
+    box_x, box_y, box_z = ((int(s.start), int(s.stop)) for s in changed_box)
     return Lesion(
         index=index,
         center_voxel=center,
-        center_mm=tuple(float(c * s) for c, s in zip(center, spacing)),
+        center_mm=(mm_x, mm_y, mm_z),
         diameter_mm=stencil.diameter_mm,
         voxel_count=stencil.voxel_count,
         size_class=size_class(stencil.diameter_mm),
@@ -287,7 +289,7 @@ def _paint(host, volume, label, index, center, box, stencil, appearance, subcaps
         edge_mm=appearance.edge_mm,
         subcapsular=subcapsular,
         mass_effect=pushed,
-        bbox=tuple((int(s.start), int(s.stop)) for s in changed_box),
+        bbox=(box_x, box_y, box_z),
     )
 
 

@@ -77,7 +77,8 @@ def nifti_suffix(path: str | os.PathLike) -> str:
 def spacing_from_affine(affine: np.ndarray) -> tuple[float, float, float]:
     """Voxel size in mm along the three array axes: the norms of the affine's first 3 columns."""
     columns = np.asarray(affine, dtype=np.float64)[:3, :3]
-    return tuple(float(v) for v in np.sqrt((columns**2).sum(axis=0)))
+    sx, sy, sz = (float(v) for v in np.sqrt((columns**2).sum(axis=0)))
+    return sx, sy, sz
 
 
 def _check_spacing(spacing: tuple[float, ...], affine: np.ndarray, path: Path) -> None:

@@ -207,7 +207,8 @@ def _lesion_row_title(lesion: Any) -> str:
 
 
 def _clip_centre(centre: Sequence[int], shape: Sequence[int]) -> tuple[int, int, int]:
-    return tuple(int(np.clip(int(c), 0, n - 1)) for c, n in zip(centre, shape))
+    x, y, z = (int(np.clip(int(c), 0, n - 1)) for c, n in zip(centre, shape))
+    return x, y, z
 
 
 def save_lesion_preview(
@@ -264,8 +265,10 @@ def _liver_centre(label: np.ndarray) -> tuple[int, int, int]:
     """Centroid voxel of the liver (label >= 1), or the array centre if there is no liver."""
     coords = np.nonzero(label >= Label.LIVER)
     if len(coords[0]) == 0:
-        return tuple(n // 2 for n in label.shape)
-    return tuple(int(round(float(c.mean()))) for c in coords)
+        x, y, z = (n // 2 for n in label.shape)
+    else:
+        x, y, z = (int(round(float(c.mean()))) for c in coords)
+    return x, y, z
 
 
 def save_overview(

@@ -7,6 +7,7 @@ the most common reason a synthesiser silently produces garbage.
 from __future__ import annotations
 
 import numbers
+from typing import Literal, cast, overload
 
 import numpy as np
 
@@ -117,6 +118,10 @@ def check_label_values(labels: np.ndarray, *, name: str = "mask", high: int = ma
                          f"{expected} (or a binary liver mask)")
 
 
+@overload
+def check_spacing(spacing, *, ndim: Literal[3] = 3, name: str = "spacing") -> tuple[float, float, float]: ...
+@overload
+def check_spacing(spacing, *, ndim: int, name: str = "spacing") -> tuple[float, ...]: ...
 def check_spacing(spacing, *, ndim: int = 3, name: str = "spacing") -> tuple[float, ...]:
     """Return ``spacing`` as ``ndim`` positive finite floats in mm, or raise naming ``name``.
 
@@ -148,11 +153,12 @@ def check_count(count) -> tuple[int, int]:
         raise TypeError(f"count must be an int or a (min, max) pair of ints; got {count!r}") from None
     if not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in (low, high)):
         raise TypeError(f"count must be whole numbers; got {count!r}")
+    low, high = int(low), int(high)
     if low < 0 or high < low:
         raise ValueError(f"count must satisfy 0 <= min <= max; got {count!r}")
     if high > 1000:
         raise ValueError(f"count {high} is impossible: at most 1000 lesions per call")
-    return int(low), int(high)
+    return low, high
 
 
 def check_seed(seed, rng) -> np.random.Generator:
@@ -165,7 +171,8 @@ def check_seed(seed, rng) -> np.random.Generator:
         return rng
     if seed is not None and not isinstance(seed, (numbers.Integral, np.random.SeedSequence)):
         raise TypeError(f"seed must be an int; got {type(seed).__name__}")
-    return np.random.default_rng(seed)
+    # numbers.Integral admits numpy integers, which default_rng takes; the stubs only know int.
+    return np.random.default_rng(cast("int | np.random.SeedSequence | None", seed))
 
 
 def affine_disagreement_mm(shape, affine_a, affine_b) -> float:

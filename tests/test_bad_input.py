@@ -396,3 +396,15 @@ def test_prepare_host_and_synthesize_check_their_input(case):
         host.insert(seed=0, rng=np.random.default_rng(0))
     # A failed call leaves the host usable.
     assert len(host.insert(size="small", count=1, seed=0).lesions) == 1
+
+
+def test_synthesize_chunk_of_an_unlabelled_case_names_the_missing_label(tmp_path):
+    """An unlabelled manifest row fails each variant with a sentence, not a TypeError about None."""
+    from synth.cases import CaseFiles
+    from synth.dataset import ChunkJob, run_chunk
+    from synth.options import SynthesisOptions
+
+    job = ChunkJob(0, CaseFiles("a", tmp_path / "a.nii.gz", None), (0, 1), tmp_path / "out", SynthesisOptions(), 0)
+    result = run_chunk(job)
+    assert result.done == []
+    assert result.failed == [(v, "case 'a' has no label file; a labelled case is needed") for v in (0, 1)]

@@ -22,9 +22,12 @@ Two choices, both inside MONAI's ``DeepSupervisionLoss`` (see :func:`build_loss`
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 import torch.nn.functional as F
 from monai.losses import DeepSupervisionLoss, DiceCELoss, DiceLoss, TverskyLoss
+from torch.nn.modules.loss import _Loss
 
 from synth.labels import Label
 
@@ -119,10 +122,12 @@ def build_loss(name: str = "dice_ce", *, heads: int = 1) -> DeepSupervisionLoss:
     Raises:
         ValueError: for an unknown name, listing the choices.
     """
+    base: torch.nn.Module
     if name == "dice_ce":
         base = DiceCELoss(softmax=True, to_onehot_y=True, batch=True)
     elif name == "composite":
         base = CompositeLoss()
     else:
         raise ValueError(f"unknown loss {name!r}; choose one of {', '.join(LOSSES)}")
-    return DeepSupervisionLoss(base, weights=deep_supervision_weights(heads))
+    # MONAI annotates the loss as torch's _Loss but only calls it: any loss module (CompositeLoss) works.
+    return DeepSupervisionLoss(cast(_Loss, base), weights=deep_supervision_weights(heads))

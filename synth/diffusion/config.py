@@ -12,6 +12,7 @@ import json
 import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
 FORMAT = "tumorsynth-diffusion"
 FORMAT_VERSION = 1
@@ -189,6 +190,6 @@ def check_steps(steps, train_timesteps: int) -> int:
     return steps
 
 
-TINY = dict(crop_size=16, channels=(8, 16), attention_levels=(False, False), norm_num_groups=8,
-            num_res_blocks=1, train_timesteps=1000, sampling_steps=4)
+TINY: dict[str, Any] = dict(crop_size=16, channels=(8, 16), attention_levels=(False, False), norm_num_groups=8,
+                            num_res_blocks=1, train_timesteps=1000, sampling_steps=4)
 """A model small enough for tests and CPU smoke runs."""

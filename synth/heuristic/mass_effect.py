@@ -21,7 +21,8 @@ REACH = 1.5  # the box reaches REACH lesion radii from the centre
 def displacement_box(center, radius_mm: float, spacing, shape) -> tuple[slice, slice, slice]:
     """The box (clipped to the scan) in which the mass effect of a lesion acts."""
     half = [int(np.ceil(REACH * radius_mm / s)) for s in spacing]
-    return tuple(slice(max(c - h, 0), min(c + h + 1, n)) for c, h, n in zip(center, half, shape))
+    sx, sy, sz = (slice(max(c - h, 0), min(c + h + 1, n)) for c, h, n in zip(center, half, shape))
+    return sx, sy, sz
 
 
 def push_outward(

@@ -46,14 +46,14 @@ def sample_shape(diameter_mm: float, rng: np.random.Generator, *, elongation_sd:
     # Few waves suffice (each costs a cosine per voxel): three gentle ones (6-15 % of the radius)
     # and two to four lobes (12-27 %), scaled from 40 % at 0 mm to full strength at 20 mm. Weaker
     # waves left synthetic lesions measurably smoother and rounder than real ones (realism report).
-    frequencies = [rng.uniform(1.0, 2.0, size=3)]
+    frequency_sets = [rng.uniform(1.0, 2.0, size=3)]
     amplitudes = [rng.uniform(0.06, 0.15, size=3)]
     if diameter_mm >= LOBULATION_FROM_MM:
         count = int(rng.integers(2, 5))
         strength = min(1.0, 0.4 + 0.6 * (diameter_mm - LOBULATION_FROM_MM) / 20.0)
-        frequencies.append(rng.uniform(3.0, 5.0, size=count))
+        frequency_sets.append(rng.uniform(3.0, 5.0, size=count))
         amplitudes.append(strength * rng.uniform(0.12, 0.27, size=count))
-    frequencies = np.concatenate(frequencies)
+    frequencies = np.concatenate(frequency_sets)
     directions = rng.normal(size=(frequencies.size, 3))
     directions /= np.linalg.norm(directions, axis=1, keepdims=True)
     return LesionShape(
@@ -88,7 +88,8 @@ class LesionStencil:
     def crop(self, local: tuple[slice, slice, slice]) -> LesionStencil:
         """The part of the stencil inside ``local`` (which must hold the whole body); sizes and
         counts describe the whole lesion."""
-        body_box = tuple(slice(b.start - c.start, b.stop - c.start) for b, c in zip(self.body_box, local))
+        bx, by, bz = (slice(b.start - c.start, b.stop - c.start) for b, c in zip(self.body_box, local))
+        body_box = (bx, by, bz)
         return replace(self, distance_mm=self.distance_mm[local], depth=self.depth[local],
                        inside=self.inside[local], body_box=body_box, offset=local)
 
@@ -98,8 +99,9 @@ class LesionStencil:
         Every voxel within ``margin_mm`` of the surface lies in it: the radial distance to the
         surface is never shorter than the straight one."""
         grow = [int(np.ceil(margin_mm / s)) + 1 for s in spacing]
-        return tuple(slice(max(b.start - g, 0), min(b.stop + g, n))
-                     for b, g, n in zip(self.body_box, grow, self.inside.shape))
+        gx, gy, gz = (slice(max(b.start - g, 0), min(b.stop + g, n))
+                      for b, g, n in zip(self.body_box, grow, self.inside.shape))
+        return gx, gy, gz
 
 
 def _random_rotation(rng: np.random.Generator) -> np.ndarray:
@@ -163,7 +165,8 @@ def rasterize(shape: LesionShape, voxel_count: int, spacing, *, pad_mm: float) -
     extent = (np.abs(_DIRECTIONS @ shape.rotation.T.astype(np.float32)) * radii[:, None]).max(axis=0)
     reach_per_axis = extent * scale * 1.1 + 0.5 * spacing
     reach = float(radii.max()) * scale * 1.1 + 0.5 * float(spacing.max())
-    half = tuple(int(np.ceil((r + pad_mm) / s)) + 1 for r, s in zip(reach_per_axis, spacing))
+    hx, hy, hz = (int(np.ceil((r + pad_mm) / s)) + 1 for r, s in zip(reach_per_axis, spacing))
+    half = (hx, hy, hz)
     axes = [np.arange(-h, h + 1, dtype=np.float32) * np.float32(s) for h, s in zip(half, spacing)]
     box_shape = tuple(a.size for a in axes)
     rho = np.sqrt(axes[0][:, None, None] ** 2 + axes[1][None, :, None] ** 2 + axes[2][None, None, :] ** 2).ravel()
@@ -195,7 +198,8 @@ def rasterize(shape: LesionShape, voxel_count: int, spacing, *, pad_mm: float) -
     inside = distance < 0
     count = int(np.count_nonzero(inside))
     in_body = relative < level
-    body_box = tuple(slice(int(i[in_body].min()), int(i[in_body].max()) + 1) for i in near_index)
+    bx, by, bz = (slice(int(i[in_body].min()), int(i[in_body].max()) + 1) for i in near_index)
+    body_box = (bx, by, bz)
     return LesionStencil(
         half_size=half,
         distance_mm=distance.reshape(box_shape),

@@ -109,7 +109,9 @@ def make_phantom(
     return Phantom(parts.volume, parts.label, spacing, _affine(shape, spacing))
 
 
-def _validate(shape, spacing, lesions, seed):
+def _validate(
+    shape, spacing, lesions, seed
+) -> tuple[tuple[int, int, int], tuple[float, float, float], int, np.random.SeedSequence]:
     """make_phantom's arguments as (shape ints, spacing floats, lesions int, SeedSequence);
     ValueError naming the bad argument."""
 
@@ -141,12 +143,9 @@ def _validate(shape, spacing, lesions, seed):
         seed_seq = np.random.SeedSequence(int(seed))
     else:
         raise ValueError(f"seed must be a non-negative integer or a numpy Generator, got {seed!r}")
-    return (
-        tuple(int(n) for n in shape_t),
-        tuple(float(s) for s in spacing_t),
-        int(lesions),
-        seed_seq,
-    )
+    nx, ny, nz = (int(n) for n in shape_t)  # three of each: checked above
+    sx, sy, sz = (float(s) for s in spacing_t)
+    return (nx, ny, nz), (sx, sy, sz), int(lesions), seed_seq
 
 
 def _affine(shape, spacing) -> np.ndarray:

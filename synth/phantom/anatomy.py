@@ -211,16 +211,17 @@ def _sample_small_bowel(rng, liver: LiverShape):
 
     Returns the loops (each a tuple of tubes) and, per loop, whether it holds gas.
     """
-    loops, gas = [], []
+    loops: list[tuple[Tube, ...]] = []
+    gas: list[bool] = []
     while len(loops) < 14:
         centre = np.array([rng.uniform(-85, 65), rng.uniform(-5, 70), rng.uniform(-115, -25)])
         radius = rng.uniform(10.0, 13.0)
         direction = unit(rng.normal(size=3))
-        pts = [centre]
+        path = [centre]
         for _ in range(3):
             direction = unit(direction + rng.normal(0, 0.8, 3))
-            pts.append(pts[-1] + rng.uniform(20, 35) * direction)
-        pts = np.array(pts)
+            path.append(path[-1] + rng.uniform(20, 35) * direction)
+        pts = np.array(path)
         is_gassy = rng.uniform() < 0.3
         if np.all(liver.signed(pts[:, 0], pts[:, 1], pts[:, 2]) > radius + 4):
             loops.append(tuple(polyline(pts, radius)))

@@ -29,8 +29,8 @@ class Grid(NamedTuple):
 
 def make_grid(shape, spacing) -> Grid:
     """The grid of a volume centred on the world origin."""
-    axes = [((np.arange(n) - (n - 1) / 2) * s).astype(np.float32) for n, s in zip(shape, spacing)]
-    return Grid(*axes, spacing)
+    x, y, z = (((np.arange(n) - (n - 1) / 2) * s).astype(np.float32) for n, s in zip(shape, spacing))
+    return Grid(x, y, z, spacing)
 
 
 class Box(NamedTuple):
@@ -47,14 +47,14 @@ class Box(NamedTuple):
 
 def voxels_in_box(grid: Grid, lo, hi) -> Box | None:
     """Voxels whose centres lie in [lo, hi] (mm); None when the box misses the grid."""
-    sl = []
+    sl: list[slice] = []
     for axis, a, b in zip((grid.x, grid.y, grid.z), lo, hi):
         i0, i1 = np.searchsorted(axis, a, "left"), np.searchsorted(axis, b, "right")
         if i1 <= i0:
             return None
         sl.append(slice(int(i0), int(i1)))
     return Box(
-        tuple(sl),
+        (sl[0], sl[1], sl[2]),
         grid.x[sl[0], None, None],
         grid.y[None, sl[1], None],
         grid.z[None, None, sl[2]],

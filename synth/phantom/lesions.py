@@ -21,7 +21,7 @@ def add_lesions(rng, hu, label, grid: Grid, liver_box: Box, segments, n):
         return
     depth = ndimage.distance_transform_edt(liver, sampling=grid.spacing)
     sub = liver_box.grid(grid.spacing)
-    placed = []  # (centre, radius)
+    placed: list[tuple[np.ndarray, float]] = []  # (centre, radius)
     for _ in range(n):
         radius = 0.5 * math.exp(rng.uniform(math.log(5.0), math.log(30.0)))
         centre = None
@@ -43,6 +43,7 @@ def add_lesions(rng, hu, label, grid: Grid, liver_box: Box, segments, n):
         shape = Ellipsoid(centre, radius * rng.uniform(0.85, 1.15, 3),
                           rotation(*rng.uniform(0, 360, 3)))
         box = shape.box(grid, pad=3.0)
+        assert box is not None, "a lesion centred on a voxel of the grid always has a box on it"
         edge = 1.5
         f = np.clip(0.5 - (shape.rho(box.x, box.y, box.z) - 1.0) * radius / (2 * edge), 0, 1)
         f = f * f * (3 - 2 * f)  # smoothstep

@@ -28,7 +28,7 @@ def grow_vessel_tree(rng, liver: LiverShape, root, directions, radii, max_segmen
     portal and hepatic veins do. Breadth-first growth, so the segment cap trims the finest twigs.
     Returns an (n, 8) array: start xyz, end xyz, start and end radius (mm).
     """
-    segments = []
+    segments: list[tuple[float, ...]] = []
     queue = deque((np.asarray(root, float), unit(d), r) for d, r in zip(directions, radii))
     while queue and len(segments) < max_segments:
         start, direction, radius = queue.popleft()

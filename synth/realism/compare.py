@@ -43,7 +43,8 @@ class LesionSample:
 def crop_around(mask_box, spacing, shape, *, margin_mm: float) -> tuple[slice, slice, slice]:
     """A box of slices: ``mask_box`` grown by ``margin_mm`` on every side, clipped to ``shape``."""
     grow = [int(np.ceil(margin_mm / s)) for s in spacing]
-    return tuple(slice(max(b.start - g, 0), min(b.stop + g, n)) for b, g, n in zip(mask_box, grow, shape))
+    x, y, z = (slice(max(b.start - g, 0), min(b.stop + g, n)) for b, g, n in zip(mask_box, grow, shape))
+    return x, y, z
 
 
 def _sample(source, case, volume, label, component, box, spacing, phenotype="") -> LesionSample:
@@ -52,12 +53,14 @@ def _sample(source, case, volume, label, component, box, spacing, phenotype="") 
     offset = np.array([b.start for b in box])
     count = index.shape[0]
     diameter = equivalent_diameter_mm(count * float(np.prod(spacing)))
+    cx, cy, cz = (float(c) for c in (index.mean(axis=0) + offset) * np.asarray(spacing))
+    sx, sy, sz = (float(s) for s in spacing)
     return LesionSample(
         source=source, case=case,
-        center_mm=tuple(float(c) for c in (index.mean(axis=0) + offset) * np.asarray(spacing)),
+        center_mm=(cx, cy, cz),
         diameter_mm=float(diameter), size_class=size_class(diameter),
         volume=np.asarray(volume[box], dtype=np.float32), lesion=component,
-        liver=np.asarray(label[box] == Label.LIVER), spacing=tuple(float(s) for s in spacing), phenotype=phenotype)
+        liver=np.asarray(label[box] == Label.LIVER), spacing=(sx, sy, sz), phenotype=phenotype)
 
 
 def _touches_border(box, shape) -> bool:
@@ -164,8 +167,9 @@ def matched_sizes(real: list[LesionSample], *, per_real: int = 2, match: str = "
     """
     if match not in ("class", "diameter"):
         raise ValueError(f"match must be 'class' or 'diameter'; got {match!r}")
-    sizes = []
+    sizes: list[str | tuple[float, float]] = []
     for sample in real:
+        size: str | tuple[float, float]
         if match == "class":
             size = sample.size_class
         else:
@@ -197,7 +201,7 @@ def subset(table: dict[str, np.ndarray], keep: np.ndarray) -> dict[str, np.ndarr
     return {name: column[keep] for name, column in table.items()}
 
 
-def distribution_distances(real: np.ndarray, synthetic: np.ndarray) -> dict[str, float]:
+def distribution_distances(real: np.ndarray, synthetic: np.ndarray) -> dict[str, float | list[float]]:
     """Distances between two samples of one feature (NaNs dropped).
 
     ``wasserstein`` is in the feature's unit; ``wasserstein_scaled`` divides it by the real
@@ -206,7 +210,7 @@ def distribution_distances(real: np.ndarray, synthetic: np.ndarray) -> dict[str,
     """
     real = real[np.isfinite(real)]
     synthetic = synthetic[np.isfinite(synthetic)]
-    out = {"n_real": int(real.size), "n_synthetic": int(synthetic.size)}
+    out: dict[str, float | list[float]] = {"n_real": int(real.size), "n_synthetic": int(synthetic.size)}
     if real.size < 2 or synthetic.size < 2:
         return out | {"real_median": float(np.median(real)) if real.size else float("nan"),
                       "synthetic_median": float(np.median(synthetic)) if synthetic.size else float("nan"),

@@ -73,7 +73,8 @@ def pick_gallery(samples: list[LesionSample], *, per_class: int = 3, seed=0) -> 
         row = {}
         for source in ("real", "synthetic"):
             pool = [s for s in samples if s.size_class == size and s.source == source]
-            chosen = rng.choice(len(pool), size=min(per_class, len(pool)), replace=False) if pool else []
+            chosen: np.ndarray | list[int] = (
+                rng.choice(len(pool), size=min(per_class, len(pool)), replace=False) if pool else [])
             row[source] = [pool[i] for i in sorted(chosen)]
         if row["real"] or row["synthetic"]:
             picked[size] = row

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -140,7 +141,7 @@ def realism_report(
         finite = np.isfinite(table[name])
         single_feature_auc[name] = roc_auc(table[name][finite], is_real[finite])
 
-    summary = {
+    summary: dict[str, Any] = {  # JSON-ready, of mixed value types
         "settings": {"seed": seed, "per_real": per_real, "match": match, "synth_options": synth_options or {},
                      "min_diameter_mm": min_diameter_mm, "max_real_per_case": max_real_per_case,
                      "cases": [c.case_id for c in cases]},

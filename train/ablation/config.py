@@ -270,7 +270,7 @@ def load_profile(name: str) -> dict:
     """The bundled profile ``name`` (``"cpu-quick"`` or ``"gpu"``) as a raw configuration dict."""
     if name not in PROFILES:
         raise ConfigError(f"unknown profile {name!r}; bundled profiles: {list(PROFILES)}")
-    text = resources.files("train.ablation").joinpath("profiles", f"{name}.json").read_text("utf-8")
+    text = resources.files("train.ablation").joinpath("profiles").joinpath(f"{name}.json").read_text("utf-8")
     return json.loads(text)
 
 

@@ -163,14 +163,17 @@ def summarise(runs: dict, *, baseline: str = "real", n_boot: int = 2000, seed: i
 
     diameters = lesions[baseline][0]["diameter_mm"]
     masks = {b: bin_mask(diameters, b) for b in BINS}
+    n_cases = int(len(cases[baseline][0]["key"]))
+    arms: dict[str, dict] = {}
+    differences: dict[str, dict] = {}
     out = {
         "bins": list(BINS),
         "baseline": baseline,
         "seeds": seeds,
-        "n_cases": int(len(cases[baseline][0]["key"])),
+        "n_cases": n_cases,
         "n_lesions": {b: int(m.sum()) for b, m in masks.items()},
-        "arms": {},
-        "differences": {},
+        "arms": arms,
+        "differences": differences,
     }
     for arm in runs:
         per_bin = {}
@@ -181,7 +184,7 @@ def summarise(runs: dict, *, baseline: str = "real", n_boot: int = 2000, seed: i
             }
         for metric in CASE_METRICS:
             per_bin[ALL_BIN][metric] = mean_sd([t[metric].mean() for t in cases[arm]])
-        out["arms"][arm] = per_bin
+        arms[arm] = per_bin
     for arm in runs:
         if arm == baseline:
             continue
@@ -193,10 +196,10 @@ def summarise(runs: dict, *, baseline: str = "real", n_boot: int = 2000, seed: i
                                             n_boot=n_boot, seed=seed)
                 for metric in LESION_METRICS
             }
-        every_case = np.ones(out["n_cases"], dtype=bool)
+        every_case = np.ones(n_cases, dtype=bool)
         for metric in CASE_METRICS:
             diffs[ALL_BIN][metric] = paired_bootstrap_ci(
                 _stack(cases[arm], metric, every_case), _stack(cases[baseline], metric, every_case),
                 n_boot=n_boot, seed=seed)
-        out["differences"][arm] = diffs
+        differences[arm] = diffs
     return out

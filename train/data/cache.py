@@ -38,7 +38,7 @@ def file_fingerprint(*paths, extra=None) -> str:
     Cheap (no file is read) and changes whenever a file is replaced or edited, which is what a cache
     of preprocessed arrays needs to notice.
     """
-    parts = []
+    parts: list[list[object] | None] = []
     for path in paths:
         if path is None:
             parts.append(None)

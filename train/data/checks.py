@@ -31,8 +31,9 @@ class CaseProblem:
 
 def header_spacing(img) -> tuple[float, float, float]:
     """Voxel size in mm from the header's pixdim (what nibabel's ``get_zooms`` returns)."""
-    zooms = tuple(float(z) for z in img.header.get_zooms()[:3])
-    return zooms + (1.0,) * (3 - len(zooms))
+    zooms = [float(z) for z in img.header.get_zooms()[:3]]
+    zooms += [1.0] * (3 - len(zooms))  # a 2-D image: 1 mm along the missing axes
+    return zooms[0], zooms[1], zooms[2]
 
 
 def affine_is_broken(affine) -> str | None:

@@ -38,13 +38,15 @@ def phantom_hosts(count: int, *, spacing=(1.5, 1.5, 2.0), shape_mm=(300, 240, 16
     spacing = check_spacing(spacing)
     shape_mm = check_spacing(shape_mm, name="shape_mm")
     shape = tuple(max(1, int(round(f / s))) for f, s in zip(shape_mm, spacing))
-    seeds = np.random.SeedSequence(int(seed)).generate_state(int(count)) if count else []
+    seeds: np.ndarray | list[int] = np.random.SeedSequence(int(seed)).generate_state(int(count)) if count else []
+    margin_mm = _PHANTOM_MARGIN_MM
+    assert margin_mm is not None, "Preprocessing's default crop margin is a number of mm, not None"
     hosts = []
     for i, phantom_seed in enumerate(seeds):
         phantom = make_phantom(shape, spacing, lesions=int(lesions), seed=int(phantom_seed))
         image, label, affine, _ = crop_to_liver(phantom.volume.astype(np.float32), phantom.label,
-                                                np.array(phantom.affine, dtype=np.float64), _PHANTOM_MARGIN_MM)
-        notes = ("procedural phantom (synth.phantom), not a real scan",)
+                                                np.array(phantom.affine, dtype=np.float64), margin_mm)
+        notes: tuple[str, ...] = ("procedural phantom (synth.phantom), not a real scan",)
         if lesions:
             notes += (f"{int(lesions)} phantom tumours asked for (a lesion without room is skipped)",)
         hosts.append(Case(case_id=f"phantom-{i}", image=np.ascontiguousarray(image),

@@ -18,6 +18,7 @@ Everything else (origin, statistics, labels, symmetry) is ignored.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
@@ -43,7 +44,7 @@ class MrcVolume:
     voxel_size: tuple[float, float, float] | None
 
 
-def _byte_order(header: bytes) -> str:
+def _byte_order(header: bytes) -> Literal["<", ">"]:
     stamp = header[212:214]
     if stamp == b"\x11\x11":
         return ">"
@@ -95,8 +96,9 @@ def read_mrc(data: bytes, *, name: str = "MRC data") -> MrcVolume:
     crs = raw.reshape(nz, ny, nx).transpose(2, 1, 0)  # (columns, rows, sections)
     xyz = crs.transpose(np.argsort([a - 1 for a in axis_map]))
     array = np.ascontiguousarray(xyz).astype(dtype.newbyteorder("="), copy=False)
-    voxel_size = None
+    voxel_size: tuple[float, float, float] | None = None
     if all(c > 0 for c in cell) and all(m > 0 for m in sampling):
-        per_crs = [c / m for c, m in zip(cell, sampling)]  # CELLA/MX is along X, etc.
-        voxel_size = tuple(float(v) for v in per_crs)
+        # CELLA/MX is along X, etc. (three of each: header words 8-10 and 11-13).
+        vx, vy, vz = (float(c / m) for c, m in zip(cell, sampling))
+        voxel_size = (vx, vy, vz)
     return MrcVolume(array=array, mode=mode, voxel_size=voxel_size)

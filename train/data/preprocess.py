@@ -269,7 +269,7 @@ def preprocess_case(files: CaseFiles, settings: Preprocessing = Preprocessing(),
     label = np.array(label, dtype=np.uint8, order="C")
     spacing = spacing_from_affine(affine)
     if settings.target_spacing is not None:
-        spacing = tuple(settings.target_spacing)  # exact, not the float round trip through the affine
+        spacing = settings.target_spacing  # exact, not the float round trip through the affine
 
     if cache_path is not None:
         meta = {"spacing": list(spacing), "notes": own_notes, "warnings": messages}

@@ -36,7 +36,8 @@ def augmentation_block(patch_size: Sequence[int]) -> tuple[int, int, int]:
     The same rule as :func:`augment.pipelines.training_pipeline`'s default crop (e.g. 40 for a
     32-voxel patch, 120 for 96).
     """
-    return tuple(int(n) + 2 * math.ceil(int(n) / 8) for n in patch_size)
+    x, y, z = (int(n) + 2 * math.ceil(int(n) / 8) for n in patch_size)
+    return x, y, z
 
 
 def _centre_crop(array: np.ndarray, size: Sequence[int]) -> np.ndarray:

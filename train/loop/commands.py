@@ -22,7 +22,7 @@ def _patch(text: str) -> tuple[int, int, int]:
         values *= 3
     if len(values) != 3 or any(v < 1 for v in values):
         raise argparse.ArgumentTypeError(f"--patch {text!r}: expected N or X,Y,Z positive voxels")
-    return tuple(values)
+    return values[0], values[1], values[2]
 
 
 def _hosts(text: str) -> int:

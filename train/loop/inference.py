@@ -22,6 +22,13 @@ def _autocast(device: torch.device, enabled: bool):
     return torch.autocast(device_type=device.type, dtype=torch.float16, enabled=enabled and device.type == "cuda")
 
 
+def _unwrapped(model: torch.nn.Module) -> torch.nn.Module:
+    """The module a DataParallel / DistributedDataParallel wrapper holds (its ``.module``), else ``model``."""
+    inner = model.module if hasattr(model, "module") else model
+    assert isinstance(inner, torch.nn.Module), f"{type(model).__name__}.module is not a torch.nn.Module"
+    return inner
+
+
 @torch.no_grad()
 def predict_case(model: torch.nn.Module, case, config: TrainConfig, *, device="cpu") -> np.ndarray:
     """uint8 label map (0/1/2) of ``case.image``'s shape.
@@ -33,12 +40,13 @@ def predict_case(model: torch.nn.Module, case, config: TrainConfig, *, device="c
     from monai.inferers import sliding_window_inference
 
     device = torch.device(device)
-    module = model.module if hasattr(model, "module") else model
+    module = _unwrapped(model)
     module.eval()
     image = torch.from_numpy(normalise_hu(case.image, config.hu_window))[None, None].to(device)
     with _autocast(device, config.amp):
         logits = sliding_window_inference(image, roi_size=tuple(config.patch_size), sw_batch_size=2,
                                           predictor=module, overlap=config.sw_overlap, mode="gaussian")
+    assert isinstance(logits, torch.Tensor), "a segmentation model in eval mode returns one tensor"
     return logits.argmax(dim=1)[0].to(torch.uint8).cpu().numpy()
 
 
@@ -53,7 +61,7 @@ def validate(model: torch.nn.Module, cases: Sequence, config: TrainConfig, *, de
     """Mean tumour Dice over ``cases`` (NaN without cases); leaves the model in training mode."""
     if not cases:
         return float("nan")
-    module = model.module if hasattr(model, "module") else model
+    module = _unwrapped(model)
     try:
         scores = [tumor_dice(predict_case(module, c, config, device=device), c.label) for c in cases]
     finally:

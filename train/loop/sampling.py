@@ -98,9 +98,9 @@ def prepare_case(case, patch_size: Sequence[int], hu_window: Sequence[float]) ->
     image = _pad_to(normalise_hu(case.image, hu_window), patch_size, 0.0)
     label = _pad_to(np.asarray(case.label, dtype=np.uint8), patch_size, 0)
     flat = label.ravel()
+    sx, sy, sz = (float(s) for s in case.spacing)
     return PreparedCase(case.case_id, image, label, np.flatnonzero(flat >= Label.LIVER),
-                        np.flatnonzero(flat == Label.TUMOR),
-                        tuple(float(s) for s in case.spacing))
+                        np.flatnonzero(flat == Label.TUMOR), (sx, sy, sz))
 
 
 @dataclass(frozen=True)
@@ -157,14 +157,16 @@ class PatchSampler:
             self.insert_options = {"method": "diffusion", "model": diffusion_model}
 
     def _prepare_host(self, case) -> _Host:
-        margin = tuple(int(math.ceil(SYNTHETIC_MARGIN_MM / s)) for s in case.spacing)
+        mx, my, mz = (int(math.ceil(SYNTHETIC_MARGIN_MM / s)) for s in case.spacing)
+        margin = (mx, my, mz)
         region = self._synthetic_region(margin)
         image = _pad_to(np.asarray(case.image, dtype=np.float32), region, PAD_HU)
         label = _pad_to(np.asarray(case.label, dtype=np.uint8), region, 0)
         liver = np.flatnonzero(label.ravel() == Label.LIVER)
         if liver.size == 0:
             raise ValueError(f"host {case.case_id!r} has no liver voxels (label 1) for synthetic tumours")
-        return _Host(case.case_id, image, label, tuple(float(s) for s in case.spacing), liver, margin)
+        sx, sy, sz = (float(s) for s in case.spacing)
+        return _Host(case.case_id, image, label, (sx, sy, sz), liver, margin)
 
     def _synthetic_region(self, margin) -> list[int]:
         """Voxels cropped around a host's liver voxel for insertion: the patch plus the margin,
@@ -182,8 +184,10 @@ class PatchSampler:
                 kind, pool = "liver", case.foreground
             if pool.size:
                 flat = pool[rng.integers(pool.size)]
-                return kind, tuple(int(v) for v in np.unravel_index(flat, case.label.shape))
-        return "random", tuple(int(rng.integers(n)) for n in case.label.shape)
+                x, y, z = (int(v) for v in np.unravel_index(flat, case.label.shape))
+                return kind, (x, y, z)
+        x, y, z = (int(rng.integers(n)) for n in case.label.shape)
+        return "random", (x, y, z)
 
     def real_patch(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         case = self.cases[int(rng.integers(len(self.cases)))]

@@ -82,9 +82,10 @@ def run_evaluate(pred: Path, gt: Path, out_json: Path, *, tumor_label: int = Lab
             check_same_space(prediction, truth)
             results.append(evaluate_case(prediction.array, truth.array, spacing=truth.spacing,
                                          tumor_label=tumor_label, case_id=name))
-    report = {"cases": [r.to_dict() for r in results], "summary": aggregate(results)}
-    write_json_atomic(report, out_json)
-    return report["summary"]
+    cases = [r.to_dict() for r in results]
+    summary = aggregate(results)
+    write_json_atomic({"cases": cases, "summary": summary}, out_json)
+    return summary
 
 
 def _stem(path: Path) -> str:
