@@ -7,12 +7,13 @@ silently run the default)::
       "name": "cpu-quick",                      # str, names the report
       "description": "...",                     # optional str, repeated in the report
       "data": {
-        "source": "lits117-axial" | "folder",
+        "source": "lits117-kfold" | "lits117-axial" | "folder",
         "path": "...",                          # folder: required (LiTS, MSD Task03 or manifest);
-                                                # lits117-axial: optional folder that already holds
+                                                # lits117-*: optional folder that already holds
                                                 # volume-117.nii.gz and segmentation-117.nii.gz
         "preprocessing": {...},                 # train.data.Preprocessing fields (mm)
-        "split": {...}                          # lits117-axial: train_fraction, gap_mm
+        "split": {...}                          # lits117-kfold: folds, gap_mm (every slab tested once)
+                                                # lits117-axial: train_fraction, gap_mm
                                                 # folder: val_fraction, test_fraction, seed
       },
       "hosts": {                                # livers that receive synthetic tumours
@@ -27,7 +28,10 @@ silently run the default)::
                                                 # synthetic_* (they come from "seeds" and "synthetic")
       "synthetic": {"probability": 0.5, "size": ..., "count": ...},   # TrainConfig synthetic_*
       "diffusion": {"model": "path"},           # only with a "+diffusion" arm
-      "bootstrap": 2000                         # bootstrap resamples for the 95 % CIs
+      "bootstrap": 2000,                        # bootstrap resamples for the 95 % CIs
+      "postprocess": {"largest_liver": true,    # train.postprocess: the headline's predictions;
+                      "min_tumor_mm3": 65,      # the raw ones and those restricted to the true
+                      "liver_margin_mm": 2}     # liver are reported beside them
     }
 
 Arms:
@@ -54,19 +58,22 @@ from pathlib import Path
 
 BASE_ARMS = ("real", "real+heuristic", "synthetic-only", "real+diffusion")
 BASELINE_ARM = "real"
-SOURCES = ("lits117-axial", "folder")
+SOURCES = ("lits117-kfold", "lits117-axial", "folder")
 PROFILES = ("cpu-quick", "gpu")
 
 TOP_KEYS = {"name", "description", "data", "hosts", "arms", "seeds", "train", "synthetic",
-            "diffusion", "bootstrap"}
+            "diffusion", "bootstrap", "postprocess"}
 DATA_KEYS = {"source", "path", "preprocessing", "split"}
 SPLIT_KEYS = {
+    "lits117-kfold": {"folds", "gap_mm"},
     "lits117-axial": {"train_fraction", "gap_mm"},
     "folder": {"val_fraction", "test_fraction", "seed"},
 }
 HOST_KEYS = {"phantoms", "phantom shape mm", "healthy cases", "training part"}
 SYNTHETIC_KEYS = {"probability", "size", "count"}
 DIFFUSION_KEYS = {"model"}
+POSTPROCESS_KEYS = {"largest_liver", "min_tumor_mm3", "liver_margin_mm"}
+DEFAULT_POSTPROCESS = {"largest_liver": True, "min_tumor_mm3": 0.0, "liver_margin_mm": 2.0}
 # Fields of TrainConfig the ablation sets itself, so a config may not set them under "train".
 RESERVED_TRAIN_KEYS = {"seed", "synthetic_probability", "synthetic_size", "synthetic_count",
                        "synthetic_method", "synthetic_model", "augmentation"}
@@ -171,6 +178,11 @@ def validate_config(config: dict) -> dict:
     for key, value in split.items():
         if not _is_number(value):
             raise ConfigError(f"data.split.{key} must be a number; got {value!r}")
+    if source == "lits117-kfold":
+        folds = split.setdefault("folds", 3)
+        if not isinstance(folds, int) or isinstance(folds, bool) or folds < 2:
+            raise ConfigError(f"data.split.folds must be a whole number >= 2 (every slab is tested once); "
+                              f"got {folds!r}")
 
     # --- arms ---
     arms = cfg.get("arms")
@@ -259,6 +271,17 @@ def validate_config(config: dict) -> dict:
     if not (_is_number(prob) and 0.0 < prob <= 1.0):
         raise ConfigError(f"synthetic.probability must be a number in (0, 1]; got {prob!r}")
     synthetic["probability"] = float(prob)
+
+    post = cfg.setdefault("postprocess", {})
+    if not isinstance(post, dict):
+        raise ConfigError("\"postprocess\" must be an object")
+    _unknown("\"postprocess\"", post, POSTPROCESS_KEYS)
+    post = cfg["postprocess"] = {**DEFAULT_POSTPROCESS, **post}
+    if not isinstance(post["largest_liver"], bool):
+        raise ConfigError(f"postprocess.largest_liver must be true or false; got {post['largest_liver']!r}")
+    for key in ("min_tumor_mm3", "liver_margin_mm"):
+        if not (_is_number(post[key]) and post[key] >= 0):
+            raise ConfigError(f"postprocess.{key} must be a number >= 0 (mm^3 or mm); got {post[key]!r}")
 
     boot = cfg.setdefault("bootstrap", DEFAULT_BOOTSTRAP)
     if not isinstance(boot, int) or isinstance(boot, bool) or boot < 10:

@@ -2,6 +2,9 @@
 
 Sources (``data.source`` of the configuration):
 
+* ``lits117-kfold``: LiTS case 117 (as below), cut into ``folds`` axial slabs
+  (:func:`train.data.axial_folds`): fold k tests slab k and trains on the slabs around it, with a gap,
+  so that every real tumour of the case is a test lesion once. One :class:`AblationData` per fold.
 * ``lits117-axial``: LiTS case 117 (fetched with :func:`train.data.fetch_lits117`, or read from
   ``data.path``), preprocessed, then cut along the axial axis (:func:`train.data.split_axial`): the
   lower part trains, the upper part is the test set, with a gap between them, so the test tumours
@@ -37,6 +40,7 @@ class AblationData:
     summary: str = ""
     notes: list[str] = field(default_factory=list)
     fallback: bool = False
+    fold: int | None = None  # the fold of a k-fold source; None for a single split
 
     def describe(self) -> dict:
         """JSON-ready description for the report."""
@@ -44,6 +48,7 @@ class AblationData:
             return [c.case_id for c in cases]
 
         return {
+            "fold": self.fold,
             "summary": self.summary,
             "notes": list(self.notes),
             "fallback_to_phantom": self.fallback,
@@ -87,18 +92,68 @@ def _lits117_case(cfg: dict, settings, *, progress: bool, say):
     return cases[0], False, []
 
 
-def prepare_data(cfg: dict, *, progress: bool = True, say=print) -> AblationData:
+def _check_fold(fold: AblationData) -> None:
+    """A fold must have liver and tumour in its test part and training data, or it measures nothing."""
+    from synth.components import lesion_components
+    from synth.labels import Label
+
+    from .config import ConfigError
+
+    where = f"fold {fold.fold}" if fold.fold is not None else "the split"
+    for case in fold.test:
+        if not (case.label >= Label.LIVER).any():
+            raise ConfigError(f"{where}: test part {case.case_id} holds no liver; use fewer folds")
+    lesions = sum(lesion_components(c.label == Label.TUMOR)[1] for c in fold.test)
+    if lesions == 0:
+        raise ConfigError(f"{where}: the test part holds no tumour, so lesion-wise results would be empty; "
+                          f"use fewer folds or another case")
+    if not any(c.has_tumor for c in fold.train):
+        raise ConfigError(f"{where}: the training part holds no tumour for the 'real' arm; use fewer folds")
+
+
+def prepare_data(cfg: dict, *, progress: bool = True, say=print) -> list[AblationData]:
     """Load, preprocess and split the data of a validated configuration; build the hosts.
 
-    The data folder is ``data.path`` (``run_ablation(data_path=...)`` sets it, so that the report's
-    configuration names the folder that was used).
+    Returns one :class:`AblationData` per fold (one in all for a single split). The data folder is
+    ``data.path`` (``run_ablation(data_path=...)`` sets it, so that the report's configuration
+    names the folder that was used).
+
+    Raises:
+        ConfigError: a fold without liver or tumour in its test part, or without tumour to train on.
     """
-    from train.data import healthy_hosts, load_cases, phantom_hosts, split_axial, split_cases
+    from train.data import axial_folds, healthy_hosts, load_cases, phantom_hosts, split_axial, split_cases
 
     settings = _settings(cfg)
     source, split = cfg["data"]["source"], cfg["data"].get("split", {})
     notes: list[str] = []
     fallback = False
+    hosts_cfg = cfg["hosts"]
+    if source == "lits117-kfold":
+        case, fallback, notes = _lits117_case(cfg, settings, progress=progress, say=say)
+        what = "phantom stand-in" if fallback else "LiTS-117"
+        origin = Path(case.source).name if case.source else case.case_id
+        phantoms = phantom_hosts(hosts_cfg["phantoms"], spacing=settings.target_spacing or case.spacing,
+                                 shape_mm=hosts_cfg["phantom shape mm"], seed=PHANTOM_HOST_SEED)
+        from .config import ConfigError
+
+        try:
+            cut = axial_folds(case, folds=int(split.get("folds", 3)), gap_mm=float(split.get("gap_mm", 5.0)))
+        except ValueError as exc:
+            raise ConfigError(f"data.split: {exc}") from None
+        result = []
+        for fold in cut:
+            train = list(fold.train)
+            summary = (f"{what} ({origin}), fold {fold.index} of {split.get('folds', 3)}: test slab "
+                       f"{fold.test.image.shape} voxels, training slabs "
+                       f"{', '.join(str(t.image.shape) for t in train)} at "
+                       f"{tuple(round(s, 2) for s in case.spacing)} mm.")
+            own = train if hosts_cfg["training part"] else []
+            data = AblationData(train=train, val=[], test=[fold.test], heuristic_hosts=_unique(phantoms + own),
+                                tumor_free_hosts=list(phantoms), summary=summary,
+                                notes=notes + list(fold.notes), fallback=fallback, fold=fold.index)
+            _check_fold(data)
+            result.append(data)
+        return result
     if source == "lits117-axial":
         case, fallback, notes = _lits117_case(cfg, settings, progress=progress, say=say)
         train_part, test_part = split_axial(case, **split)
@@ -126,17 +181,22 @@ def prepare_data(cfg: dict, *, progress: bool = True, say=print) -> AblationData
     if not any(c.has_tumor for c in test):
         raise ValueError("the test cases hold no tumour: lesion-wise results would be empty")
 
-    hosts_cfg = cfg["hosts"]
     spacing = settings.target_spacing or train[0].spacing
     phantoms = phantom_hosts(hosts_cfg["phantoms"], spacing=spacing,
                              shape_mm=hosts_cfg["phantom shape mm"], seed=PHANTOM_HOST_SEED)
     healthy = healthy_hosts(train) if hosts_cfg["healthy cases"] else []
     own = list(train) if hosts_cfg["training part"] else []
-    seen, heuristic = set(), []
-    for host in phantoms + healthy + own:
+    return [AblationData(train=list(train), val=list(val), test=list(test),
+                         heuristic_hosts=_unique(phantoms + healthy + own), tumor_free_hosts=phantoms + healthy,
+                         summary=summary, notes=notes, fallback=fallback)]
+
+
+def _unique(hosts: list) -> list:
+    """The hosts in order, each case id once."""
+    seen: set[str] = set()
+    unique = []
+    for host in hosts:
         if host.case_id not in seen:
             seen.add(host.case_id)
-            heuristic.append(host)
-    return AblationData(train=list(train), val=list(val), test=list(test),
-                        heuristic_hosts=heuristic, tumor_free_hosts=phantoms + healthy,
-                        summary=summary, notes=notes, fallback=fallback)
+            unique.append(host)
+    return unique

@@ -18,6 +18,19 @@ OVERLAYS = "overlays_small_lesions.png"
 # Below these, the report says in plain words that it shows the pipeline, not a gain.
 WEAK_EVIDENCE_CASES = 10
 WEAK_EVIDENCE_STEPS = 5000
+# A baseline that misses these measures nothing (issue: a competent baseline before any difference).
+COMPETENCE_TARGETS = {  # name: (label, target, True when higher is better)
+    "liver_dice": ("liver Dice", 0.90, True),
+    "tumor_dice": ("global tumour Dice", 0.50, True),
+    "false_positives_per_case": ("false positives per test case", 5.0, False),
+    "detection_10mm": ("detection of lesions >= 10 mm", 0.90, True),
+}
+VARIANT_NAMES = {
+    "cases": "post-processed, model's own liver (headline)",
+    "cases_raw": "as predicted",
+    "cases_true_liver": "restricted to the TRUE liver (not a test-time result)",
+}
+FEW_LESIONS = 5  # a bin's interval from fewer lesions is marked as such
 
 
 def _fmt(value, digits: int = 2) -> str:
@@ -63,7 +76,18 @@ def evidence_paragraph(results: dict) -> str:
         "± sd is the spread between training seeds. Lesions of one scan are not independent, and "
         "a bin with few lesions says almost nothing."
     )
-    weak = n_cases < WEAK_EVIDENCE_CASES or (steps is not None and steps < WEAK_EVIDENCE_STEPS)
+    folds = results.get("data", {}).get("folds")
+    if folds:
+        text += (f" The {n_cases} test cases are the {len(folds)} axial slabs of one scan (k-fold "
+                 "cross-validation): every lesion of the scan is tested once, by a model that never saw "
+                 "its slab, but all come from one patient and one scanner.")
+    base = results.get("competence", {}).get(stats.get("baseline", "real"), {}).get("cases")
+    if base is not None:
+        competent = all(base.get(name) is not None and (base[name] >= target if up else base[name] <= target)
+                        for name, (_, target, up) in COMPETENCE_TARGETS.items())
+        weak = not competent or n_les[ALL_BIN] < 50
+    else:  # an older results file: judge by its size alone
+        weak = n_cases < WEAK_EVIDENCE_CASES or (steps is not None and steps < WEAK_EVIDENCE_STEPS)
     if weak:
         text += (
             " With this little data, a tiny model and so few steps, the report shows that the "
@@ -72,6 +96,55 @@ def evidence_paragraph(results: dict) -> str:
             "be quoted as one. Run the `gpu` profile on a full data set for that."
         )
     return text
+
+
+def verdict_lines(stats: dict) -> list[str]:
+    """One sentence per size bin and arm: is the difference to the baseline shown (the lesion
+    sensitivity's 95 % CI excludes 0 on the better side), not shown, or reversed."""
+    base = stats.get("baseline", "real")
+    lines = []
+    for arm, diffs in stats.get("differences", {}).items():
+        for b in BINS:
+            n = stats["n_lesions"][b]
+            entry = diffs.get(b, {}).get("sensitivity")
+            where = "all lesions" if b == ALL_BIN else f"lesions {b} mm"
+            if n == 0 or entry is None or entry["difference"] is None:
+                lines.append(f"- `{arm}` vs `{base}`, {where}: no test lesion in this bin, nothing to say.")
+                continue
+            low, high = entry["low"], entry["high"]
+            if low is not None and low > 0:
+                word = "**shown**: higher sensitivity"
+            elif high is not None and high < 0:
+                word = "**reversed**: lower sensitivity"
+            else:
+                word = "**not shown**: the interval includes 0"
+            few = f" (an interval from only {n} lesions)" if n < FEW_LESIONS else ""
+            lines.append(f"- `{arm}` vs `{base}`, {where} (n = {n}): {word}, Δ {_ci(entry)}{few}.")
+    return lines
+
+
+def competence_lines(results: dict) -> list[str]:
+    """The competence table (every arm, each evaluation variant) and whether the baseline meets
+    the targets with its own liver."""
+    competence = results.get("competence")
+    if not competence:
+        return []
+    header = ["Arm", "Evaluation"] + [f"{label} (target {'>=' if up else '<='} {target:g})"
+                                      for label, target, up in COMPETENCE_TARGETS.values()]
+    rows = []
+    for arm, variants in competence.items():
+        for variant, figures in variants.items():
+            rows.append([arm, VARIANT_NAMES.get(variant, variant)]
+                        + [_fmt(figures.get(name), 1 if name == "false_positives_per_case" else 2)
+                           for name in COMPETENCE_TARGETS])
+    base = competence.get(results["stats"].get("baseline", "real"), {}).get("cases", {})
+    missed = [label for name, (label, target, up) in COMPETENCE_TARGETS.items()
+              if base.get(name) is None or not (base[name] >= target if up else base[name] <= target)]
+    verdict = ("The baseline meets every target with its own liver, so the differences below are read "
+               "against a competent model." if not missed else
+               f"The baseline misses: {', '.join(missed)}. Differences to an incompetent baseline measure "
+               "little; read them with that in mind.")
+    return _table(header, rows) + ["", verdict]
 
 
 def _table(header: list[str], rows: list[list]) -> list[str]:
@@ -127,6 +200,10 @@ def render_markdown(results: dict, figures: dict | None = None) -> str:
     stats = results["stats"]
     cfg = results.get("config", {})
     out = [f"# Ablation: {results.get('name', cfg.get('name', ''))}", ""]
+    verdicts = verdict_lines(stats)
+    if verdicts:
+        out += ["**Verdict per size bin** (lesion sensitivity, any overlap; paired bootstrap 95 % CI over "
+                f"the {stats['n_lesions'][ALL_BIN]} test lesions):", "", *verdicts, ""]
     if cfg.get("description"):
         out += [cfg["description"], ""]
     data = results.get("data", {})
@@ -144,6 +221,14 @@ def render_markdown(results: dict, figures: dict | None = None) -> str:
                 f"report {_fmt(timings.get('report_s'), 0)} s); training "
                 f"{_fmt(timings.get('train_s'), 0)} s and evaluation {_fmt(timings.get('eval_s'), 0)} s "
                 "summed over the runs (a run finished earlier keeps its own times).", ""]
+    competence = competence_lines(results)
+    if competence:
+        out += ["## Is the baseline competent?", "",
+                "Mean over seeds; liver Dice averaged over test cases, tumour Dice global over them. "
+                "Post-processing: tumour only within the model's largest liver component (or the true "
+                "liver where said), components below "
+                f"{cfg.get('postprocess', {}).get('min_tumor_mm3', 0):g} mm^3 dropped (docs/ablation.md).",
+                "", *competence, ""]
     out += [
         "## Lesion-wise results per size bin",
         "",
@@ -162,9 +247,11 @@ def render_markdown(results: dict, figures: dict | None = None) -> str:
         "",
         *_case_table(stats),
         "",
-        evidence_paragraph(results),
-        "",
     ]
+    for key, variant in (("stats_raw", "cases_raw"), ("stats_true_liver", "cases_true_liver")):
+        if key in results:
+            out += [f"## Beside the headline: {VARIANT_NAMES[variant]}", "", *_results_table(results[key]), ""]
+    out += [evidence_paragraph(results), ""]
     if figures:
         out += ["## Figures", ""]
         for key, name in figures.items():

@@ -3,10 +3,15 @@ lesion-wise; then the statistics and the report. Resumable at run granularity an
 
 Folder layout under ``out_dir``::
 
-    runs/<arm>/seed-<s>/     the trainer's files (checkpoint.pt, model.pt, logs) plus
+    runs/<arm>/seed-<s>/[fold-<k>/]   the trainer's files (checkpoint.pt, model.pt, logs) plus
                              eval.json (lesion-wise evaluation of the test cases, timings) and
-                             predictions.npz (the predicted label maps, uint8, per test case id)
+                             predictions.npz (the post-processed label maps, uint8, per test case id)
     results.json, results.md, *.png
+
+Every test case is evaluated three ways: post-processed with the model's own liver (the headline,
+``cases``), as predicted (``cases_raw``), and restricted to the true liver (``cases_true_liver``,
+labelled as such in the report). With k folds, a run is one fold; the folds' test cases together
+make one evaluation per arm and seed, so the lesions are paired across folds.
 
 A run whose ``eval.json`` exists is finished and skipped; any other run is continued from its
 checkpoint (``train_model(resume=True)``), so an interrupted ablation loses at most
@@ -34,9 +39,13 @@ EVAL_FILE = "eval.json"
 PREDICTIONS_FILE = "predictions.npz"
 
 
-def run_dir(out_dir, arm: str, seed: int) -> Path:
-    """Folder of one run: ``runs/<arm>/seed-<seed>``."""
-    return Path(out_dir) / "runs" / arm / f"seed-{seed}"
+VARIANTS = ("cases", "cases_raw", "cases_true_liver")  # headline first
+
+
+def run_dir(out_dir, arm: str, seed: int, fold: int | None = None) -> Path:
+    """Folder of one run: ``runs/<arm>/seed-<seed>``, plus ``fold-<k>`` with k folds."""
+    folder = Path(out_dir) / "runs" / arm / f"seed-{seed}"
+    return folder if fold is None else folder / f"fold-{fold}"
 
 
 def train_config(cfg: dict, arm: str, seed: int):
@@ -90,8 +99,9 @@ def run_one(cfg: dict, arm: str, seed: int, data: AblationData, out_dir, *,
     """Train (or resume), predict and evaluate one arm x seed; returns its eval dict."""
     from train.loop import load_model, predict_case, train_model
     from train.metrics import aggregate, evaluate_case
+    from train.postprocess import postprocess
 
-    folder = run_dir(out_dir, arm, seed)
+    folder = run_dir(out_dir, arm, seed, data.fold)
     config = train_config(cfg, arm, seed)
     train_cases, hosts = arm_inputs(arm, data)
     t0 = time.perf_counter()
@@ -106,11 +116,23 @@ def run_one(cfg: dict, arm: str, seed: int, data: AblationData, out_dir, *,
     t0 = time.perf_counter()
     model, model_config = load_model(result.model_path)
     n_params = int(sum(p.numel() for p in model.parameters()))
-    predictions, results = {}, []
+    post = cfg["postprocess"]
+    predictions: dict = {}
+    results: dict[str, list] = {variant: [] for variant in VARIANTS}
     for case in data.test:
-        pred = predict_case(model, case, model_config)
-        predictions[case.case_id] = pred
-        results.append(evaluate_case(pred, case.label, spacing=case.spacing, case_id=case.case_id))
+        raw = predict_case(model, case, model_config)
+        variants = {
+            "cases_raw": raw,
+            "cases": postprocess(raw, case.spacing, largest_liver=post["largest_liver"],
+                                 liver_margin_mm=post["liver_margin_mm"], min_tumor_mm3=post["min_tumor_mm3"]),
+            "cases_true_liver": postprocess(raw, case.spacing, liver=case.label >= 1,
+                                            liver_margin_mm=post["liver_margin_mm"],
+                                            min_tumor_mm3=post["min_tumor_mm3"]),
+        }
+        predictions[case.case_id] = variants["cases"]
+        for variant, prediction in variants.items():
+            results[variant].append(evaluate_case(prediction, case.label, spacing=case.spacing,
+                                                  case_id=case.case_id))
     eval_s = time.perf_counter() - t0
     _save_predictions(folder / PREDICTIONS_FILE, predictions)
     evaluation = {
@@ -122,12 +144,73 @@ def run_one(cfg: dict, arm: str, seed: int, data: AblationData, out_dir, *,
         "train_s": train_s,
         "eval_s": eval_s,
         "train_config": config.to_dict(),
-        "cases": [r.to_dict() for r in results],
-        "summary": aggregate(results),
+        "fold": data.fold,
+        **{variant: [r.to_dict() for r in results[variant]] for variant in VARIANTS},
+        "summary": aggregate(results["cases"]),
     }
     # Written last: its presence marks the run as finished.
     write_json_atomic(evaluation, folder / EVAL_FILE)
     return evaluation
+
+
+def combine_folds(evaluations: list[dict]) -> dict:
+    """One evaluation of an arm and seed from its folds' evaluations: their test cases together
+    (case ids differ between folds, so the lesions stay paired across arms), times summed."""
+    from train.metrics import CaseResult, LesionResult, aggregate
+
+    if len(evaluations) == 1:
+        return evaluations[0]
+    combined = dict(evaluations[0])
+    for variant in VARIANTS:
+        combined[variant] = [case for ev in evaluations for case in ev[variant]]
+    for key in ("steps", "train_s", "eval_s"):
+        combined[key] = sum(ev[key] for ev in evaluations)
+    combined["fold"] = None
+    combined["folds"] = len(evaluations)
+    results = [CaseResult(**{**case, "spacing": tuple(case["spacing"]),
+                             "lesions": [LesionResult(**lesion) for lesion in case["lesions"]]})
+               for case in combined["cases"]]
+    combined["summary"] = aggregate(results)
+    return combined
+
+
+def competence(by_seed: dict, variant: str = "cases") -> dict:
+    """The baseline-competence figures of one arm (mean over seeds): mean liver Dice of the test
+    cases, global tumour Dice, false-positive components per test case, and detection (any
+    overlap) of the lesions >= 10 mm. A model that misses these measures nothing (docs/ablation.md)."""
+    figures: dict[str, list[float]] = {"liver_dice": [], "tumor_dice": [], "false_positives_per_case": [],
+                                       "detection_10mm": []}
+    for evaluation in by_seed.values():
+        cases = evaluation[variant]
+        livers = [c["liver_dice"] for c in cases if c.get("liver_dice") is not None]
+        inter = sum(c["intersection_voxels"] for c in cases)
+        volume = sum(c["gt_voxels"] + c["pred_voxels"] for c in cases)
+        large = [les["detected"] for c in cases for les in c["lesions"] if les["diameter_mm"] >= 10.0]
+        figures["liver_dice"].append(float(np.mean(livers)) if livers else float("nan"))
+        figures["tumor_dice"].append(2.0 * inter / volume if volume else 1.0)
+        figures["false_positives_per_case"].append(float(np.mean([c["false_positives"] for c in cases])))
+        figures["detection_10mm"].append(float(np.mean(large)) if large else float("nan"))
+    return {name: float(np.mean(values)) for name, values in figures.items()}
+
+
+def _describe(folds: list[AblationData]) -> dict:
+    """The report's description of the data: the single split's, or every fold's."""
+    if len(folds) == 1:
+        return folds[0].describe()
+    described = [data.describe() for data in folds]
+    return {
+        "summary": " ".join(d["summary"] for d in described),
+        "notes": list(dict.fromkeys(note for d in described for note in d["notes"])),
+        "fallback_to_phantom": folds[0].fallback,
+        "folds": described,
+        "train": [case for d in described for case in d["train"]],
+        "val": [case for d in described for case in d["val"]],
+        "test": [case for d in described for case in d["test"]],
+        "heuristic_hosts": sorted({case for d in described for case in d["heuristic_hosts"]}),
+        "tumor_free_hosts": sorted({case for d in described for case in d["tumor_free_hosts"]}),
+        "test_shapes": {k: v for d in described for k, v in d["test_shapes"].items()},
+        "spacing_mm": {k: v for d in described for k, v in d["spacing_mm"].items()},
+    }
 
 
 def _cpu_name() -> str:
@@ -183,39 +266,53 @@ def run_ablation(config, out_dir, *, progress: bool = True, data_path=None, say=
     out_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     t0 = time.perf_counter()
-    data = prepare_data(cfg, progress=progress, say=say)
+    folds = prepare_data(cfg, progress=progress, say=say)
     data_s = time.perf_counter() - t0
 
-    runs: dict = {arm: {} for arm in cfg["arms"]}
-    jobs = [(arm, seed) for seed in cfg["seeds"] for arm in cfg["arms"]]  # a seed's arms together
+    per_fold: dict = {arm: {seed: [] for seed in cfg["seeds"]} for arm in cfg["arms"]}
+    # A seed's arms together, fold by fold: an interrupted ablation has comparable runs done.
+    jobs = [(arm, seed, data) for seed in cfg["seeds"] for data in folds for arm in cfg["arms"]]
     skipped = []
     bar = tqdm(jobs, desc="ablation runs", unit="run", disable=not progress)
-    for arm, seed in bar:
-        bar.set_postfix_str(f"{arm} seed {seed}")
-        done = run_dir(out_dir, arm, seed) / EVAL_FILE
+    for arm, seed, data in bar:
+        where = f"{arm}/seed-{seed}" + ("" if data.fold is None else f"/fold-{data.fold}")
+        bar.set_postfix_str(where)
+        done = run_dir(out_dir, arm, seed, data.fold) / EVAL_FILE
         if done.is_file():
-            runs[arm][seed] = json.loads(done.read_text("utf-8"))
-            skipped.append(f"{arm}/seed-{seed}")
+            per_fold[arm][seed].append(json.loads(done.read_text("utf-8")))
+            skipped.append(where)
             continue
-        runs[arm][seed] = run_one(cfg, arm, seed, data, out_dir, progress=progress)
+        per_fold[arm][seed].append(run_one(cfg, arm, seed, data, out_dir, progress=progress))
     bar.close()
+    runs = {arm: {seed: combine_folds(evals) for seed, evals in by_seed.items()}
+            for arm, by_seed in per_fold.items()}
 
     t0 = time.perf_counter()
     stats = summarise(runs, baseline="real", n_boot=cfg["bootstrap"], seed=0)
+    beside = {variant: summarise({arm: {s: {"cases": ev[variant]} for s, ev in by_seed.items()}
+                                  for arm, by_seed in runs.items()},
+                                 baseline="real", n_boot=cfg["bootstrap"], seed=0)
+              for variant in VARIANTS[1:]}
     first_seed = cfg["seeds"][0]
-    overlay_predictions = {arm: load_predictions(run_dir(out_dir, arm, first_seed) / PREDICTIONS_FILE)
+    overlay_predictions = {arm: {key: value for data in folds for key, value in load_predictions(
+                               run_dir(out_dir, arm, first_seed, data.fold) / PREDICTIONS_FILE).items()}
                            for arm in cfg["arms"]}
+    test_cases = [case for data in folds for case in data.test]
     results = {
         "name": cfg["name"],
         "config": cfg,
-        "data": data.describe(),
+        "data": _describe(folds),
         "machine": machine_info(),
         "model_parameters": runs["real"][first_seed].get("model_parameters"),
         "stats": stats,
+        "stats_raw": beside["cases_raw"],
+        "stats_true_liver": beside["cases_true_liver"],
+        "competence": {arm: {variant: competence(runs[arm], variant) for variant in VARIANTS}
+                       for arm in runs},
         "runs": {
             arm: {str(seed): {
                 "steps": ev["steps"], "train_s": ev["train_s"], "eval_s": ev["eval_s"],
-                "summary": ev["summary"], "evaluation": {"cases": ev["cases"]},
+                "summary": ev["summary"], "evaluation": {variant: ev[variant] for variant in VARIANTS},
             } for seed, ev in by_seed.items()}
             for arm, by_seed in runs.items()
         },
@@ -227,7 +324,7 @@ def run_ablation(config, out_dir, *, progress: bool = True, data_path=None, say=
         "eval_s": sum(ev["eval_s"] for by_seed in runs.values() for ev in by_seed.values()),
         "total_s": None,  # filled just below, after the report is drawn
     }
-    cases = {c.case_id: c for c in data.test}
+    cases = {c.case_id: c for c in test_cases}
     paths = write_report(results, out_dir, overlay_cases=cases, overlay_predictions=overlay_predictions)
     results["figures"] = {k: v.name for k, v in paths["figures"].items()}
     results["timings"]["report_s"] = time.perf_counter() - t0

@@ -13,6 +13,8 @@ __all__ = ["AUGMENTATIONS", "SYNTHETIC_METHODS", "TrainConfig", "parse_synthetic
 SYNTHETIC_METHODS = ("heuristic", "diffusion")
 #: Values of ``TrainConfig.augmentation``: what happens to every patch after it is drawn.
 AUGMENTATIONS = ("none", "torchio")
+NETWORKS = ("dynunet", "unet2d")  # train.model.NETWORKS, repeated here so that the config imports no torch
+OPTIMIZERS = ("sgd", "adamw")
 
 # Settings that may change when a run is resumed (they do not change what is learned at a step).
 RESUMABLE_CHANGES = frozenset({"steps", "val_every", "checkpoint_every", "device", "num_workers"})
@@ -36,11 +38,15 @@ class TrainConfig:
     """Everything that decides a training run; sizes in voxels unless named ``_mm``.
 
     Attributes:
-        patch_size: training patch (X, Y, Z) in voxels; also the sliding-window size.
+        network: ``"dynunet"`` (3D) or ``"unet2d"`` (2.5D slice model; see :mod:`train.model`).
+        patch_size: training patch (X, Y, Z) in voxels; also the sliding-window size. For
+            ``"unet2d"``, Z is the odd number of neighbouring slices the network sees.
         batch_size: patches per step (per process under DDP).
         steps: optimiser steps of the whole run.
-        learning_rate, weight_decay, poly_power: SGD with Nesterov momentum 0.99 (nnU-Net's
-            recipe); the rate at step s is ``learning_rate * (1 - s / steps) ** poly_power``.
+        optimizer: ``"sgd"`` (Nesterov momentum 0.99, nnU-Net's recipe) or ``"adamw"`` (which
+            converges in fewer steps, for short CPU runs).
+        learning_rate, weight_decay, poly_power: the rate at step s is
+            ``learning_rate * (1 - s / steps) ** poly_power``.
         loss: ``"dice_ce"`` or ``"composite"`` (:func:`train.losses.build_loss`).
         filters, deep_supervision: the DynUNet (:func:`train.model.build_model`).
         hu_window: CT is clipped to this HU range, then scaled linearly to [0, 1].
@@ -67,8 +73,10 @@ class TrainConfig:
         num_workers: DataLoader workers building batches (0: in the training process).
     """
 
+    network: str = "dynunet"
     patch_size: tuple[int, int, int] = (96, 96, 96)
     batch_size: int = 2
+    optimizer: str = "sgd"
     steps: int = 1000
     learning_rate: float = 1e-2
     weight_decay: float = 3e-5
@@ -129,6 +137,13 @@ class TrainConfig:
         if self.synthetic_method != "diffusion" and self.synthetic_model is not None:
             raise ValueError(f"synthetic_model is only used with synthetic_method='diffusion'; "
                              f"got synthetic_method={self.synthetic_method!r}")
+        if self.network not in NETWORKS:
+            raise ValueError(f"network must be one of {', '.join(NETWORKS)}; got {self.network!r}")
+        if self.network == "unet2d" and self.patch_size[2] % 2 == 0:
+            raise ValueError(f"network 'unet2d' needs an odd number of slices as patch_size's third side "
+                             f"(the centre slice is predicted); got {self.patch_size}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}; got {self.optimizer!r}")
         if self.augmentation not in AUGMENTATIONS:
             raise ValueError(f"augmentation must be one of {', '.join(AUGMENTATIONS)}; "
                              f"got {self.augmentation!r}")

@@ -42,12 +42,39 @@ def predict_case(model: torch.nn.Module, case, config: TrainConfig, *, device="c
     device = torch.device(device)
     module = _unwrapped(model)
     module.eval()
+    if config.network == "unet2d":
+        return _predict_slices(module, case, config, device)
     image = torch.from_numpy(normalise_hu(case.image, config.hu_window))[None, None].to(device)
     with _autocast(device, config.amp):
         logits = sliding_window_inference(image, roi_size=tuple(config.patch_size), sw_batch_size=2,
                                           predictor=module, overlap=config.sw_overlap, mode="gaussian")
     assert isinstance(logits, torch.Tensor), "a segmentation model in eval mode returns one tensor"
     return logits.argmax(dim=1)[0].to(torch.uint8).cpu().numpy()
+
+
+def _predict_slices(module: torch.nn.Module, case, config: TrainConfig, device: torch.device,
+                    chunk: int = 16) -> np.ndarray:
+    """The 2.5D slice model, slice by slice: each axial slice with its neighbours as channels (the
+    volume's end slices repeated beyond it), a 2D sliding window over the plane."""
+    from monai.inferers import sliding_window_inference
+
+    unet = module.unet
+    assert isinstance(unet, torch.nn.Module), "network 'unet2d' is a SliceUNet with a 2D .unet"
+    slices = config.patch_size[2]
+    half = slices // 2
+    image = np.pad(normalise_hu(case.image, config.hu_window), ((0, 0), (0, 0), (half, half)), mode="edge")
+    depth = case.image.shape[2]
+    out = np.empty(case.image.shape, dtype=np.uint8)
+    for start in range(0, depth, chunk):
+        stop = min(depth, start + chunk)
+        stacks = np.stack([image[:, :, z:z + slices] for z in range(start, stop)])  # (n, X, Y, S)
+        x = torch.from_numpy(stacks).permute(0, 3, 1, 2).to(device)
+        with _autocast(device, config.amp):
+            logits = sliding_window_inference(x, roi_size=tuple(config.patch_size[:2]), sw_batch_size=4,
+                                              predictor=unet, overlap=config.sw_overlap, mode="gaussian")
+        assert isinstance(logits, torch.Tensor), "a segmentation model in eval mode returns one tensor"
+        out[:, :, start:stop] = logits.argmax(dim=1).permute(1, 2, 0).to(torch.uint8).cpu().numpy()
+    return out
 
 
 def tumor_dice(prediction: np.ndarray, label: np.ndarray) -> float:
@@ -83,7 +110,7 @@ def load_model(path, device="cpu") -> tuple[torch.nn.Module, TrainConfig]:
     if not isinstance(state, dict) or "model" not in state or "config" not in state:
         raise ValueError(f"{path} is not a tumorsynth model file (needs 'model' and 'config' entries)")
     config = TrainConfig.from_dict(state["config"])
-    model = build_model(filters=config.filters, deep_supervision=config.deep_supervision,
-                        patch_size=config.patch_size)
+    model = build_model(network=config.network, filters=config.filters,
+                        deep_supervision=config.deep_supervision, patch_size=config.patch_size)
     model.load_state_dict(state["model"])
     return model.to(device).eval(), config

@@ -157,10 +157,14 @@ def _train(config, train_cases, val_cases, hosts, out_dir, resume, stop_after, p
             config.synthetic_model, device=device if config.num_workers == 0 else "cpu")
     sampler = PatchSampler(train_cases, config, hosts, diffusion_model=diffusion_model)
     torch.manual_seed(config.seed)
-    net = build_model(filters=config.filters, deep_supervision=config.deep_supervision,
-                      patch_size=config.patch_size).to(device)
-    optimizer = torch.optim.SGD(net.parameters(), lr=config.learning_rate, momentum=MOMENTUM,
-                                nesterov=True, weight_decay=config.weight_decay)
+    net = build_model(network=config.network, filters=config.filters,
+                      deep_supervision=config.deep_supervision, patch_size=config.patch_size).to(device)
+    if config.optimizer == "adamw":
+        optimizer: torch.optim.Optimizer = torch.optim.AdamW(net.parameters(), lr=config.learning_rate,
+                                                             weight_decay=config.weight_decay)
+    else:
+        optimizer = torch.optim.SGD(net.parameters(), lr=config.learning_rate, momentum=MOMENTUM,
+                                    nesterov=True, weight_decay=config.weight_decay)
     use_amp = config.amp and device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     start, history, best = 0, [], -math.inf
@@ -201,6 +205,9 @@ def _train(config, train_cases, val_cases, hosts, out_dir, resume, stop_after, p
             group["lr"] = lr
         images = images.to(device, non_blocking=True)
         labels = labels.to(device, non_blocking=True).long()
+        if config.network == "unet2d":  # the slice model predicts the centre slice of its stack
+            middle = labels.shape[-1] // 2
+            labels = labels[..., middle:middle + 1]
         optimizer.zero_grad(set_to_none=True)
         with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
             logits = model(images)

@@ -44,6 +44,8 @@ class CaseResult:
     assd_mm: float | None  # None when exactly one of GT and prediction is empty
     hd95_mm: float | None
     lesions: list[LesionResult] = field(default_factory=list)
+    # Dice of the liver (label >= 1, tumour included) when both are label maps; None for masks.
+    liver_dice: float | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -82,6 +84,11 @@ def evaluate_case(
                                   default=Label.TUMOR)
     gt_m = _tumor_mask(gt, tumor_label, "gt")
     pred_m = _tumor_mask(pred, tumor_label, "pred")
+    liver_dice = None
+    if np.asarray(gt).dtype != bool and np.asarray(pred).dtype != bool and gt_m.shape == pred_m.shape:
+        liver_gt, liver_pred = np.asarray(gt) >= Label.LIVER, np.asarray(pred) >= Label.LIVER
+        total = int(liver_gt.sum()) + int(liver_pred.sum())
+        liver_dice = 1.0 if total == 0 else 2.0 * int(np.count_nonzero(liver_gt & liver_pred)) / total
     if gt_m.shape != pred_m.shape:
         raise ValueError(f"pred and gt shapes differ: {pred_m.shape} vs {gt_m.shape}")
     if gt_m.ndim not in (2, 3):
@@ -117,6 +124,7 @@ def evaluate_case(
         assd_mm=assd,
         hd95_mm=hd95,
         lesions=lesions,
+        liver_dice=liver_dice,
     )
 
 
@@ -153,6 +161,7 @@ def aggregate(cases: Sequence[CaseResult]) -> dict:
         "n_cases": len(cases),
         "global_dice": (2.0 * inter / vol if vol else 1.0) if cases else None,
         "mean_dice": _mean([c.dice for c in cases]),
+        "mean_liver_dice": _mean([c.liver_dice for c in cases]),
         "mean_assd_mm": _mean([c.assd_mm for c in cases]),
         "mean_hd95_mm": _mean([c.hd95_mm for c in cases]),
         "distance_undefined_cases": sum(c.assd_mm is None for c in cases),
