@@ -82,3 +82,20 @@ def test_verdict_says_shown_not_shown_or_reversed(low, high, word):
     assert word in lines[0] and "(n = 30)" in lines[0]
     assert "no test lesion in this bin" in lines[2]  # 10-20 mm: empty
     assert "an interval from only 2 lesions" in lines[3]
+
+
+def test_gpu_sample_profile_runs_with_a_tiny_override(shared_data, tmp_path, one_torch_thread):
+    from train.ablation.config import load_profile
+
+    profile = load_profile("gpu-sample")
+    assert profile["data"]["source"] == "lits117-kfold" and len(profile["seeds"]) == 3
+    assert profile["train"]["network"] == "unet2d" and profile["train"]["amp"] is True
+    tiny = dict(profile, seeds=[0],
+                data=dict(profile["data"], path=str(shared_data / "lits117"), split={"folds": 2, "gap_mm": 4.0},
+                          preprocessing={"target_spacing": [4.0, 4.0, 4.0], "crop_margin_mm": 4.0}),
+                train=dict(profile["train"], patch_size=[32, 32, 5], batch_size=2, steps=2, filters=[4, 4, 8, 8, 8],
+                           device="cpu", amp=False, num_workers=0, checkpoint_every=2),
+                bootstrap=20)
+    results = run_ablation(tiny, tmp_path, progress=False)
+    assert results["name"] == "gpu-sample" and results["stats"]["n_cases"] == 2
+    assert set(results["competence"]) == set(profile["arms"])

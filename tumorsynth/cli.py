@@ -46,7 +46,8 @@ COMMANDS: dict[str, CommandEntry] = {
     "diffusion": CommandEntry("synth.diffusion.commands", "train the diffusion synthesiser"),
     "evaluate": CommandEntry("train.metrics.commands", "lesion-wise evaluation of predicted tumours"),
     "data": CommandEntry("train.data.commands", "fetch the LiTS-117 sample; check a data set's files"),
-    "train": CommandEntry("train.loop.commands", "train the bundled 3D U-Net (DynUNet)"),
+    "train": CommandEntry("train.loop.commands", "train the bundled U-Net (3D DynUNet or 2.5D slice model)"),
+    "predict": CommandEntry("train.predict.commands", "segment new scans with a trained model"),
     "ablate": CommandEntry("train.ablation.commands",
                            "train with and without synthetic tumours; report per lesion size"),
 }

@@ -59,7 +59,7 @@ from pathlib import Path
 BASE_ARMS = ("real", "real+heuristic", "synthetic-only", "real+diffusion")
 BASELINE_ARM = "real"
 SOURCES = ("lits117-kfold", "lits117-axial", "folder")
-PROFILES = ("cpu-quick", "gpu")
+PROFILES = ("cpu-quick", "gpu-sample", "gpu")
 
 TOP_KEYS = {"name", "description", "data", "hosts", "arms", "seeds", "train", "synthetic",
             "diffusion", "bootstrap", "postprocess"}

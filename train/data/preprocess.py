@@ -93,8 +93,8 @@ def crop_to_liver(image: np.ndarray, label: np.ndarray, affine: np.ndarray, marg
     return image[region].copy(), label[region].copy(), new_affine, True
 
 
-def resample(image: np.ndarray, label: np.ndarray, affine: np.ndarray, target_spacing):
-    """Resample to ``target_spacing`` mm: the image linearly, the label by nearest neighbour.
+def resample(image: np.ndarray, label: np.ndarray | None, affine: np.ndarray, target_spacing):
+    """Resample to ``target_spacing`` mm: the image linearly, the label (if any) by nearest neighbour.
 
     The new grid starts at the old grid's outer edge and has ``round(n * old / new)`` voxels per axis,
     so the physical extent is kept within one voxel and the spacing is exactly the target.
@@ -111,8 +111,8 @@ def resample(image: np.ndarray, label: np.ndarray, affine: np.ndarray, target_sp
     offset = -0.5 + 0.5 * scale  # new voxel 0's centre, in old voxel indices (edges aligned)
     out_image = ndimage.affine_transform(image.astype(np.float32, copy=False), scale, offset=offset,
                                          output_shape=shape, output=np.float32, order=1, mode="nearest")
-    out_label = ndimage.affine_transform(label, scale, offset=offset, output_shape=shape,
-                                         output=np.uint8, order=0, mode="nearest")
+    out_label = None if label is None else ndimage.affine_transform(
+        label, scale, offset=offset, output_shape=shape, output=np.uint8, order=0, mode="nearest")
     step = np.eye(4)
     step[:3, :3] = np.diag(scale)
     step[:3, 3] = offset

@@ -145,6 +145,13 @@ def train_model(config: TrainConfig, train_cases: Sequence, *, val_cases: Sequen
         ddp.close()
 
 
+def training_spacing(*groups: Sequence) -> list[float] | None:
+    """The voxel size (mm) every training case and host shares, recorded in ``model.pt`` so that
+    prediction resamples new scans to it; None when they differ (or there are none)."""
+    spacings = {tuple(round(float(s), 4) for s in case.spacing) for group in groups for case in group}
+    return list(spacings.pop()) if len(spacings) == 1 else None
+
+
 def _train(config, train_cases, val_cases, hosts, out_dir, resume, stop_after, progress, ddp, device):
     from tqdm.auto import tqdm
 
@@ -244,7 +251,7 @@ def _train(config, train_cases, val_cases, hosts, out_dir, resume, stop_after, p
     # between the last checkpoint and the final weights.
     if ddp.is_main and finished and (start < end or not (out_dir / "model.pt").exists()):
         save_torch(out_dir / "model.pt", {"model": net.state_dict(), "config": config.to_dict(),
-                                          "step": step})
+                                          "step": step, "spacing_mm": training_spacing(train_cases, hosts)})
     ddp.barrier()
     model_path = out_dir / ("model.pt" if finished else "checkpoint.pt")
     return TrainResult(out_dir=out_dir, model_path=model_path, steps=step, history=history)
