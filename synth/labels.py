@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from enum import IntEnum
 
-__all__ = ["LABEL_VALUES", "Label"]
+__all__ = ["IGNORE", "LABEL_VALUES", "Label"]
 
 
 class Label(IntEnum):
@@ -25,3 +25,7 @@ class Label(IntEnum):
 
 
 LABEL_VALUES: tuple[int, ...] = tuple(int(v) for v in Label)
+
+#: In training patches only, never in a label map on disk: voxels left out of the loss (a host's
+#: own real tumours when a model must learn from synthetic tumours alone).
+IGNORE = 255

@@ -58,3 +58,31 @@ def test_train_resume_and_predict_slice_by_slice(phantom_case, tmp_path):
     prediction = predict_case(model, case, loaded)
     assert prediction.shape == case.image.shape and prediction.dtype == np.uint8
     assert set(np.unique(prediction)) <= {0, 1, 2}
+
+
+def test_host_tumors_ignore_leaves_real_tumours_out_of_the_loss(phantom_case):
+    from synth.labels import IGNORE
+    from train.loop import PatchSampler
+    from train.losses import build_loss
+
+    host = phantom_case(0)  # a liver with real (phantom) tumours
+    assert host.has_tumor
+    config = TrainConfig(**TINY_2D, steps=1, synthetic_probability=1.0, host_tumors="ignore")
+    sampler = PatchSampler([], config, hosts=[host])
+    labels = np.concatenate([sampler.batch(step)[1] for step in range(12)])
+    assert (labels == IGNORE).any()  # real tumours in the patches are marked
+    assert (labels == 2).any()  # synthetic ones are tumour
+    keep = TrainConfig(**TINY_2D, steps=1, synthetic_probability=1.0)
+    assert not (np.concatenate([PatchSampler([], keep, hosts=[host]).batch(s)[1] for s in range(12)])
+                == IGNORE).any()
+    # The loss leaves ignored voxels out: changing the logits there changes nothing.
+    loss = build_loss("dice_ce")
+    with_ignored = [i for i in range(len(labels)) if (labels[i, :, :, :, 1] == IGNORE).any()]
+    target = torch.from_numpy(labels[with_ignored[:2], :, :, :, 1:2].astype(np.int64))
+    logits = torch.randn(len(target), 3, *target.shape[2:])
+    other = torch.where((target == IGNORE).expand_as(logits), torch.tensor(50.0), logits)
+    assert torch.allclose(loss([logits], target), loss([other], target))
+    changed = torch.where((target != IGNORE).expand_as(logits), torch.tensor(50.0), logits)
+    assert not torch.allclose(loss([logits], target), loss([changed], target))
+    with pytest.raises(ValueError, match="needs loss='dice_ce'"):
+        TrainConfig(host_tumors="ignore", loss="composite")

@@ -29,10 +29,10 @@ import torch.nn.functional as F
 from monai.losses import DeepSupervisionLoss, DiceCELoss, DiceLoss, TverskyLoss
 from torch.nn.modules.loss import _Loss
 
-from synth.labels import Label
+from synth.labels import IGNORE, Label
 
-__all__ = ["LOSSES", "CompositeLoss", "FocalTverskyLoss", "build_loss", "deep_supervision_weights",
-           "head_outputs"]
+__all__ = ["LOSSES", "CompositeLoss", "FocalTverskyLoss", "IgnoreRegion", "build_loss",
+           "deep_supervision_weights", "head_outputs"]
 
 LOSSES = ("dice_ce", "composite")
 
@@ -91,6 +91,32 @@ class CompositeLoss(torch.nn.Module):
         return w_dice * dice + w_bce * bce + w_ftl * ftl
 
 
+class IgnoreRegion(torch.nn.Module):
+    """``base`` where the target holds no :data:`synth.labels.IGNORE` voxel; otherwise soft Dice
+    (batch-wise, all classes) plus cross-entropy over the other voxels only, the terms of
+    ``"dice_ce"`` (the ignored voxels are removed from both the prediction and the target, so
+    they add nothing to any sum). Used when a model must not learn from a host's real tumours."""
+
+    def __init__(self, base: torch.nn.Module):
+        super().__init__()
+        self.base = base
+        self.dice = DiceLoss(include_background=True, batch=True)
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        ignored = target == IGNORE
+        if not bool(ignored.any()):
+            return self.base(logits, target)
+        if not isinstance(self.base, DiceCELoss):
+            raise ValueError("ignored voxels (a host's own tumours) are supported with the 'dice_ce' loss only")
+        keep = (~ignored).float()
+        labels = torch.where(ignored, torch.zeros_like(target), target)[:, 0].long()
+        onehot = F.one_hot(labels, logits.shape[1]).movedim(-1, 1).float() * keep
+        probability = torch.softmax(logits.float(), dim=1) * keep
+        cross_entropy = F.cross_entropy(logits.float(), torch.where(ignored[:, 0], IGNORE, labels),
+                                        ignore_index=IGNORE)
+        return self.dice(probability, onehot) + cross_entropy
+
+
 def deep_supervision_weights(heads: int) -> list[float]:
     """``1, 1/2, 1/4, ...`` for ``heads`` outputs, normalised to sum to 1."""
     raw = [0.5 ** i for i in range(heads)]
@@ -130,4 +156,4 @@ def build_loss(name: str = "dice_ce", *, heads: int = 1) -> DeepSupervisionLoss:
     else:
         raise ValueError(f"unknown loss {name!r}; choose one of {', '.join(LOSSES)}")
     # MONAI annotates the loss as torch's _Loss but only calls it: any loss module (CompositeLoss) works.
-    return DeepSupervisionLoss(cast(_Loss, base), weights=deep_supervision_weights(heads))
+    return DeepSupervisionLoss(cast(_Loss, IgnoreRegion(base)), weights=deep_supervision_weights(heads))

@@ -39,8 +39,9 @@ Arms:
 * ``real``: trained on the real training cases only (no synthetic tumours).
 * ``real+heuristic``: the real training cases, plus heuristic synthetic tumours inserted on the
   fly into the hosts with ``synthetic.probability`` per patch.
-* ``synthetic-only``: no real tumour is seen: trained on the tumour-free hosts (phantoms and
-  healthy cases) with synthetic tumours only.
+* ``synthetic-only``: no real tumour is learnt from: every patch comes from a host (phantoms,
+  healthy cases, the training part's real livers) with synthetic tumours, and the hosts' own
+  real tumours are left out of the loss (``TrainConfig.host_tumors = "ignore"``).
 * ``real+diffusion``: as ``real+heuristic``, with the lesions painted by the diffusion synthesiser
   whose model folder is ``"diffusion": {"model": PATH}`` (``tumorsynth diffusion train``).
 * ``+torchio`` suffix (any arm): every training patch also goes through the TorchIO spatial and
@@ -76,7 +77,7 @@ POSTPROCESS_KEYS = {"largest_liver", "min_tumor_mm3", "liver_margin_mm"}
 DEFAULT_POSTPROCESS = {"largest_liver": True, "min_tumor_mm3": 0.0, "liver_margin_mm": 2.0}
 # Fields of TrainConfig the ablation sets itself, so a config may not set them under "train".
 RESERVED_TRAIN_KEYS = {"seed", "synthetic_probability", "synthetic_size", "synthetic_count",
-                       "synthetic_method", "synthetic_model", "augmentation"}
+                       "synthetic_method", "synthetic_model", "augmentation", "host_tumors"}
 
 DEFAULT_PHANTOM_SHAPE_MM = (300.0, 240.0, 200.0)
 DEFAULT_BOOTSTRAP = 2000
@@ -244,10 +245,10 @@ def validate_config(config: dict) -> dict:
             f"arms {needs_hosts} insert synthetic tumours but \"hosts\" gives no liver to put them "
             f"in: set hosts.phantoms > 0, hosts.\"healthy cases\" or hosts.\"training part\""
         )
-    if "synthetic-only" in bases and not (phantoms or hosts["healthy cases"]):
+    if "synthetic-only" in bases and cfg.get("train", {}).get("loss", "dice_ce") != "dice_ce":
         raise ConfigError(
-            "arm 'synthetic-only' trains on tumour-free livers only: set hosts.phantoms > 0 or "
-            "hosts.\"healthy cases\" (the training part holds real tumours and is not used there)"
+            "arm 'synthetic-only' leaves the hosts' real tumours out of the loss, which needs "
+            "train.loss \"dice_ce\""
         )
 
     # --- train / synthetic ---

@@ -36,7 +36,6 @@ class AblationData:
     val: list
     test: list
     heuristic_hosts: list  # livers that receive synthetic tumours next to real training data
-    tumor_free_hosts: list  # the only training data of the synthetic-only arm
     summary: str = ""
     notes: list[str] = field(default_factory=list)
     fallback: bool = False
@@ -54,7 +53,6 @@ class AblationData:
             "fallback_to_phantom": self.fallback,
             "train": ids(self.train), "val": ids(self.val), "test": ids(self.test),
             "heuristic_hosts": ids(self.heuristic_hosts),
-            "tumor_free_hosts": ids(self.tumor_free_hosts),
             "test_shapes": {c.case_id: list(c.image.shape) for c in self.test},
             "spacing_mm": {c.case_id: list(c.spacing) for c in self.test},
         }
@@ -149,7 +147,7 @@ def prepare_data(cfg: dict, *, progress: bool = True, say=print) -> list[Ablatio
                        f"{tuple(round(s, 2) for s in case.spacing)} mm.")
             own = train if hosts_cfg["training part"] else []
             data = AblationData(train=train, val=[], test=[fold.test], heuristic_hosts=_unique(phantoms + own),
-                                tumor_free_hosts=list(phantoms), summary=summary,
+                                summary=summary,
                                 notes=notes + list(fold.notes), fallback=fallback, fold=fold.index)
             _check_fold(data)
             result.append(data)
@@ -187,7 +185,7 @@ def prepare_data(cfg: dict, *, progress: bool = True, say=print) -> list[Ablatio
     healthy = healthy_hosts(train) if hosts_cfg["healthy cases"] else []
     own = list(train) if hosts_cfg["training part"] else []
     return [AblationData(train=list(train), val=list(val), test=list(test),
-                         heuristic_hosts=_unique(phantoms + healthy + own), tumor_free_hosts=phantoms + healthy,
+                         heuristic_hosts=_unique(phantoms + healthy + own),
                          summary=summary, notes=notes, fallback=fallback)]
 
 

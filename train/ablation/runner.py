@@ -62,6 +62,8 @@ def train_config(cfg: dict, arm: str, seed: int):
     fields["synthetic_probability"] = {"real": 0.0, "real+heuristic": synthetic["probability"],
                                        "real+diffusion": synthetic["probability"],
                                        "synthetic-only": 1.0}[base]
+    if base == "synthetic-only":
+        fields["host_tumors"] = "ignore"
     if base == "real+diffusion":
         fields["synthetic_method"] = "diffusion"
         fields["synthetic_model"] = str(cfg["diffusion"]["model"])
@@ -75,10 +77,10 @@ def arm_inputs(arm: str, data: AblationData) -> tuple[list, list]:
         return data.train, []
     if base in ("real+heuristic", "real+diffusion"):
         return data.train, data.heuristic_hosts
-    if base == "synthetic-only":
-        if not data.tumor_free_hosts:
-            raise ValueError("arm 'synthetic-only' needs tumour-free hosts (phantoms or healthy cases)")
-        return [], data.tumor_free_hosts
+    if base == "synthetic-only":  # the same livers; their real tumours are left out of the loss
+        if not data.heuristic_hosts:
+            raise ValueError("arm 'synthetic-only' needs hosts (phantoms, healthy cases or the training part)")
+        return [], data.heuristic_hosts
     raise ValueError(f"unknown arm {arm!r}")
 
 
@@ -207,7 +209,6 @@ def _describe(folds: list[AblationData]) -> dict:
         "val": [case for d in described for case in d["val"]],
         "test": [case for d in described for case in d["test"]],
         "heuristic_hosts": sorted({case for d in described for case in d["heuristic_hosts"]}),
-        "tumor_free_hosts": sorted({case for d in described for case in d["tumor_free_hosts"]}),
         "test_shapes": {k: v for d in described for k, v in d["test_shapes"].items()},
         "spacing_mm": {k: v for d in described for k, v in d["spacing_mm"].items()},
     }

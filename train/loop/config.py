@@ -15,6 +15,7 @@ SYNTHETIC_METHODS = ("heuristic", "diffusion")
 AUGMENTATIONS = ("none", "torchio")
 NETWORKS = ("dynunet", "unet2d")  # train.model.NETWORKS, repeated here so that the config imports no torch
 OPTIMIZERS = ("sgd", "adamw")
+HOST_TUMORS = ("keep", "ignore")
 
 # Settings that may change when a run is resumed (they do not change what is learned at a step).
 RESUMABLE_CHANGES = frozenset({"steps", "val_every", "checkpoint_every", "device", "num_workers"})
@@ -56,6 +57,10 @@ class TrainConfig:
         synthetic_probability: chance that a sample is a host patch with synthetic tumours.
         synthetic_size: :mod:`synth` size class (tiny/small/medium/large/mix) or ``"a,b"`` mm.
         synthetic_count: (min, max) synthetic lesions per sample.
+        host_tumors: what a host's own real tumours are in its synthetic patches: ``"keep"``
+            (labelled tumour, as they are) or ``"ignore"`` (left out of the loss,
+            :class:`train.losses.IgnoreRegion`), so that a model trained with
+            ``synthetic_probability=1`` on real livers never learns from a real tumour.
         synthetic_method: ``"heuristic"`` (:mod:`synth`'s numpy synthesiser) or ``"diffusion"``
             (:mod:`synth.diffusion`: lesion appearance inpainted by a trained model).
         synthetic_model: folder of a diffusion model (``config.json`` + ``weights.safetensors``);
@@ -90,6 +95,7 @@ class TrainConfig:
     synthetic_probability: float = 0.0
     synthetic_size: str = "mix"
     synthetic_count: tuple[int, int] = (1, 3)
+    host_tumors: str = "keep"
     synthetic_method: str = "heuristic"
     synthetic_model: str | None = None
     augmentation: str = "none"
@@ -142,6 +148,10 @@ class TrainConfig:
         if self.network == "unet2d" and self.patch_size[2] % 2 == 0:
             raise ValueError(f"network 'unet2d' needs an odd number of slices as patch_size's third side "
                              f"(the centre slice is predicted); got {self.patch_size}")
+        if self.host_tumors not in HOST_TUMORS:
+            raise ValueError(f"host_tumors must be one of {', '.join(HOST_TUMORS)}; got {self.host_tumors!r}")
+        if self.host_tumors == "ignore" and self.loss != "dice_ce":
+            raise ValueError("host_tumors='ignore' needs loss='dice_ce' (the loss that leaves voxels out)")
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}; got {self.optimizer!r}")
         if self.augmentation not in AUGMENTATIONS:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from synth.hu_window import range_to_window, window_to_range
-from synth.labels import Label
+from synth.labels import IGNORE, Label
 from synth.seeding import rng_for
 
 from .config import TrainConfig, parse_synthetic_size
@@ -207,6 +207,7 @@ class PatchSampler:
         centre = np.unravel_index(host.liver[rng.integers(host.liver.size)], host.label.shape)
         region = self._synthetic_region(host.margin)
         image, label = _crop([host.image, host.label], centre, region)
+        real_tumor = label == Label.TUMOR if self.config.host_tumors == "ignore" else None
         seed = int(rng.integers(2**63 - 1))
         try:
             result = synth.prepare_host(image, label, spacing=host.spacing).insert(
@@ -216,6 +217,8 @@ class PatchSampler:
             lesion_centres = [les.center_voxel for les in result.lesions]
         except synth.LesionPlacementError:
             lesion_centres = []  # no room in this crop: keep the patch without a new lesion
+        if real_tumor is not None and real_tumor.any():
+            label = np.where(real_tumor, np.uint8(IGNORE), label)  # the host's own tumours: out of the loss
         if lesion_centres:
             patch_centre = lesion_centres[int(rng.integers(len(lesion_centres)))]
         else:
