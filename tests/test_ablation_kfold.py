@@ -99,3 +99,24 @@ def test_gpu_sample_profile_runs_with_a_tiny_override(shared_data, tmp_path, one
     results = run_ablation(tiny, tmp_path, progress=False)
     assert results["name"] == "gpu-sample" and results["stats"]["n_cases"] == 2
     assert set(results["competence"]) == set(profile["arms"])
+
+
+def test_an_all_zero_plot_says_so(tmp_path, monkeypatch):
+    import matplotlib.axes
+
+    from train.ablation.figures import plot_metric_by_bin
+
+    said = []
+    original = matplotlib.axes.Axes.text
+    monkeypatch.setattr(matplotlib.axes.Axes, "text",
+                        lambda self, x, y, s, *a, **k: said.append(s) or original(self, x, y, s, *a, **k))
+    zero = {"mean": 0.0, "sd": None, "per_seed": [0.0]}
+    stats = {"seeds": [0], "n_lesions": {"all": 3, "<10": 3, "10-20": 0, ">=20": 0},
+             "arms": {arm: {b: {"sensitivity_iou50": dict(zero)} for b in ("all", "<10", "10-20", ">=20")}
+                      for arm in ("real", "real+heuristic")}}
+    plot_metric_by_bin(stats, "sensitivity_iou50", tmp_path / "zero.png")
+    assert any("every value is 0" in s for s in said)
+    said.clear()
+    stats["arms"]["real"]["<10"]["sensitivity_iou50"]["mean"] = 0.5
+    plot_metric_by_bin(stats, "sensitivity_iou50", tmp_path / "some.png")
+    assert not any("every value is 0" in s for s in said)

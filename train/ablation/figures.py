@@ -41,7 +41,8 @@ def plot_metric_by_bin(stats: dict, metric: str, path, *, title: str | None = No
     """Grouped bars: ``metric`` per size bin (x) and arm (bars), error bars = sd over seeds.
 
     ``stats`` is :func:`train.ablation.stats.summarise`'s output. Bins without lesions are left
-    empty; the number of test lesions is written under each bin.
+    empty; the number of test lesions is written under each bin. When every value is 0 (or there
+    is none), the plot says so in words instead of showing empty axes.
     """
     plt = _pyplot()
     arms = list(stats["arms"])
@@ -64,6 +65,11 @@ def plot_metric_by_bin(stats: dict, metric: str, path, *, title: str | None = No
     seeds = len(stats.get("seeds", []))
     ax.set_title(title or f"{METRIC_TITLES.get(metric, metric)}; mean ± sd over {seeds} seed(s)",
                  fontsize=9)
+    values = [stats["arms"][arm][b][metric]["mean"] for arm in arms for b in bins]
+    if not any(v for v in values if v is not None):
+        ax.text(0.5, 0.5, f"every value is 0: no arm scored on {metric.replace('_', ' ')} in any size bin",
+                transform=ax.transAxes, ha="center", va="center", fontsize=9,
+                bbox={"facecolor": "white", "edgecolor": "0.6"})
     ax.legend(fontsize=8, frameon=False)
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
