@@ -16,12 +16,27 @@ import synth
 from synth.heuristic.size import parse_size
 from synth.heuristic.texture import parse_phenotype
 from synth.labels import Label
+from synth.types import TypeCount, TypePhenotype, TypeSize
 from synth.validation import affine_disagreement_mm, check_count
 
 ON_FAILURE = ("raise", "warn", "ignore")
 # Seeds are drawn from [0, SEED_HIGH): wide enough that two draws in a long training run
 # practically never coincide, and small enough for every RNG API that draws them.
 SEED_HIGH = 2**62
+
+
+class InsertionSettings:
+    """The settings every tumour-insertion transform carries (TorchIO and MONAI alike), validated
+    by :func:`check_settings` and set by :func:`store_settings`; declared here for type checkers."""
+
+    size: TypeSize
+    count: TypeCount
+    phenotype: TypePhenotype
+    liver_label: int
+    tumor_label: int
+    on_failure: str
+    synthesis_options: dict
+    space_tolerance_mm: float
 
 
 def check_settings(*, size, count, phenotype, liver_label, tumor_label, on_failure,

@@ -15,14 +15,13 @@ from monai.data import MetaTensor
 from monai.transforms import MapTransform, RandomizableTransform
 from monai.utils import TransformBackends, convert_data_type, convert_to_dst_type
 
-from synth.types import TypeCount, TypePhenotype, TypeSize
 from synth.validation import check_spacing
 
 from . import _core
 from .tumor_insertion import with_method
 
 
-class RandTumorInsertiond(RandomizableTransform, MapTransform):
+class RandTumorInsertiond(_core.InsertionSettings, RandomizableTransform, MapTransform):
     """Insert synthetic liver tumours into a CT image and its label map in a MONAI data dict.
 
     A thin wrapper over :func:`synth.insert_tumor` (see ``docs/synthesis.md`` for what the lesions
@@ -70,16 +69,6 @@ class RandTumorInsertiond(RandomizableTransform, MapTransform):
     """
 
     backend = [TransformBackends.TORCH, TransformBackends.NUMPY]
-
-    # The settings, validated and set by _core.store_settings.
-    size: TypeSize
-    count: TypeCount
-    phenotype: TypePhenotype
-    liver_label: int
-    tumor_label: int
-    on_failure: str
-    synthesis_options: dict
-    space_tolerance_mm: float
 
     def __init__(self, keys: KeysCollection, label_key: str = "label", prob: float = 1.0,
                  size="mix", count=(1, 3), phenotype="mix", liver_label: int = 1,

@@ -14,8 +14,6 @@ import torch
 import torchio as tio
 from torchio.transforms.augmentation import RandomTransform
 
-from synth.types import TypeCount, TypePhenotype, TypeSize
-
 from . import _core
 
 
@@ -93,7 +91,7 @@ class RandomTumorInsertion(RandomTransform):
         return transform(subject)
 
 
-class TumorInsertion(tio.Transform):
+class TumorInsertion(_core.InsertionSettings, tio.Transform):
     r"""Insert the synthetic liver tumours that one seed gives: the deterministic twin of
     :class:`RandomTumorInsertion`.
 
@@ -113,15 +111,6 @@ class TumorInsertion(tio.Transform):
         >>> with_lesions = transform(subject)  # doctest: +SKIP
     """
 
-    # The settings, validated and set by _core.store_settings.
-    size: TypeSize
-    count: TypeCount
-    phenotype: TypePhenotype
-    liver_label: int
-    tumor_label: int
-    on_failure: str
-    synthesis_options: dict
-    space_tolerance_mm: float
 
 
     def __init__(self, seed: int, size="mix", count=(1, 3), phenotype="mix", liver_label: int = 1,
