@@ -184,7 +184,10 @@ def _case_table(stats: dict) -> list[str]:
 
 
 def _runs_table(results: dict) -> list[str]:
-    header = ["Arm", "Seed", "Steps", "Train time (s)", "Eval time (s)", "Case Dice", "Lesions found"]
+    folds = len(results.get("data", {}).get("folds") or []) or 1
+    summed = f" ({folds} folds together)" if folds > 1 else ""
+    header = ["Arm", "Seed", f"Steps{summed}", f"Train time (s){summed}", "Eval time (s)", "Case Dice",
+              "Lesions found"]
     rows = []
     for arm, by_seed in results.get("runs", {}).items():
         for seed, run in by_seed.items():
