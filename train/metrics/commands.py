@@ -13,7 +13,7 @@ from pathlib import Path
 
 from synth.cases import nifti_stem
 from synth.deprecation import warn_renamed
-from synth.errors import UsageError, input_errors
+from synth.errors import UsageError, input_errors, warn
 from synth.io import check_same_space, load_nifti, write_json_atomic
 from synth.labels import Label
 
@@ -51,10 +51,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 class _TumorLabel(argparse.Action):
-    """Store the value; the deprecated spelling ``--tumour-label`` also warns."""
+    """Store the value; the deprecated spelling ``--tumour-label`` also warns, on stderr too
+    (Python hides a DeprecationWarning from a command line by default)."""
 
     def __call__(self, parser, namespace, values, option_string=None):
         if option_string == "--tumour-label":
+            warn("--tumour-label is deprecated and will be removed in the next release; use --tumor-label")
             warn_renamed("--tumour-label", "--tumor-label")
         setattr(namespace, self.dest, values)
 
