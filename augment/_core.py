@@ -116,7 +116,7 @@ def check_same_space(image_shape, image_affine, label_shape, label_affine, *, im
 _EIGHT_BIT_ON = 255
 
 
-def check_label_values(labels: np.ndarray, *, liver_label: int, tumor_label: int,
+def refuse_eight_bit_mask(labels: np.ndarray, *, liver_label: int, tumor_label: int,
                        label_name: str = "label") -> None:
     """Refuse a label map with neither liver nor tumour voxels whose largest value is 255.
 
@@ -147,7 +147,7 @@ def insert_lesions(volume: np.ndarray, labels: np.ndarray, spacing, *, seed: int
     ``liver_label`` are the liver lesions go into, voxels equal to ``tumor_label`` are existing
     tumours that are kept and avoided, and every other value is left alone. New tumour voxels get
     ``tumor_label``. A map without liver whose largest value is 255 (a mask saved as 0/255) is
-    refused with a ValueError naming ``label_name`` (:func:`check_label_values`).
+    refused with a ValueError naming ``label_name`` (:func:`refuse_eight_bit_mask`).
 
     Returns new arrays of the inputs' dtypes, or ``None`` when nothing was inserted: the label map
     has no liver (a crop beside the liver, say), or the lesions found no room and ``on_failure`` is
@@ -155,7 +155,7 @@ def insert_lesions(volume: np.ndarray, labels: np.ndarray, spacing, *, seed: int
     """
     liver = labels == liver_label
     if not liver.any():
-        check_label_values(labels, liver_label=liver_label, tumor_label=tumor_label, label_name=label_name)
+        refuse_eight_bit_mask(labels, liver_label=liver_label, tumor_label=tumor_label, label_name=label_name)
         return None
     # synth reads 0 background / 1 liver / 2 tumour; other organs count as background.
     host_mask = liver.astype(np.uint8)

@@ -39,7 +39,6 @@ from .labels import Label
 __all__ = ["Case", "CaseFiles", "find_cases", "natural_key", "read_case", "read_cases", "write_manifest"]
 
 MANIFEST_COLUMNS = ("case_id", "image", "label")
-_NIFTI_NAME = re.compile(r"^(?P<stem>[^.].*?)\.nii(\.gz)?$")  # hidden files (._x.nii.gz) excluded
 _LITS_VOLUME = re.compile(r"^volume-(?P<n>\d+)\.nii(\.gz)?$")
 _LITS_LABEL = re.compile(r"^segmentation-(?P<n>\d+)\.nii(\.gz)?$")
 
@@ -51,6 +50,12 @@ class CaseFiles:
     case_id: str
     image: Path
     label: Path | None
+
+    def require_label(self) -> Path:
+        """The label file; ValueError for an unlabelled case (an empty label in a manifest)."""
+        if self.label is None:
+            raise ValueError(f"case {self.case_id!r} has no label file; a labelled case is needed")
+        return self.label
 
 
 @dataclass(frozen=True)
@@ -110,9 +115,16 @@ def natural_key(name: str) -> list[tuple[int, int, str]]:
 
 
 def nifti_stem(name: str) -> str | None:
-    """A NIfTI file name without ``.nii``/``.nii.gz``; None for other or hidden names."""
-    match = _NIFTI_NAME.match(name)
-    return match["stem"] if match else None
+    """A NIfTI file name without ``.nii``/``.nii.gz``; None for other names and for hidden ones
+    (macOS ``._x.nii.gz`` litter)."""
+    from .io import nifti_suffix
+
+    if name.startswith("."):
+        return None
+    try:
+        return name[: -len(nifti_suffix(name))]
+    except ValueError:
+        return None
 
 
 def _listed(ids: Iterable[str]) -> str:
@@ -258,9 +270,7 @@ def read_case(files: CaseFiles) -> Case:
     from .io import check_same_space, load_nifti
     from .validation import check_label_map
 
-    if files.label is None:
-        raise ValueError(f"case {files.case_id!r} has no label file; a labelled case is needed")
-    image, label = load_nifti(files.image), load_nifti(files.label)
+    image, label = load_nifti(files.image), load_nifti(files.require_label())
     check_same_space(image, label)
     try:
         labels = check_label_map(label.array, image.shape)

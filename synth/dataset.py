@@ -111,10 +111,9 @@ def _write_variant(host: Any, ct: NiftiVolume, job: ChunkJob, variant: int) -> N
     """Insert and write one variant."""
     out = variant_dir(job.out_dir, job.case.case_id, variant)
     seed = variant_seed(job.base_seed, job.case.case_id, variant)
-    assert job.case.label is not None, "run_chunk refuses a case without a label file"
     result = insert_lesions(host, job.options, seed)
     report = lesion_report(
-        ct, job.case.label, job.options, seed, result.lesions,
+        ct, job.case.require_label(), job.options, seed, result.lesions,
         case=job.case.case_id, variant=variant, base_seed=job.base_seed,
     )
     write_case_outputs(out, ct, result, report, preview=False)
@@ -124,9 +123,7 @@ def run_chunk(job: ChunkJob, report: ProgressReport | None = None) -> ChunkResul
     """Do one chunk; every failure is caught and returned with its message, never raised."""
     outcome = ChunkResult(job.job_id, job.case.case_id)
     try:
-        if job.case.label is None:  # an unlabelled row of a CSV manifest
-            raise ValueError(f"case {job.case.case_id!r} has no label file; a labelled case is needed")
-        ct, liver = load_pair(job.case.image, job.case.label)
+        ct, liver = load_pair(job.case.image, job.case.require_label())  # a manifest row may be unlabelled
         host = prepare(ct, liver)
     except Exception as exc:  # the whole case is unusable: every variant fails with this reason
         for variant in job.variants:

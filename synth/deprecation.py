@@ -9,10 +9,11 @@ from __future__ import annotations
 import warnings
 from typing import Any, TypeVar
 
-__all__ = ["renamed_keyword", "warn_renamed"]
+__all__ = ["UNSET", "renamed_keyword", "warn_renamed"]
 
 T = TypeVar("T")
-_UNSET: Any = object()
+#: What a deprecated keyword defaults to: "not given".
+UNSET: Any = object()
 
 
 def warn_renamed(old: str, new: str, *, stacklevel: int = 3) -> None:
@@ -29,12 +30,10 @@ def renamed_keyword(new_value: T, old_value: Any, *, new: str, old: str, default
     its value is the ``default`` object itself (identity, so that ``tumor_label=2`` next to
     ``tumour_label=2`` is refused too).
     """
-    if old_value is _UNSET:
+    if old_value is UNSET:
         return new_value
     if new_value is not default:
         raise TypeError(f"give {new} only ({old} is its deprecated spelling), not both")
     warn_renamed(old, new, stacklevel=4)
     return old_value
 
-
-UNSET: Any = _UNSET

@@ -18,9 +18,7 @@ from collections.abc import Sequence
 import torch
 from monai.networks.nets import BasicUNet, DynUNet
 
-__all__ = ["NETWORKS", "SliceUNet", "build_model", "count_parameters", "deep_supervision_heads"]
-
-NETWORKS = ("dynunet", "unet2d")
+__all__ = ["SliceUNet", "build_model", "count_parameters", "deep_supervision_heads"]
 
 
 class SliceUNet(torch.nn.Module):
@@ -69,7 +67,7 @@ def build_model(*, network: str = "dynunet", in_channels: int = 1, out_channels:
                 filters: Sequence[int] = (16, 32, 64, 128, 256),
                 deep_supervision: bool = False,
                 patch_size: Sequence[int] = (96, 96, 96)) -> torch.nn.Module:
-    """The network called ``network`` (:data:`NETWORKS`) for ``(B, in_channels, X, Y, Z)`` patches,
+    """The network called ``network`` (:data:`train.loop.config.NETWORKS`) for ``(B, in_channels, X, Y, Z)`` patches,
     returning logits: ``"dynunet"`` (3D DynUNet) or ``"unet2d"`` (:class:`SliceUNet`, whose patch's
     third side is its number of slices).
 
@@ -87,6 +85,8 @@ def build_model(*, network: str = "dynunet", in_channels: int = 1, out_channels:
     Raises:
         ValueError: on a bad filter list or a patch side the strides cannot divide.
     """
+    from .loop.config import NETWORKS  # here: train.loop imports this module
+
     if network not in NETWORKS:
         raise ValueError(f"unknown network {network!r}; choose one of {', '.join(NETWORKS)}")
     filters = [int(f) for f in filters]

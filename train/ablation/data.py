@@ -23,6 +23,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .config import ConfigError
+
 PHANTOM_HOST_SEED = 0  # phantom hosts are the same livers in every arm and seed
 FALLBACK_SEED = 117  # the offline stand-in for LiTS-117; differs from the host phantoms
 FALLBACK_LESIONS = 12  # phantom tumours asked for in the stand-in case
@@ -92,17 +94,13 @@ def _lits117_case(cfg: dict, settings, *, progress: bool, say):
 
 def _check_fold(fold: AblationData) -> None:
     """A fold must have liver and tumour in its test part and training data, or it measures nothing."""
-    from synth.components import lesion_components
     from synth.labels import Label
-
-    from .config import ConfigError
 
     where = f"fold {fold.fold}" if fold.fold is not None else "the split"
     for case in fold.test:
         if not (case.label >= Label.LIVER).any():
             raise ConfigError(f"{where}: test part {case.case_id} holds no liver; use fewer folds")
-    lesions = sum(lesion_components(c.label == Label.TUMOR)[1] for c in fold.test)
-    if lesions == 0:
+    if not any(c.has_tumor for c in fold.test):
         raise ConfigError(f"{where}: the test part holds no tumour, so lesion-wise results would be empty; "
                           f"use fewer folds or another case")
     if not any(c.has_tumor for c in fold.train):
@@ -132,16 +130,14 @@ def prepare_data(cfg: dict, *, progress: bool = True, say=print) -> list[Ablatio
         origin = Path(case.source).name if case.source else case.case_id
         phantoms = phantom_hosts(hosts_cfg["phantoms"], spacing=settings.target_spacing or case.spacing,
                                  shape_mm=hosts_cfg["phantom shape mm"], seed=PHANTOM_HOST_SEED)
-        from .config import ConfigError
-
         try:
-            cut = axial_folds(case, folds=int(split.get("folds", 3)), gap_mm=float(split.get("gap_mm", 5.0)))
+            cut = axial_folds(case, folds=int(split["folds"]), gap_mm=float(split.get("gap_mm", 5.0)))
         except ValueError as exc:
             raise ConfigError(f"data.split: {exc}") from None
         result = []
         for fold in cut:
             train = list(fold.train)
-            summary = (f"{what} ({origin}), fold {fold.index} of {split.get('folds', 3)}: test slab "
+            summary = (f"{what} ({origin}), fold {fold.index} of {split['folds']}: test slab "
                        f"{fold.test.image.shape} voxels, training slabs "
                        f"{', '.join(str(t.image.shape) for t in train)} at "
                        f"{tuple(round(s, 2) for s in case.spacing)} mm.")

@@ -13,7 +13,7 @@ __all__ = ["AUGMENTATIONS", "SYNTHETIC_METHODS", "TrainConfig", "parse_synthetic
 SYNTHETIC_METHODS = ("heuristic", "diffusion")
 #: Values of ``TrainConfig.augmentation``: what happens to every patch after it is drawn.
 AUGMENTATIONS = ("none", "torchio")
-NETWORKS = ("dynunet", "unet2d")  # train.model.NETWORKS, repeated here so that the config imports no torch
+NETWORKS = ("dynunet", "unet2d")  # train.model.build_model's networks (defined here: no torch import)
 OPTIMIZERS = ("sgd", "adamw")
 HOST_TUMORS = ("keep", "ignore")
 

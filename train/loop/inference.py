@@ -102,6 +102,12 @@ def load_model(path, device="cpu") -> tuple[torch.nn.Module, TrainConfig]:
     Files are read with ``torch.load(weights_only=True)``: only tensors and plain containers,
     never arbitrary pickled objects. A truncated or corrupt file is a ValueError naming it.
     """
+    model, config, _ = load_model_file(path, device)
+    return model, config
+
+
+def load_model_file(path, device="cpu") -> tuple[torch.nn.Module, TrainConfig, dict]:
+    """:func:`load_model`, plus the file's whole content (e.g. ``spacing_mm``), read once."""
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"no model file at {path}")
@@ -113,4 +119,4 @@ def load_model(path, device="cpu") -> tuple[torch.nn.Module, TrainConfig]:
     model = build_model(network=config.network, filters=config.filters,
                         deep_supervision=config.deep_supervision, patch_size=config.patch_size)
     model.load_state_dict(state["model"])
-    return model.to(device).eval(), config
+    return model.to(device).eval(), config, state

@@ -19,7 +19,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from synth.io import read_nifti_image, save_nifti, spacing_from_affine
+from synth.io import save_nifti
 from synth.labels import Label
 
 __all__ = ["MODEL_FILES", "find_model_file", "predict_image"]
@@ -40,21 +40,6 @@ def find_model_file(model: PathLike) -> Path:
         raise ValueError(f"{model}: no model file ({', '.join(MODEL_FILES)}) in this folder; give a run "
                          f"folder of 'tumorsynth train' or 'tumorsynth ablate' (runs/<arm>/seed-<s>/[fold-<k>/])")
     raise ValueError(f"{model}: no such model file or run folder")
-
-
-def _canonical(path: PathLike):
-    """(nibabel image as stored, its 3-D data reoriented to closest canonical RAS, RAS affine,
-    the orientation that maps the stored axes to RAS)."""
-    image, data = read_nifti_image(path)
-    data = np.asarray(data)
-    if data.ndim > 3 and all(n == 1 for n in data.shape[3:]):
-        data = data.reshape(data.shape[:3])
-    if data.ndim != 3:
-        raise ValueError(f"{path}: expected a 3-D volume, got shape {data.shape}")
-    ornt = nib.orientations.io_orientation(image.affine)
-    ras = nib.orientations.apply_orientation(data, ornt)
-    affine = image.affine @ nib.orientations.inv_ornt_aff(ornt, image.shape[:3])
-    return image, ras, affine, ornt
 
 
 def _back_to_grid(labels: np.ndarray, model_affine: np.ndarray, affine: np.ndarray, shape) -> np.ndarray:
@@ -85,34 +70,34 @@ def predict_image(model: PathLike, image: PathLike, out: PathLike, *, liver: Pat
     import torch
 
     from synth.cases import Case
+    from synth.io import check_same_space, load_nifti
     from synth.validation import check_spacing, check_volume
     from train.data import resample
-    from train.loop import load_model, predict_case
-    from train.loop.files import load_torch
+    from train.loop.inference import load_model_file, predict_case
     from train.postprocess import postprocess
 
-    model_path = find_model_file(model)
-    net, config = load_model(model_path, device=device)
-    recorded = load_torch(model_path, device, advice="use another model file").get("spacing_mm")
-    stored, ct, affine, ornt = _canonical(image)
-    ct = check_volume(np.asarray(ct, dtype=np.float32))
-    spacing = spacing_from_affine(affine)
-    model_spacing = check_spacing(recorded) if recorded else spacing
-    work, _, work_affine = resample(ct, None, affine, model_spacing)
+    net, config, state = load_model_file(find_model_file(model), device=device)
+    scan = load_nifti(image)  # reoriented to closest canonical RAS, as the model was trained
+    ct = check_volume(np.asarray(scan.array, dtype=np.float32))
+    recorded = state.get("spacing_mm")
+    model_spacing = check_spacing(recorded) if recorded else scan.spacing
+    work, _, work_affine = resample(ct, None, scan.affine, model_spacing)
     case = Case("predict", work, np.zeros(work.shape, np.uint8), model_spacing, work_affine)
     with torch.no_grad():
         labels = predict_case(net, case, config, device=device)
     if labels.shape != ct.shape:
-        labels = _back_to_grid(labels, work_affine, affine, ct.shape)
+        labels = _back_to_grid(labels, work_affine, scan.affine, ct.shape)
     liver_mask = None
     if liver is not None:
-        given, mask, mask_affine, _ = _canonical(liver)
-        if mask.shape != ct.shape or not np.allclose(mask_affine, affine, atol=1e-3):
-            raise ValueError(f"--liver {liver}: its grid (shape {given.shape}) is not the image's "
-                             f"(shape {stored.shape}); give the mask of this scan")
-        liver_mask = np.asarray(mask) >= Label.LIVER
-    labels = postprocess(labels, spacing, largest_liver=liver_mask is None, liver=liver_mask,
+        mask = load_nifti(liver)
+        check_same_space(scan, mask)
+        liver_mask = mask.array >= Label.LIVER
+    labels = postprocess(labels, scan.spacing, largest_liver=liver_mask is None, liver=liver_mask,
                          min_tumor_mm3=min_tumor_mm3)
+    # Back to the file's own orientation: nibabel reads the header only, here.
+    stored = nib.load(image)
+    assert isinstance(stored, (nib.Nifti1Image, nib.Nifti2Image)), "load_nifti read it as NIfTI"
+    ornt = nib.orientations.io_orientation(stored.affine)
     back = nib.orientations.apply_orientation(labels, nib.orientations.ornt_transform(
         nib.orientations.axcodes2ornt(("R", "A", "S")), ornt))
     return save_nifti(np.ascontiguousarray(back, dtype=np.uint8), stored.affine, out)
