@@ -27,6 +27,7 @@ from .types import (
     TypeCount,
     TypeMethod,
     TypeModel,
+    TypeOut,
     TypePhenotype,
     TypeRange,
     TypeSampler,
@@ -61,6 +62,7 @@ def insert_tumor(
     model: TypeModel = None,
     sampling_steps: int | None = None,
     sampler: TypeSampler | None = None,
+    out: TypeOut | None = None,
 ) -> tuple[Any, Any]:
     """Insert synthetic tumours into the liver of a CT scan.
 
@@ -90,14 +92,16 @@ def insert_tumor(
         shape, location, edge and label rules are the same for both.
     model : path or synth.diffusion.DiffusionModel, optional
         The diffusion model folder (``config.json`` + ``weights.safetensors``) or a loaded model.
-    edge_mm, subcapsular_probability, mass_effect, max_attempts, sampling_steps, sampler
-        See :func:`synthesize`.
+    edge_mm, subcapsular_probability, mass_effect, max_attempts, sampling_steps, sampler, out
+        See :func:`synthesize`. ``out=(volume, mask)`` inserts in place (arrays only; the mask
+        must then be a C-ordered uint8 label map).
 
     Returns
     -------
     (volume, label)
-        A new volume of the input dtype and a new uint8 label map with the lesions as 2. When
-        nibabel images were given, nibabel images with the input affines are returned.
+        A new volume of the input dtype and a new uint8 label map with the lesions as 2 (the
+        ``out`` arrays when given). When nibabel images were given, nibabel images with the input
+        affines are returned.
 
     Examples
     --------
@@ -108,12 +112,14 @@ def insert_tumor(
     """
     images = _as_arrays(volume, mask)
     if images is not None:
+        if out is not None:
+            raise TypeError("out= takes numpy arrays; give volume and mask as arrays, not nibabel images")
         volume, mask, image, header_spacing = images
         spacing = header_spacing if spacing is None else spacing
     result = prepare_host(volume, mask, spacing=(1.0, 1.0, 1.0) if spacing is None else spacing).insert(
         size=size, count=count, phenotype=phenotype, seed=seed, rng=rng, edge_mm=edge_mm,
         subcapsular_probability=subcapsular_probability, mass_effect=mass_effect, max_attempts=max_attempts,
-        method=method, model=model, sampling_steps=sampling_steps, sampler=sampler)
+        method=method, model=model, sampling_steps=sampling_steps, sampler=sampler, out=out)
     if images is None:
         return result.volume, result.label
     return _like(image, result.volume), _like(image, result.label)
@@ -135,6 +141,7 @@ def synthesize(
     model: TypeModel = None,
     sampling_steps: int | None = None,
     sampler: TypeSampler | None = None,
+    out: TypeOut | None = None,
 ) -> InsertionResult:
     """Insert lesions into a prepared scan and return the new arrays with lesion records.
 
@@ -154,6 +161,12 @@ def synthesize(
     sampling_steps : int, optional / sampler : str, optional
         Diffusion only: sampler steps (default the model's, 10) and ``"ddim"`` or
         ``"dpm-solver"`` (default the model's, ``"ddim"``).
+    out : (volume, label) arrays, optional
+        Where to write the result instead of new arrays: the scan's shape, the volume's dtype and
+        memory order, a C-ordered uint8 label map. The host's own arrays
+        (``out=(host.volume, host.label)``) insert in place: nothing is copied, and
+        :meth:`HostScan.restore` puts the scan back afterwards. Other arrays first receive a copy of
+        the scan (no allocation). Checked before anything is written.
     """
     rng = check_seed(seed, rng)
     size_spec = parse_size(size)
@@ -174,8 +187,7 @@ def synthesize(
     request = _Request(size_spec, phenotype_weights, (edge_low, edge_high), subcapsular_probability,
                        mass_effect, max_attempts, n_lesions=int(rng.integers(low, high + 1)),
                        painter=painter)
-    volume = host.volume.copy(order="K")  # keep the caller's memory layout
-    label = host.label.copy()
+    volume, label = _output_arrays(host, out)
     lesions = [_insert_one(host, volume, label, index, request, rng)
                for index in range(1, request.n_lesions + 1)]
     return InsertionResult(volume=volume, label=label, lesions=lesions, spacing=host.spacing)
@@ -253,15 +265,18 @@ def _paint(host, volume, label, index, center, box, stencil, appearance, subcaps
     changed = stencil.crop(stencil.around_body(appearance.edge_mm, spacing))
     paint_box = tuple(slice(b.start + c.start, b.start + c.stop) for b, c in zip(box, changed.offset))
     changed_box = paint_box
+    before = volume[paint_box][changed.inside].astype(np.float32)  # what this lesion replaces
 
     # Mass effect first, so that the lesion is drawn on the displaced parenchyma.
     pushed = bool(mass_effect and stencil.diameter_mm >= MASS_EFFECT_FROM_MM)
     if pushed:
         effect_box = displacement_box(center, radius, spacing, volume.shape)
         region = volume[effect_box].astype(np.float32)
+        movable = label[effect_box] == Label.LIVER
         local_center = [c - s.start for c, s in zip(center, effect_box)]
-        volume[effect_box] = to_dtype(
-            push_outward(region, label[effect_box] == Label.LIVER, local_center, radius, spacing), volume.dtype)
+        pushed_region = to_dtype(push_outward(region, movable, local_center, radius, spacing), volume.dtype)
+        # Only liver voxels are written: the rest keeps its exact values (a float64 scan's too).
+        np.copyto(volume[effect_box], pushed_region, where=movable)
         changed_box = _union(paint_box, effect_box)
 
     weight = soft_edge(changed.distance_mm, appearance.edge_mm)
@@ -271,10 +286,9 @@ def _paint(host, volume, label, index, center, box, stencil, appearance, subcaps
     else:  # the model's target values, blended in with the same soft edge
         change = painter(volume, paint_box, center, changed, spacing, rng) - volume[paint_box].astype(np.float32)
     new_region = to_dtype(volume[paint_box].astype(np.float32) + weight * change, volume.dtype)
-    volume[paint_box] = new_region
+    np.copyto(volume[paint_box], new_region, where=weight > 0)
     label[paint_box][changed.inside] = 2
 
-    before = host.volume[paint_box][changed.inside].astype(np.float32)
     mm_x, mm_y, mm_z = (float(c * s) for c, s in zip(center, spacing))
     box_x, box_y, box_z = ((int(s.start), int(s.stop)) for s in changed_box)
     return Lesion(
@@ -291,6 +305,47 @@ def _paint(host, volume, label, index, center, box, stencil, appearance, subcaps
         mass_effect=pushed,
         bbox=(box_x, box_y, box_z),
     )
+
+
+def _output_arrays(host: HostScan, out) -> tuple[np.ndarray, np.ndarray]:
+    """The arrays an insertion writes: new copies, the host's own (in place), or ``out`` filled
+    with the scan. Every check runs before anything is written."""
+    if out is None:
+        return host.volume.copy(order="K"), host.label.copy()  # "K": keep the caller's memory layout
+    try:
+        volume, label = out
+    except (TypeError, ValueError):
+        raise TypeError(f"out must be a (volume, label) pair of arrays; got {type(out).__name__}") from None
+    for name, array, like, dtype in (("volume", volume, host.volume, host.volume.dtype),
+                                     ("label", label, host.label, np.dtype(np.uint8))):
+        if not isinstance(array, np.ndarray):
+            raise TypeError(f"out {name} must be a numpy array; got {type(array).__name__}")
+        if array.shape != like.shape:
+            raise ValueError(f"out {name} has shape {array.shape}; the scan's is {like.shape}")
+        if array.dtype != dtype:
+            raise ValueError(f"out {name} has dtype {array.dtype}; it must be {dtype}, as the scan's "
+                             f"{'volume' if name == 'volume' else 'label map (0/1/2)'}")
+        order = "C" if like.flags.c_contiguous else "F" if like.flags.f_contiguous else None
+        if order is not None and not (array.flags.c_contiguous if order == "C" else array.flags.f_contiguous):
+            raise ValueError(f"out {name} must be {order}-contiguous like the scan's {name}; "
+                             f"use np.empty_like(host.{name}) to make one")
+        if not array.flags.writeable:
+            raise ValueError(f"out {name} is read-only")
+    if _same_array(volume, host.volume) and _same_array(label, host.label):
+        return volume, label
+    for name, array, source in (("volume", volume, host.volume), ("label", label, host.label)):
+        if np.may_share_memory(array, source):
+            raise ValueError(f"out {name} overlaps the scan's {name} without being it: pass the host's own "
+                             f"arrays to insert in place, or separate buffers")
+    np.copyto(volume, host.volume)
+    np.copyto(label, host.label)
+    return volume, label
+
+
+def _same_array(a: np.ndarray, b: np.ndarray) -> bool:
+    """True when ``a`` and ``b`` are views of the same memory with the same layout."""
+    return (a.__array_interface__["data"][0] == b.__array_interface__["data"][0]
+            and a.shape == b.shape and a.strides == b.strides)
 
 
 def _union(a, b):

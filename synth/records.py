@@ -42,9 +42,21 @@ class Lesion:
 
 @dataclass(frozen=True)
 class InsertionResult:
-    """New volume (input dtype), new uint8 label map (0/1/2) and the lesion records."""
+    """Volume (input dtype), uint8 label map (0/1/2) and the lesion records.
+
+    The arrays are new unless the insertion was told where to write (``out=``).
+    """
 
     volume: np.ndarray
     label: np.ndarray
     lesions: list[Lesion] = field(default_factory=list)
     spacing: tuple[float, float, float] = (1.0, 1.0, 1.0)
+
+    @property
+    def changed_boxes(self) -> list[tuple[slice, slice, slice]]:
+        """One box of voxels per lesion, as slices: every voxel outside them is unchanged."""
+        boxes = []
+        for lesion in self.lesions:
+            (x0, x1), (y0, y1), (z0, z1) = lesion.bbox
+            boxes.append((slice(x0, x1), slice(y0, y1), slice(z0, z1)))
+        return boxes

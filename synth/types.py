@@ -11,7 +11,7 @@ import numpy as np
 if TYPE_CHECKING:
     from .diffusion.weights import DiffusionModel
 
-__all__ = ["TypeCount", "TypeMethod", "TypeModel", "TypePhenotype", "TypeRange", "TypeSampler", "TypeSize",
+__all__ = ["TypeCount", "TypeMethod", "TypeModel", "TypeOut", "TypePhenotype", "TypeRange", "TypeSampler", "TypeSize",
            "TypeSpacing", "TypeVolume"]
 
 #: A CT volume or label map: an ``(X, Y, Z)`` array, or a nibabel image (its zooms give the spacing).
@@ -34,3 +34,6 @@ TypeMethod = Literal["heuristic", "diffusion"]
 TypeModel = Union[str, "os.PathLike[str]", "DiffusionModel", None]
 #: The diffusion sampler.
 TypeSampler = Literal["ddim", "dpm-solver"]
+#: Where an insertion writes: ``(volume, label)`` arrays of the scan's shape, the volume's dtype
+#: and uint8 labels (the host's own arrays to insert in place).
+TypeOut = tuple[np.ndarray, np.ndarray]

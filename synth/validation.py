@@ -71,8 +71,8 @@ def _check_hu_values(volume: np.ndarray) -> None:
 def check_label_map(mask, shape: tuple[int, ...]) -> np.ndarray:
     """Return the mask as a C-ordered uint8 label map with values in {0, 1, 2}, or raise.
 
-    A mask that is already C-ordered uint8 is returned as it is (no copy); callers never write
-    to it.
+    A mask that is already C-ordered uint8 is returned as it is (no copy); callers write to it
+    only when asked to insert in place.
 
     A binary liver mask (bool or 0/1) is accepted; float masks are accepted when they hold whole
     numbers, since ``nibabel``'s ``get_fdata`` returns labels as floats.
@@ -84,16 +84,15 @@ def check_label_map(mask, shape: tuple[int, ...]) -> np.ndarray:
         raise ValueError(f"mask shape {mask.shape} does not match volume shape {tuple(shape)}")
     if mask.dtype == bool:
         return np.array(mask, dtype=np.uint8, order="C")
-    check_label_values(mask, name="mask")
-    if mask.max() == 0:
+    if check_label_values(mask, name="mask") == 0:
         raise ValueError("mask is empty: it has no liver voxels (label 1 or 2)")
     # C order: the synthesiser indexes the label map through flat indices.
     return np.asarray(mask, dtype=np.uint8, order="C")
 
 
-def check_label_values(labels: np.ndarray, *, name: str = "mask", high: int = max(LABEL_VALUES)) -> None:
+def check_label_values(labels: np.ndarray, *, name: str = "mask", high: int = max(LABEL_VALUES)) -> float:
     """Raise unless ``labels`` holds whole numbers in ``0 .. high`` (by default the label values
-    0 background, 1 liver, 2 tumour).
+    0 background, 1 liver, 2 tumour); return the largest value found (0 for an empty array).
 
     Float arrays are accepted when they hold whole numbers, since ``nibabel``'s ``get_fdata``
     returns labels as floats. The message names the values found, so that a CT passed where a
@@ -101,7 +100,7 @@ def check_label_values(labels: np.ndarray, *, name: str = "mask", high: int = ma
     """
     labels = np.asarray(labels)
     if labels.dtype == bool:
-        return
+        return float(labels.any())
     expected = f"expected labels 0 (background), 1 (liver), 2 (tumour){'' if high == 2 else f' up to {high}'}"
     if np.issubdtype(labels.dtype, np.floating):
         if not np.isfinite(labels.sum(dtype=np.float64)):
@@ -110,12 +109,17 @@ def check_label_values(labels: np.ndarray, *, name: str = "mask", high: int = ma
             raise ValueError(f"{name} has non-integer values (is it a CT image?); {expected}")
     elif not np.issubdtype(labels.dtype, np.integer):
         raise TypeError(f"{name} must be a bool or integer label map; got dtype {labels.dtype}")
-    if labels.size and (labels.min() < 0 or labels.max() > high):
+    if not labels.size:
+        return 0.0
+    # One pass each; an unsigned map cannot hold negative values, so it needs only one.
+    highest = labels.max()
+    if highest > high or (labels.dtype.kind != "u" and labels.min() < 0):
         found = np.unique(labels)
         shown = ", ".join(f"{v:g}" for v in found[:8]) + (", ..." if found.size > 8 else "")
         allowed = "{" + ", ".join(str(v) for v in range(high + 1)) + "}" if high <= 5 else f"0..{high}"
         raise ValueError(f"{name} has label values outside {allowed}: found {shown} (is it a CT image?); "
                          f"{expected} (or a binary liver mask)")
+    return float(highest)
 
 
 @overload

@@ -54,6 +54,11 @@ def sample_location(host, label: np.ndarray, stencil: LesionStencil, rules: Plac
     distance = stencil.distance_mm
     needs_liver = distance <= rules.capsule_margin_mm
     needs_liver_count = np.count_nonzero(needs_liver)
+    # Most rejected candidates fail at the footprint's outer layer (the capsule): test that layer
+    # first, by flat offsets into the label map, and read the whole footprint only for survivors.
+    layer = needs_liver & (distance > rules.capsule_margin_mm - 2.0 * float(max(host.spacing)))
+    layer_offsets = _flat_offsets(layer, stencil.half_size, label.shape)
+    flat_label = label.reshape(-1)  # a view: the label map is C-ordered
     # Tumours must stay clear of the changed zone and, on voxels coarser than that zone, of every
     # voxel touching the body (26-connected), so that lesions never merge into one component.
     needs_free = distance <= edge_mm + rules.gap_mm
@@ -79,6 +84,9 @@ def sample_location(host, label: np.ndarray, stencil: LesionStencil, rules: Plac
         for center in candidates:
             tried += 1
             box, local = box_at(center, stencil.half_size, label.shape)
+            clipped = any(b.stop - b.start != 2 * h + 1 for b, h in zip(box, stencil.half_size))
+            if not clipped and not flat_label[np.ravel_multi_index(center, label.shape) + layer_offsets].all():
+                continue
             region = label[box]
             liver_part = needs_liver[local]
             # Where the box was clipped, the part of the footprint beyond the scan is not liver.
@@ -93,3 +101,10 @@ def sample_location(host, label: np.ndarray, stencil: LesionStencil, rules: Plac
                 continue
             return tuple(int(c) for c in center), box, local
     return None
+
+
+def _flat_offsets(mask: np.ndarray, half_size, shape) -> np.ndarray:
+    """Offsets, in a C-ordered array of ``shape``, from the stencil's centre to its ``mask`` voxels."""
+    index = np.nonzero(mask)
+    strides = np.array([shape[1] * shape[2], shape[2], 1], dtype=np.int64)
+    return sum((i - h) * k for i, h, k in zip(index, half_size, strides))

@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from .._arrays import bounding_slices
 from .size import equivalent_diameter
 
 LOBULATION_FROM_MM = 0.0  # every lesion gets lobes, stronger as it grows (docs/realism.md)
@@ -145,6 +146,15 @@ def _sphere_directions(count: int = 128) -> np.ndarray:
 _DIRECTIONS = _sphere_directions()
 
 
+# The surface radius is a smooth function of direction, so for lesions several voxels across it is
+# evaluated on a coarser grid (cells of about a sixth of the radius: a step of 1/6 rad at the
+# surface) and interpolated linearly to the voxels; the radius of each voxel, and so the inside
+# and the voxel count, stay exact. Measured on 20-50 mm lesions, the interpolated surface moves by
+# well under a voxel, and rasterising costs several times less (docs/benchmarks.md).
+_CELL_PER_RADIUS = 1.0 / 8.0
+_FAR = np.float32(1e6)  # distance and depth of voxels too far out to matter
+
+
 def rasterize(shape: LesionShape, voxel_count: int, spacing, *, pad_mm: float) -> LesionStencil:
     """Rasterise ``shape`` scaled so that exactly ``voxel_count`` voxels lie inside.
 
@@ -165,48 +175,85 @@ def rasterize(shape: LesionShape, voxel_count: int, spacing, *, pad_mm: float) -
     extent = (np.abs(_DIRECTIONS @ shape.rotation.T.astype(np.float32)) * radii[:, None]).max(axis=0)
     reach_per_axis = extent * scale * 1.1 + 0.5 * spacing
     reach = float(radii.max()) * scale * 1.1 + 0.5 * float(spacing.max())
-    hx, hy, hz = (int(np.ceil((r + pad_mm) / s)) + 1 for r, s in zip(reach_per_axis, spacing))
-    half = (hx, hy, hz)
+    # Coarse cells along each axis, in voxels; a half-size that is a multiple of it puts a node on
+    # both ends of the box.
+    cell = np.maximum(1, np.round(_CELL_PER_RADIUS * shape.radius_mm * scale / spacing)).astype(int)
+    half = tuple(int(np.ceil((int(np.ceil((r + pad_mm) / s)) + 1) / k) * k)
+                 for r, s, k in zip(reach_per_axis, spacing, cell))
     axes = [np.arange(-h, h + 1, dtype=np.float32) * np.float32(s) for h, s in zip(half, spacing)]
-    box_shape = tuple(a.size for a in axes)
-    rho = np.sqrt(axes[0][:, None, None] ** 2 + axes[1][None, :, None] ** 2 + axes[2][None, None, :] ** 2).ravel()
-    # Only voxels within reach + pad of the centre can matter; the box's corners are about half of
-    # it and stay "far outside" without evaluating the surface there.
-    near = np.flatnonzero(rho <= reach + pad_mm).astype(np.int32)
-    # Unravel by hand in int32 and gather the float32 axes: several times cheaper than
-    # unravel_index and float64 arithmetic on large boxes.
-    plane = box_shape[1] * box_shape[2]
-    near_index = (near // plane, (near // box_shape[2]) % box_shape[1], near % box_shape[2])
-    offsets = np.stack([a[i] for a, i in zip(axes, near_index)], axis=1)
-    rho_near = rho[near]
-    # Unit direction in the lesion frame (the centre voxel, with no direction, gets +x).
-    directions = offsets @ shape.rotation.astype(np.float32)
-    directions /= np.maximum(rho_near, np.float32(1e-6))[:, None]
-    directions[rho_near == 0] = (1.0, 0.0, 0.0)
-    surface = surface_radius(shape, directions)
-    relative = rho_near / surface
+    rho = _radius_on_grid(axes)
+    # Only voxels within reach + pad of the centre can matter: the box's corners (about half of
+    # it) stay "far outside" without evaluating the surface there. Nodes up to one cell further
+    # out are evaluated, so that every voxel that matters interpolates between evaluated nodes.
+    kx, ky, kz = (int(k) for k in cell)
+    node_reach = reach + pad_mm + float(np.linalg.norm(cell * spacing))
+    surface = _surface_on_grid(shape, [a[::k] for a, k in zip(axes, cell)], rho[::kx, ::ky, ::kz], node_reach)
+    surface *= np.float32(scale)
+    for axis, k in enumerate(cell):
+        surface = _upsample_linear(surface, int(k), axis)
+    far = rho > reach + pad_mm
+    relative = rho / surface
+    relative[far] = np.inf
 
     if voxel_count >= relative.size:
         raise ValueError("lesion stencil too small for its voxel count")  # a bug, not user input
-    last_in, first_out = np.partition(relative, (voxel_count - 1, voxel_count))[[voxel_count - 1, voxel_count]]
-    level = 0.5 * (last_in + first_out)
-    far = np.float32(1e6)
-    distance = np.full(rho.size, far, dtype=np.float32)
-    distance[near] = rho_near - level * surface
-    depth = np.full(rho.size, far, dtype=np.float32)
-    depth[near] = relative / level
+    flat = relative.reshape(-1)
+    last_in, first_out = np.partition(flat, (voxel_count - 1, voxel_count))[[voxel_count - 1, voxel_count]]
+    level = np.float32(0.5 * (last_in + first_out))
+    distance = rho - level * surface
+    distance[far] = _FAR
+    depth = relative / level
+    depth[far] = _FAR
     inside = distance < 0
     count = int(np.count_nonzero(inside))
-    in_body = relative < level
-    bx, by, bz = (slice(int(i[in_body].min()), int(i[in_body].max()) + 1) for i in near_index)
-    body_box = (bx, by, bz)
+    body_box = bounding_slices(inside)
+    assert body_box is not None  # voxel_count >= 1 voxels lie inside
+    bx, by, bz = body_box
     return LesionStencil(
-        half_size=half,
-        distance_mm=distance.reshape(box_shape),
-        depth=depth.reshape(box_shape),
-        inside=inside.reshape(box_shape),
+        half_size=(half[0], half[1], half[2]),
+        distance_mm=distance,
+        depth=depth,
+        inside=inside,
         voxel_count=count,
         diameter_mm=equivalent_diameter(count, voxel_volume),
         inner_radius_mm=float(rho[~inside].min()),
-        body_box=body_box,
+        body_box=(bx, by, bz),
     )
+
+
+def _radius_on_grid(axes: list[np.ndarray]) -> np.ndarray:
+    """Distance (mm) of every node of the grid ``axes`` (offsets in mm) from the centre."""
+    return np.sqrt(axes[0][:, None, None] ** 2 + axes[1][None, :, None] ** 2 + axes[2][None, None, :] ** 2)
+
+
+def _surface_on_grid(shape: LesionShape, axes: list[np.ndarray], node_rho: np.ndarray, reach_mm: float) -> np.ndarray:
+    """Unscaled surface radius (mm) along the direction of every node of the grid ``axes`` (whose
+    distances from the centre are ``node_rho``) within ``reach_mm`` of the centre; nodes further
+    out hold 1 mm, a placeholder never read: the voxels interpolated from them are marked far by
+    the caller."""
+    near = np.flatnonzero(node_rho <= reach_mm)
+    # Unravel by hand and gather the float32 axes: several times cheaper than unravel_index and
+    # float64 arithmetic on large grids.
+    nx, ny, nz = node_rho.shape
+    offsets = np.stack([axes[0][near // (ny * nz)], axes[1][(near // nz) % ny], axes[2][near % nz]], axis=1)
+    rho_near = node_rho.reshape(-1)[near]
+    # Unit direction in the lesion frame (the centre, with no direction, gets +x).
+    directions = offsets @ shape.rotation.astype(np.float32)
+    directions /= np.maximum(rho_near, np.float32(1e-6))[:, None]
+    directions[rho_near == 0] = (1.0, 0.0, 0.0)
+    surface = np.ones(node_rho.size, dtype=np.float32)
+    surface[near] = surface_radius(shape, directions)
+    return surface.reshape(node_rho.shape)
+
+
+def _upsample_linear(values: np.ndarray, factor: int, axis: int) -> np.ndarray:
+    """Linear interpolation along ``axis`` between nodes ``factor`` voxels apart (first and last
+    nodes kept): ``n`` nodes become ``(n - 1) * factor + 1`` values."""
+    if factor == 1:
+        return values
+    fine = np.arange((values.shape[axis] - 1) * factor + 1)
+    node = np.minimum(fine // factor, values.shape[axis] - 2)
+    weight = ((fine - node * factor) / factor).astype(np.float32)
+    weight = weight.reshape([-1 if a == axis else 1 for a in range(values.ndim)])
+    low = np.take(values, node, axis=axis)
+    return low + (np.take(values, node + 1, axis=axis) - low) * weight
