@@ -111,12 +111,19 @@ def _write_variant(host: Any, ct: NiftiVolume, job: ChunkJob, variant: int) -> N
     """Insert and write one variant."""
     out = variant_dir(job.out_dir, job.case.case_id, variant)
     seed = variant_seed(job.base_seed, job.case.case_id, variant)
-    result = insert_lesions(host, job.options, seed)
-    report = lesion_report(
-        ct, job.case.require_label(), job.options, seed, result.lesions,
-        case=job.case.case_id, variant=variant, base_seed=job.base_seed,
-    )
-    write_case_outputs(out, ct, result, report, preview=False)
+    # In place: the chunk owns the loaded scan, so no variant copies it; the lesions' boxes are
+    # put back after writing (the host decides from its own copy of the liver, so every variant
+    # is the same whatever came before it in the chunk).
+    in_place = bool(host.volume.flags.writeable and host.label.flags.writeable)  # a read-only memory map: copy
+    result = insert_lesions(host, job.options, seed, in_place=in_place)
+    try:
+        report = lesion_report(
+            ct, job.case.require_label(), job.options, seed, result.lesions,
+            case=job.case.case_id, variant=variant, base_seed=job.base_seed,
+        )
+        write_case_outputs(out, ct, result, report, preview=False)
+    finally:
+        host.restore(result)
 
 
 def run_chunk(job: ChunkJob, report: ProgressReport | None = None) -> ChunkResult:

@@ -76,8 +76,9 @@ class HostScan:
         bx, by, bz = (slice(max(b.start - g, 0), min(b.stop + g, n)) for b, g, n in zip(liver, grow, label.shape))
         self.box: Box = (bx, by, bz)  # every voxel an insertion may change lies in it
         self.origin = np.array([b.start for b in self.box])
-        self._box_volume = np.ascontiguousarray(volume[self.box])
-        self._box_label = np.ascontiguousarray(label[self.box])
+        # Copies, never views (ascontiguousarray would alias a box that covers the whole scan).
+        self._box_volume = volume[self.box].copy(order="C")
+        self._box_label = label[self.box].copy(order="C")
         self._liver_voxels: np.ndarray | None = None  # flat indices in the box, only for sparse livers
         self._liver_fraction, sample = self._sample_liver(np.random.default_rng(0), _STATS_SAMPLES)
         self.stats = self._liver_stats(sample)

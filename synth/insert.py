@@ -166,7 +166,8 @@ def synthesize(
         memory order, a C-ordered uint8 label map. The host's own arrays
         (``out=(host.volume, host.label)``) insert in place: nothing is copied, and
         :meth:`HostScan.restore` puts the scan back afterwards. Other arrays first receive a copy of
-        the scan (no allocation). Checked before anything is written.
+        the scan (no allocation). Checked before anything is written; when a lesion cannot be
+        placed (or anything else fails), the lesions already written are undone.
     """
     rng = check_seed(seed, rng)
     size_spec = parse_size(size)
@@ -188,8 +189,14 @@ def synthesize(
                        mass_effect, max_attempts, n_lesions=int(rng.integers(low, high + 1)),
                        painter=painter)
     volume, label = _output_arrays(host, out)
-    lesions = [_insert_one(host, volume, label, index, request, rng)
-               for index in range(1, request.n_lesions + 1)]
+    lesions: list[Lesion] = []
+    try:
+        for index in range(1, request.n_lesions + 1):
+            lesions.append(_insert_one(host, volume, label, index, request, rng))
+    except BaseException:
+        if out is not None:  # the caller's arrays: put the scan back, nothing half-inserted stays
+            host.restore(InsertionResult(volume=volume, label=label, lesions=lesions, spacing=host.spacing))
+        raise
     return InsertionResult(volume=volume, label=label, lesions=lesions, spacing=host.spacing)
 
 

@@ -45,14 +45,18 @@ def prepare(ct: NiftiVolume, liver: NiftiVolume):
         return prepare_host(ct.array, liver.array, spacing=ct.spacing)
 
 
-def insert_lesions(host: Any, options: SynthesisOptions, seed: int):
-    """One insertion on a prepared host (raises UsageError for settings it refuses)."""
+def insert_lesions(host: Any, options: SynthesisOptions, seed: int, *, in_place: bool = False):
+    """One insertion on a prepared host (raises UsageError for settings it refuses).
+
+    ``in_place`` writes into the host's own arrays (no copy of the scan); the caller puts the scan
+    back with ``host.restore(result)`` before the next insertion.
+    """
     with input_errors():
         if options.method != "heuristic" and not options.model:
             raise ValueError("--method diffusion needs --model MODEL_DIR")
         return host.insert(
             size=options.size, count=options.count, phenotype=options.phenotype, seed=seed,
-            **options.method_options(),
+            out=(host.volume, host.label) if in_place else None, **options.method_options(),
         )
 
 
