@@ -39,8 +39,9 @@ _BLOCK_MM = 16.0  # side of a vessel-map block: about one small lesion
 _CLEARANCE_CELL_MM = 4.0  # grid of the coarse clearance map
 _STATS_SAMPLES = 20_000
 _MIN_LIVER_HITS = 256
-# Room kept around the liver's box: more than the vessel filter's reach (3 sigma of 1 mm), so the
-# vessel map of the box equals that of the whole scan.
+_VESSEL_TRUNCATE = 4.0  # the vessel filter's reach, in standard deviations (scipy's default)
+# Room kept around the liver's box: more than the vessel filter's reach (4 sigma of 1 mm, plus
+# half a voxel), so the vessel map of the box equals that of the whole scan.
 _BOX_MARGIN_MM = 5.0
 
 Box = tuple[slice, slice, slice]
@@ -82,8 +83,10 @@ class HostScan:
         self._liver_voxels: np.ndarray | None = None  # flat indices in the box, only for sparse livers
         self._liver_fraction, sample = self._sample_liver(np.random.default_rng(0), _STATS_SAMPLES)
         self.stats = self._liver_stats(sample)
-        self._vessel_blocks: dict[tuple[int, int, int], np.ndarray] = {}
+        # The vessel map of the box, filled block by block where lesions are tried.
         self._block = tuple(max(8, int(round(_BLOCK_MM / s))) for s in spacing)
+        self._vessels = np.zeros(self._box_label.shape, dtype=bool)
+        self._vessels_done = np.zeros([-(-n // b) for n, b in zip(self._box_label.shape, self._block)], dtype=bool)
         self._clearance: tuple[np.ndarray, np.ndarray] | None = None
         self._clearance_stride = tuple(max(1, int(round(_CLEARANCE_CELL_MM / s))) for s in spacing)
 
@@ -196,47 +199,46 @@ class HostScan:
         return self.stats.median_hu + max(2.0 * self.stats.spread_hu, 25.0)
 
     def vessel_mask(self, box: Box) -> np.ndarray:
-        """Boolean vessel map of a box of scan voxels inside the host's box (:attr:`box`).
+        """Boolean vessel map of a box of scan voxels inside the host's box (:attr:`box`), as a
+        read-only view.
 
-        Small boxes (small lesions, tried many times over a scan's life) are assembled from cached
-        blocks; a box larger than a few blocks (a large lesion) is computed directly, which costs
-        less than filling all the blocks it spans.
+        Small boxes (small lesions, tried many times over a scan's life) read the cached map,
+        filling the blocks (about 16 mm) they touch first; a box larger than a few blocks (a large
+        lesion) is computed directly, which costs less than filling all the blocks it spans.
         """
         starts = [s.start - o for s, o in zip(box, self.origin)]
         stops = [s.stop - o for s, o in zip(box, self.origin)]
         if min(starts) < 0 or any(b > n for b, n in zip(stops, self._box_label.shape)):
             raise ValueError(f"vessel_mask: box {box} reaches outside the liver's box {self.box}")
-        size = self._block
-        first = [a // n for a, n in zip(starts, size)]
-        last = [(b - 1) // n for b, n in zip(stops, size)]
-        if np.prod([b - a + 1 for a, b in zip(first, last)]) > 8:
-            lx, ly, lz = (slice(a, b) for a, b in zip(starts, stops))
-            return self._vessels_in((lx, ly, lz))
-        out = np.empty([b - a for a, b in zip(starts, stops)], dtype=bool)
-        shape = self._box_label.shape
-        for bx in range(first[0], last[0] + 1):
-            for by in range(first[1], last[1] + 1):
-                for bz in range(first[2], last[2] + 1):
-                    key = (bx, by, bz)
-                    block = self._vessel_blocks.get(key)
-                    if block is None:
-                        cx, cy, cz = (slice(k * n, min((k + 1) * n, m)) for k, n, m in zip(key, size, shape))
-                        block = self._vessel_blocks[key] = self._vessels_in((cx, cy, cz))
-                    lo = [max(a, k * n) for a, k, n in zip(starts, key, size)]
-                    hi = [min(b, (k + 1) * n) for b, k, n in zip(stops, key, size)]
-                    out[tuple(slice(lesion - a, h - a) for lesion, h, a in zip(lo, hi, starts))] = block[
-                        tuple(slice(lesion - k * n, h - k * n) for lesion, h, k, n in zip(lo, hi, key, size))
-                    ]
-        return out
+        local = tuple(slice(a, b) for a, b in zip(starts, stops))
+        blocks = tuple(slice(a // n, (b - 1) // n + 1) for a, b, n in zip(starts, stops, self._block))
+        missing = np.argwhere(~self._vessels_done[blocks])
+        if missing.size:
+            first = np.array([b.start for b in blocks])
+            if np.prod([b.stop - b.start for b in blocks]) > 8 and len(missing) > 8:
+                out = self._vessels_in(local)
+                out.flags.writeable = False
+                return out
+            shape = self._vessels.shape
+            for key in missing + first:
+                core = tuple(slice(k * n, min((k + 1) * n, m)) for k, n, m in zip(key, self._block, shape))
+                self._vessels[core] = self._vessels_in(core)
+                self._vessels_done[tuple(key)] = True
+        view = self._vessels[local]
+        view.flags.writeable = False
+        return view
 
-    def _vessels_in(self, core: Box) -> np.ndarray:
+    def _vessels_in(self, core: tuple[slice, ...]) -> np.ndarray:
         """Vessel map of one box (box coordinates), smoothed with a halo so its edges match a
         whole-scan filter (the host's box keeps 5 mm around the liver for that halo)."""
         sigma = [1.0 / s for s in self.spacing]  # 1 mm smoothing: suppresses noise, keeps 2 mm vessels
-        halo = [int(np.ceil(3 * s)) for s in sigma]
+        # The halo is the filter's whole reach, so a voxel's value never depends on where the box
+        # ends: a block of the cached map and a box computed directly agree bit for bit.
+        halo = [int(_VESSEL_TRUNCATE * s + 0.5) for s in sigma]
         shape = self._box_label.shape
         padded = [slice(max(c.start - h, 0), min(c.stop + h, n)) for c, h, n in zip(core, halo, shape)]
-        smoothed = ndimage.gaussian_filter(self._box_volume[tuple(padded)].astype(np.float32), sigma, mode="nearest")
+        smoothed = ndimage.gaussian_filter(self._box_volume[tuple(padded)].astype(np.float32), sigma, mode="nearest",
+                                           truncate=_VESSEL_TRUNCATE)
         inner = tuple(slice(c.start - p.start, c.stop - p.start) for c, p in zip(core, padded))
         return (smoothed[inner] > self.vessel_threshold_hu) & (self._box_label[tuple(core)] == Label.LIVER)
 

@@ -188,3 +188,26 @@ def test_restore_when_the_liver_box_is_the_whole_scan(scan):
     for seed in SEEDS:
         host.restore(host.insert(size="small", count=(1, 2), seed=seed, out=(volume, label)))
         assert np.array_equal(volume, original[0]) and np.array_equal(label, original[1])
+
+
+def test_vessel_map_is_the_same_from_cached_blocks_computed_directly_and_whole_scan(scan):
+    """History must not matter: a box read from cached blocks equals one computed directly, and
+    both equal the filter run over the whole scan."""
+    from scipy import ndimage
+
+    volume, label, spacing = scan
+    fresh = prepare_host(volume, label, spacing=spacing)
+    big = tuple(slice(b.start + 6, b.stop - 6) for b in fresh.box)  # spans many blocks
+    direct = fresh.vessel_mask(big).copy()  # nothing cached: computed directly
+    cached = prepare_host(volume, label, spacing=spacing)
+    step = cached._block
+    for corner in np.ndindex(*cached._vessels_done.shape):  # fill every block through small boxes
+        box = tuple(slice(o + k * n, min(o + (k + 1) * n, b.stop)) for o, k, n, b in
+                    zip(cached.origin, corner, step, cached.box))
+        cached.vessel_mask(box)
+    assert cached._vessels_done.all()
+    assert np.array_equal(cached.vessel_mask(big), direct)
+    smoothed = ndimage.gaussian_filter(volume.astype(np.float32), [1.0 / s for s in spacing], mode="nearest")
+    whole = (smoothed > fresh.vessel_threshold_hu) & (label == 1)
+    assert direct.any()
+    assert np.array_equal(whole[big], direct)
