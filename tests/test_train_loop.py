@@ -121,6 +121,22 @@ def test_synthetic_samples_have_new_tumours_in_a_healthy_host(tumour_case, healt
     assert np.array_equal(healthy_host.image, before[0]) and np.array_equal(healthy_host.label, before[1])
 
 
+def test_synthetic_batches_do_not_depend_on_the_batches_before(tumour_case, healthy_host):
+    """Insertions write into the sampler's host in place and undo it: step 2 is the same whether
+    steps 0 and 1 were drawn first or not, and the host ends as it began."""
+    config = TrainConfig(**TINY, synthetic_probability=1.0, synthetic_size="8,15", synthetic_count=(1, 2))
+    fresh = PatchSampler([tumour_case], config, hosts=[healthy_host])
+    alone = fresh.batch(2)
+    used = PatchSampler([tumour_case], config, hosts=[healthy_host])
+    scan = used.hosts[0].scan
+    start = scan.volume.copy(), scan.label.copy()
+    used.batch(0), used.batch(1)
+    after = used.batch(2)
+    assert np.array_equal(alone[0], after[0]) and np.array_equal(alone[1], after[1])
+    assert (after[1] == 2).any()
+    assert np.array_equal(scan.volume, start[0]) and np.array_equal(scan.label, start[1])
+
+
 def test_synthetic_probability_needs_hosts(tumour_case):
     with pytest.raises(ValueError, match="no hosts"):
         PatchSampler([tumour_case], TrainConfig(**TINY, synthetic_probability=0.5))

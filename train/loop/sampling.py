@@ -9,9 +9,9 @@ torch RNG is seeded from the step's generator), on the CPU.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -24,10 +24,7 @@ from .config import TrainConfig, parse_synthetic_size
 __all__ = ["PatchSampler", "PreparedCase", "check_diffusion_folder", "denormalise_hu", "load_diffusion_model",
            "normalise_hu", "prepare_case", "step_rng"]
 
-# Context (mm) kept around a synthetic patch so lesions can sit near its border and the
-# synthesiser sees real liver around them; the patch is cut out after insertion.
-SYNTHETIC_MARGIN_MM = 15.0
-# HU of the padding around hosts smaller than the synthetic region: air.
+# HU of the padding around hosts smaller than a patch: air.
 PAD_HU = -1000.0
 
 
@@ -105,12 +102,13 @@ def prepare_case(case, patch_size: Sequence[int], hu_window: Sequence[float]) ->
 
 @dataclass(frozen=True)
 class _Host:
+    """A host case prepared once for insertion (``scan``: a :class:`synth.HostScan` over the
+    sampler's own copy of the case, in HU); each synthetic patch inserts into it in place and puts
+    it back."""
+
     case_id: str
-    image: np.ndarray  # HU, padded with air to at least the synthetic region
-    label: np.ndarray
-    spacing: tuple[float, float, float]
-    liver: np.ndarray  # flat indices of label == 1
-    margin: tuple[int, int, int]
+    scan: Any
+    liver: np.ndarray  # flat indices of label == 1: patch centres when no lesion found room
 
 
 class PatchSampler:
@@ -157,21 +155,19 @@ class PatchSampler:
             self.insert_options = {"method": "diffusion", "model": diffusion_model}
 
     def _prepare_host(self, case) -> _Host:
-        mx, my, mz = (int(math.ceil(SYNTHETIC_MARGIN_MM / s)) for s in case.spacing)
-        margin = (mx, my, mz)
-        region = self._synthetic_region(margin)
-        image = _pad_to(np.asarray(case.image, dtype=np.float32), region, PAD_HU)
-        label = _pad_to(np.asarray(case.label, dtype=np.uint8), region, 0)
+        import synth
+
+        # The sampler's own copies (np.array copies): insertions write into them and undo it.
+        image = _pad_to(np.array(case.image, dtype=np.float32), self.block, PAD_HU)
+        label = _pad_to(np.array(case.label, dtype=np.uint8), self.block, 0)
         liver = np.flatnonzero(label.ravel() == Label.LIVER)
         if liver.size == 0:
             raise ValueError(f"host {case.case_id!r} has no liver voxels (label 1) for synthetic tumours")
-        sx, sy, sz = (float(s) for s in case.spacing)
-        return _Host(case.case_id, image, label, (sx, sy, sz), liver, margin)
-
-    def _synthetic_region(self, margin) -> list[int]:
-        """Voxels cropped around a host's liver voxel for insertion: the patch plus the margin,
-        and at least the augmentation block."""
-        return [max(p + 2 * m, b) for p, m, b in zip(self.patch, margin, self.block)]
+        try:
+            scan = synth.prepare_host(image, label, spacing=case.spacing)
+        except ValueError as exc:
+            raise ValueError(f"host {case.case_id!r}: {exc}") from None
+        return _Host(case.case_id, scan, liver)
 
     # --- real patches ---------------------------------------------------------------------
     def draw_centre(self, case: PreparedCase, rng: np.random.Generator) -> tuple[str, tuple[int, int, int]]:
@@ -200,32 +196,38 @@ class PatchSampler:
 
     # --- synthetic patches ----------------------------------------------------------------
     def synthetic_patch(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        """A host patch centred on liver with tumours inserted into a margin-padded region."""
+        """A patch of a host, centred on a tumour inserted into its liver.
+
+        The host is prepared once; the insertion writes into it in place (no copy of the scan), the
+        patch is copied out, and the host is put back (``HostScan.restore``), so every patch
+        depends only on its own random draws.
+        """
         import synth
 
         host = self.hosts[int(rng.integers(len(self.hosts)))]
-        centre = np.unravel_index(host.liver[rng.integers(host.liver.size)], host.label.shape)
-        region = self._synthetic_region(host.margin)
-        image, label = _crop([host.image, host.label], centre, region)
-        real_tumor = label == Label.TUMOR if self.config.host_tumors == "ignore" else None
+        scan = host.scan
         seed = int(rng.integers(2**63 - 1))
         try:
-            result = synth.prepare_host(image, label, spacing=host.spacing).insert(
-                size=self.synthetic_size, count=self.config.synthetic_count, seed=seed,
-                **self.insert_options)
-            image, label = result.volume, result.label
-            lesion_centres = [les.center_voxel for les in result.lesions]
+            result = scan.insert(size=self.synthetic_size, count=self.config.synthetic_count, seed=seed,
+                                 out=(scan.volume, scan.label), **self.insert_options)
         except synth.LesionPlacementError:
-            lesion_centres = []  # no room in this crop: keep the patch without a new lesion
-        if real_tumor is not None and real_tumor.any():
-            label = np.where(real_tumor, np.uint8(IGNORE), label)  # the host's own tumours: out of the loss
-        if lesion_centres:
-            patch_centre = lesion_centres[int(rng.integers(len(lesion_centres)))]
-        else:
-            patch_centre = tuple(n // 2 for n in image.shape)
-        image, label = _crop([image, label], patch_centre, self.block)
+            result = None  # no room: a patch of the host without a new lesion
+        try:
+            if result is not None and result.lesions:
+                centre = result.lesions[int(rng.integers(len(result.lesions)))].center_voxel
+            else:
+                x, y, z = np.unravel_index(host.liver[rng.integers(host.liver.size)], scan.label.shape)
+                centre = (int(x), int(y), int(z))
+            image, label = (a.copy() for a in _crop([scan.volume, scan.label], centre, self.block))
+        finally:
+            if result is not None:
+                scan.restore(result)
+        if self.config.host_tumors == "ignore":  # the host's own tumours: out of the loss
+            real_tumor = _crop([scan.label], centre, self.block)[0] == Label.TUMOR
+            if real_tumor.any():
+                label = np.where(real_tumor, np.uint8(IGNORE), label)
         if self.augmenter is not None:
-            return self.augmenter(image, label, host.spacing, rng)
+            return self.augmenter(image, label, scan.spacing, rng)
         return normalise_hu(image, self.config.hu_window), np.asarray(label, dtype=np.uint8)
 
     # --- batches --------------------------------------------------------------------------
