@@ -16,7 +16,6 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from .._arrays import bounding_slices
 from .size import equivalent_diameter
 
 LOBULATION_FROM_MM = 0.0  # every lesion gets lobes, stronger as it grows (docs/realism.md)
@@ -183,36 +182,45 @@ def rasterize(shape: LesionShape, voxel_count: int, spacing, *, pad_mm: float) -
     axes = [np.arange(-h, h + 1, dtype=np.float32) * np.float32(s) for h, s in zip(half, spacing)]
     rho = _radius_on_grid(axes)
     # Only voxels within reach + pad of the centre can matter: the box's corners (about half of
-    # it) stay "far outside" without evaluating the surface there. Nodes up to one cell further
-    # out are evaluated, so that every voxel that matters interpolates between evaluated nodes.
-    kx, ky, kz = (int(k) for k in cell)
-    node_reach = reach + pad_mm + float(np.linalg.norm(cell * spacing))
-    surface = _surface_on_grid(shape, [a[::k] for a, k in zip(axes, cell)], rho[::kx, ::ky, ::kz], node_reach)
+    # it) stay "far outside" without evaluating the surface there.
+    near = np.flatnonzero(rho <= reach + pad_mm)
+    rho_near = rho.reshape(-1)[near]
+    if (cell == 1).all():
+        surface = _surface_at(shape, axes, near, rho_near)
+    else:
+        # Nodes up to one cell beyond reach + pad are evaluated, so that every voxel that matters
+        # interpolates between evaluated nodes (the others hold a placeholder never read).
+        kx, ky, kz = (int(k) for k in cell)
+        node_rho = rho[::kx, ::ky, ::kz]
+        node_near = np.flatnonzero(node_rho <= reach + pad_mm + float(np.linalg.norm(cell * spacing)))
+        nodes = np.ones(node_rho.shape, dtype=np.float32)
+        nodes.reshape(-1)[node_near] = _surface_at(shape, [a[::k] for a, k in zip(axes, cell)], node_near,
+                                                   node_rho.reshape(-1)[node_near])
+        for axis, k in enumerate(cell):
+            nodes = _upsample_linear(nodes, int(k), axis)
+        surface = nodes.reshape(-1)[near]
     surface *= np.float32(scale)
-    for axis, k in enumerate(cell):
-        surface = _upsample_linear(surface, int(k), axis)
-    far = rho > reach + pad_mm
-    relative = rho / surface
-    relative[far] = np.inf
+    relative = rho_near / surface
 
     if voxel_count >= relative.size:
         raise ValueError("lesion stencil too small for its voxel count")  # a bug, not user input
-    flat = relative.reshape(-1)
-    last_in, first_out = np.partition(flat, (voxel_count - 1, voxel_count))[[voxel_count - 1, voxel_count]]
+    last_in, first_out = np.partition(relative, (voxel_count - 1, voxel_count))[[voxel_count - 1, voxel_count]]
     level = np.float32(0.5 * (last_in + first_out))
-    distance = rho - level * surface
-    distance[far] = _FAR
-    depth = relative / level
-    depth[far] = _FAR
-    inside = distance < 0
-    count = int(np.count_nonzero(inside))
-    body_box = bounding_slices(inside)
-    assert body_box is not None  # voxel_count >= 1 voxels lie inside
-    bx, by, bz = body_box
+    distance = np.full(rho.size, _FAR, dtype=np.float32)
+    distance_near = rho_near - level * surface
+    distance[near] = distance_near
+    depth = np.full(rho.size, _FAR, dtype=np.float32)
+    depth[near] = relative / level
+    inside = (distance < 0).reshape(rho.shape)
+    body = near[distance_near < 0]
+    count = body.size
+    box_shape = rho.shape
+    body_index = (body // (box_shape[1] * box_shape[2]), (body // box_shape[2]) % box_shape[1], body % box_shape[2])
+    bx, by, bz = (slice(int(i.min()), int(i.max()) + 1) for i in body_index)
     return LesionStencil(
         half_size=(half[0], half[1], half[2]),
-        distance_mm=distance,
-        depth=depth,
+        distance_mm=distance.reshape(box_shape),
+        depth=depth.reshape(box_shape),
         inside=inside,
         voxel_count=count,
         diameter_mm=equivalent_diameter(count, voxel_volume),
@@ -226,24 +234,18 @@ def _radius_on_grid(axes: list[np.ndarray]) -> np.ndarray:
     return np.sqrt(axes[0][:, None, None] ** 2 + axes[1][None, :, None] ** 2 + axes[2][None, None, :] ** 2)
 
 
-def _surface_on_grid(shape: LesionShape, axes: list[np.ndarray], node_rho: np.ndarray, reach_mm: float) -> np.ndarray:
-    """Unscaled surface radius (mm) along the direction of every node of the grid ``axes`` (whose
-    distances from the centre are ``node_rho``) within ``reach_mm`` of the centre; nodes further
-    out hold 1 mm, a placeholder never read: the voxels interpolated from them are marked far by
-    the caller."""
-    near = np.flatnonzero(node_rho <= reach_mm)
+def _surface_at(shape: LesionShape, axes: list[np.ndarray], flat: np.ndarray, rho: np.ndarray) -> np.ndarray:
+    """Unscaled surface radius (mm) along the direction of the grid nodes ``flat`` (flat indices
+    into the grid of ``axes``, offsets in mm), whose distances from the centre are ``rho``."""
     # Unravel by hand and gather the float32 axes: several times cheaper than unravel_index and
     # float64 arithmetic on large grids.
-    nx, ny, nz = node_rho.shape
-    offsets = np.stack([axes[0][near // (ny * nz)], axes[1][(near // nz) % ny], axes[2][near % nz]], axis=1)
-    rho_near = node_rho.reshape(-1)[near]
+    ny, nz = axes[1].size, axes[2].size
+    offsets = np.stack([axes[0][flat // (ny * nz)], axes[1][(flat // nz) % ny], axes[2][flat % nz]], axis=1)
     # Unit direction in the lesion frame (the centre, with no direction, gets +x).
     directions = offsets @ shape.rotation.astype(np.float32)
-    directions /= np.maximum(rho_near, np.float32(1e-6))[:, None]
-    directions[rho_near == 0] = (1.0, 0.0, 0.0)
-    surface = np.ones(node_rho.size, dtype=np.float32)
-    surface[near] = surface_radius(shape, directions)
-    return surface.reshape(node_rho.shape)
+    directions /= np.maximum(rho, np.float32(1e-6))[:, None]
+    directions[rho == 0] = (1.0, 0.0, 0.0)
+    return surface_radius(shape, directions)
 
 
 def _upsample_linear(values: np.ndarray, factor: int, axis: int) -> np.ndarray:
