@@ -65,6 +65,11 @@ def sample_location(host, label: np.ndarray, stencil: LesionStencil, rules: Plac
     body_box = stencil.body_box
     ring = tuple(slice(b.start - 1, b.stop + 1) for b in body_box)  # the pad keeps one voxel spare
     needs_free[ring] |= dilate_cube(stencil.inside[ring])
+    # A crowded liver rejects candidates for touching other tumours: every second voxel along each
+    # axis finds any tumour two voxels across at an eighth of the cost of the full test below.
+    sparse_free = np.zeros_like(needs_free)
+    sparse_free[::2, ::2, ::2] = needs_free[::2, ::2, ::2]
+    free_offsets = _flat_offsets(sparse_free, stencil.half_size, label.shape)
     # Vessels matter only under the lesion's body: read the vessel map on the body's box alone.
     body = stencil.inside[body_box]
     max_vessel_voxels = rules.vessel_tolerance * stencil.voxel_count
@@ -85,8 +90,10 @@ def sample_location(host, label: np.ndarray, stencil: LesionStencil, rules: Plac
             tried += 1
             box, local = box_at(center, stencil.half_size, label.shape)
             clipped = any(b.stop - b.start != 2 * h + 1 for b, h in zip(box, stencil.half_size))
-            if not clipped and not flat_label[np.ravel_multi_index(center, label.shape) + layer_offsets].all():
-                continue
+            if not clipped:
+                at = np.ravel_multi_index(center, label.shape)
+                if not flat_label[at + layer_offsets].all() or (flat_label[at + free_offsets] == Label.TUMOR).any():
+                    continue
             region = label[box]
             liver_part = needs_liver[local]
             # Where the box was clipped, the part of the footprint beyond the scan is not liver.
