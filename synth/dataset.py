@@ -46,7 +46,7 @@ from .insert_files import (
     write_case_outputs,
 )
 from .io import NiftiVolume
-from .options import SynthesisOptions
+from .options import DEFAULT_SCHEDULER_TIMEOUT_S, ENGINES, SynthesisOptions
 from .seeding import derive_seed
 
 MANIFEST_NAME = "manifest.csv"
@@ -105,6 +105,13 @@ def _describe(exc: BaseException) -> str:
     if isinstance(exc, (UsageError, FileNotFoundError, ValueError, TypeError)):
         return str(exc)
     return f"{type(exc).__name__}: {exc}"
+
+
+def _failed_chunk(job: ChunkJob, exc: BaseException) -> ChunkResult:
+    """A chunk that did not run to its end (its worker died): every variant failed with ``exc``.
+
+    Variants it wrote before are complete on disk and counted by the manifest all the same."""
+    return ChunkResult(job.job_id, job.case.case_id, failed=[(v, _describe(exc)) for v in job.variants])
 
 
 def _write_variant(host: Any, ct: NiftiVolume, job: ChunkJob, variant: int) -> None:
@@ -408,8 +415,7 @@ def _collect(
             try:
                 result = future.result()
             except Exception as exc:  # a worker died (killed, out of memory): the chunk failed
-                result = ChunkResult(job.job_id, job.case.case_id,
-                                     failed=[(v, _describe(exc)) for v in job.variants])
+                result = _failed_chunk(job, exc)
             progress.chunk_finished(job.job_id)
             _report_failures(result, write)
             results.append(result)
@@ -438,6 +444,32 @@ def write_manifest(out_dir: Path, cases: list[CaseFiles], variants: int) -> tupl
     return path, len(rows)
 
 
+def _engine_kind(engine: str, *, scheduler: str | None, workers: int, jobs: int) -> str:
+    """Where the chunks run: ``"this process"``, ``"processes"`` (the pool) or ``"dask"``.
+
+    ``auto``: Dask when ``dask.distributed`` is installed, else the process pool; either way one
+    worker or one chunk runs in this process (no cluster start for it). ``--scheduler`` is Dask.
+    """
+    from .dataset_dask import dask_installed
+
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
+    if scheduler is not None:
+        if engine == "processes":
+            raise UsageError(f"--scheduler {scheduler} runs the chunks on a Dask cluster; leave out "
+                             f"--engine processes (or --scheduler)")
+        return "dask"
+    if jobs == 0:
+        return "this process"
+    if engine == "dask":
+        return "dask"
+    if workers == 1 or jobs == 1:
+        return "this process"
+    if engine == "processes" or not dask_installed():
+        return "processes"
+    return "dask"
+
+
 def run_synthesize(
     data_dir: Path,
     out_dir: Path,
@@ -446,14 +478,32 @@ def run_synthesize(
     workers: int = 1,
     options: SynthesisOptions | None = None,
     base_seed: int = 0,
+    engine: str = "auto",
+    scheduler: str | None = None,
+    scheduler_timeout_s: float = DEFAULT_SCHEDULER_TIMEOUT_S,
 ) -> int:
     """Build the data set; return the exit status (0 all done, 1 some variants failed).
 
-    ``options`` default to :class:`SynthesisOptions`' defaults (mixed sizes and phenotypes).
+    Args:
+        data_dir: a folder of cases or a CSV manifest (:func:`synth.cases.find_cases`).
+        out_dir: the output folder; complete variants in it are kept (resume).
+        variants: variants per case.
+        workers: worker processes of the process pool or of the local Dask cluster; 1 runs in
+            this process (unless ``engine="dask"``).
+        options: what to insert; default :class:`SynthesisOptions`' defaults (mixed sizes and
+            phenotypes).
+        base_seed: each variant's seed derives from it, the case id and the variant number.
+        engine: ``"auto"`` (Dask when ``dask.distributed`` is installed, else the process pool),
+            ``"dask"`` or ``"processes"``. The files are the same bytes whichever runs.
+        scheduler: the address of a running Dask scheduler (``tcp://HOST:8786``); None starts a
+            local cluster when Dask runs. Its workers must see ``data_dir`` and ``out_dir`` at the
+            same paths (a shared file system). The chunks are then planned for the worker
+            threads connected when the run starts.
+        scheduler_timeout_s: seconds to wait for ``scheduler`` to answer; then a
+            :class:`UsageError`.
     """
-    from tqdm import tqdm
-
     options = SynthesisOptions() if options is None else options
+    _engine_kind(engine, scheduler=scheduler, workers=workers, jobs=0)  # a bad combination: before any work
     try:
         cases = find_cases(data_dir)
     except ValueError as exc:
@@ -472,20 +522,27 @@ def run_synthesize(
     total = len(cases) * variants
     skipped = total - sum(len(v) for v in pending.values())
     jobs = plan_chunks(pending, workers, out_dir, options, base_seed)
+    kind = _engine_kind(engine, scheduler=scheduler, workers=workers, jobs=len(jobs))
     print(f"{len(cases)} case(s) in {data_dir}, {variants} variant(s) each: "
           f"{total - skipped} to write, {skipped} already complete; base seed {base_seed}")
     out_dir.mkdir(parents=True, exist_ok=True)
-    with tqdm(total=total, initial=skipped, unit="variant", desc="synthesize",
-              file=sys.stderr, dynamic_ncols=True) as bar:
-        progress = _Progress(bar, jobs)
+    with contextlib.ExitStack() as stack:
+        cluster = None
+        if kind == "dask":
+            from .dataset_dask import dask_engine
 
-        def write(message: str) -> None:  # above the bar, on stderr like the bar
-            bar.write(message, file=sys.stderr)
-
-        if workers == 1 or len(jobs) <= 1:
-            results = _run_in_process(jobs, progress, write)
-        else:
-            results = _run_in_pool(jobs, workers, progress, write)
+            stack.enter_context(_sigterm_interrupts())  # the cluster's start is interruptible too
+            cluster = stack.enter_context(dask_engine(scheduler=scheduler, workers=workers,
+                                                      timeout_s=scheduler_timeout_s))
+            threads = cluster.threads()
+            if scheduler is not None and threads and threads != workers:  # plan for that cluster
+                jobs = plan_chunks(pending, threads, out_dir, options, base_seed)
+            print(f"engine: {cluster.describe()}")
+        elif kind == "processes":
+            print(f"engine: process pool of {min(workers, len(jobs))} worker process(es)")
+        elif jobs:
+            print("engine: this process")
+        results = _run_with_bar(total, skipped, jobs, kind, cluster, workers)
     written = sum(len(r.done) for r in results)
     failed = [(r.case, v, m) for r in results for v, m in r.failed]
     manifest, rows = write_manifest(out_dir, cases, variants)
@@ -498,3 +555,23 @@ def run_synthesize(
         return 1
     return 0
 
+
+def _run_with_bar(total: int, skipped: int, jobs: list[ChunkJob], kind: str, cluster,
+                  workers: int) -> list[ChunkResult]:
+    """Run the chunks where :func:`_engine_kind` said, with a progress bar on stderr."""
+    from tqdm import tqdm
+
+    with tqdm(total=total, initial=skipped, unit="variant", desc="synthesize",
+              file=sys.stderr, dynamic_ncols=True) as bar:
+        progress = _Progress(bar, jobs)
+
+        def write(message: str) -> None:  # above the bar, on stderr like the bar
+            bar.write(message, file=sys.stderr)
+
+        if kind == "dask":
+            from .dataset_dask import run_on_dask
+
+            return run_on_dask(cluster, jobs, progress, write)
+        if kind == "processes":
+            return _run_in_pool(jobs, workers, progress, write)
+        return _run_in_process(jobs, progress, write)
