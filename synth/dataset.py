@@ -108,10 +108,15 @@ def _describe(exc: BaseException) -> str:
 
 
 def _failed_chunk(job: ChunkJob, exc: BaseException) -> ChunkResult:
-    """A chunk that did not run to its end (its worker died): every variant failed with ``exc``.
-
-    Variants it wrote before are complete on disk and counted by the manifest all the same."""
-    return ChunkResult(job.job_id, job.case.case_id, failed=[(v, _describe(exc)) for v in job.variants])
+    """A chunk that did not run to its end (its worker died): its variants complete on disk were
+    written before (they were pending when the chunk started); the others failed with ``exc``."""
+    outcome = ChunkResult(job.job_id, job.case.case_id)
+    for variant in job.variants:
+        if _is_complete(job.out_dir, job.case, variant):
+            outcome.done.append(variant)
+        else:
+            outcome.failed.append((variant, _describe(exc)))
+    return outcome
 
 
 def _write_variant(host: Any, ct: NiftiVolume, job: ChunkJob, variant: int) -> None:
@@ -450,20 +455,17 @@ def _engine_kind(engine: str, *, scheduler: str | None, workers: int, jobs: int)
     ``auto``: Dask when ``dask.distributed`` is installed, else the process pool; either way one
     worker or one chunk runs in this process (no cluster start for it). ``--scheduler`` is Dask.
     """
-    from .dataset_dask import dask_installed
+    from .dataset_dask import dask_installed, import_distributed
 
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
-    if scheduler is not None:
-        if engine == "processes":
-            raise UsageError(f"--scheduler {scheduler} runs the chunks on a Dask cluster; leave out "
-                             f"--engine processes (or --scheduler)")
-        return "dask"
-    if jobs == 0:
-        return "this process"
-    if engine == "dask":
-        return "dask"
-    if workers == 1 or jobs == 1:
+    if scheduler is not None and engine == "processes":
+        raise UsageError(f"--scheduler {scheduler} runs the chunks on a Dask cluster; leave out "
+                         f"--engine processes (or --scheduler)")
+    if scheduler is not None or engine == "dask":
+        import_distributed(f"--scheduler {scheduler}" if scheduler is not None else "--engine dask")
+        return "dask" if scheduler is not None or jobs else "this process"
+    if workers == 1 or jobs <= 1:
         return "this process"
     if engine == "processes" or not dask_installed():
         return "processes"

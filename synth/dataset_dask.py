@@ -48,11 +48,17 @@ PROGRESS_POLL_S = 0.2  # how often the bar is updated while no chunk finishes
 
 
 def dask_installed() -> bool:
-    """Whether ``dask.distributed`` can be imported (without importing it)."""
-    return importlib.util.find_spec("distributed") is not None
+    """Whether ``dask.distributed`` is installed (without importing it)."""
+    try:
+        return importlib.util.find_spec("distributed") is not None
+    except ValueError:  # in sys.modules without a spec: None there blocks the import
+        return False
 
 
-def _import_distributed(what: str) -> Any:
+def import_distributed(what: str) -> Any:
+    """The ``distributed`` module; a :class:`UsageError` that names the install if it is missing.
+
+    ``what`` is the option that needs it, as the user typed it."""
     try:
         import distributed
     except ImportError as exc:
@@ -97,7 +103,7 @@ def dask_engine(*, scheduler: str | None, workers: int, timeout_s: float) -> Ite
     processes watch a pipe from their parent).
     """
     if scheduler is not None:
-        distributed = _import_distributed(f"--scheduler {scheduler}")
+        distributed = import_distributed(f"--scheduler {scheduler}")
         try:
             client = distributed.Client(scheduler, timeout=timeout_s)
         except (OSError, ValueError, TypeError) as exc:  # no answer (TimeoutError is an OSError), bad address
@@ -110,7 +116,7 @@ def dask_engine(*, scheduler: str | None, workers: int, timeout_s: float) -> Ite
             yield DaskEngine(client, None)
         return
 
-    distributed = _import_distributed("--engine dask")
+    distributed = import_distributed("--engine dask")
     # SIGINT blocked while the cluster starts: its worker processes (and its event loop thread,
     # which starts a replacement for a dead worker) inherit the blocked signal, so Ctrl-C, sent to
     # the whole process group, reaches this process alone, which then stops the workers.
