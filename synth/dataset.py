@@ -534,7 +534,7 @@ def run_synthesize(
             from .dataset_dask import dask_engine
 
             stack.enter_context(_sigterm_interrupts())  # the cluster's start is interruptible too
-            cluster = stack.enter_context(dask_engine(scheduler=scheduler, workers=workers,
+            cluster = stack.enter_context(dask_engine(scheduler=scheduler, workers=min(workers, len(jobs)) or 1,
                                                       timeout_s=scheduler_timeout_s))
             threads = cluster.threads()
             if scheduler is not None and threads and threads != workers:  # plan for that cluster

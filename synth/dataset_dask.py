@@ -117,27 +117,27 @@ def dask_engine(*, scheduler: str | None, workers: int, timeout_s: float) -> Ite
         return
 
     distributed = import_distributed("--engine dask")
-    # SIGINT blocked while the cluster starts: its worker processes (and its event loop thread,
-    # which starts a replacement for a dead worker) inherit the blocked signal, so Ctrl-C, sent to
-    # the whole process group, reaches this process alone, which then stops the workers.
-    with _sigint_blocked():
-        cluster = distributed.LocalCluster(
-            n_workers=workers, threads_per_worker=1, processes=True,
-            dashboard_address=None,  # no web server for a batch job; a running cluster has one
-            memory_limit=0,  # as the process pool: no per-worker cap that would kill a large scan
-            silence_logs=logging.ERROR,  # a worker restart is reported by its chunk, not a log line
-        )
+    cluster = None
     try:
-        client = distributed.Client(cluster)
-        try:
+        # SIGINT blocked while the cluster starts: its worker processes (and its event loop thread,
+        # which starts a replacement for a dead worker) inherit the blocked signal, so Ctrl-C, sent
+        # to the whole process group, reaches this process alone, which then stops the workers.
+        with _sigint_blocked():
+            cluster = distributed.LocalCluster(
+                n_workers=workers, threads_per_worker=1, processes=True,
+                dashboard_address=None,  # no web server for a batch job; a running cluster has one
+                memory_limit=0,  # as the process pool: no per-worker cap that would kill a large scan
+                silence_logs=logging.ERROR,  # a worker restart is reported by its chunk, not a log line
+            )
+        with distributed.Client(cluster) as client:
             yield DaskEngine(client, cluster)
-        finally:
-            client.close()
     except BaseException:
-        _kill_local_workers(cluster)
+        if cluster is not None:
+            _kill_local_workers(cluster)
         raise
     finally:
-        cluster.close()
+        if cluster is not None:
+            cluster.close()
 
 
 def _kill_local_workers(cluster: Any) -> None:
