@@ -84,8 +84,15 @@ def _manifest(out: Path) -> list[dict[str, str]]:
 # --- the default engine: a local cluster, the same bytes -------------------------------------
 
 
-def test_local_cluster_writes_the_same_bytes_as_the_process_pool(data, reference, tmp_path, capsys):
+def test_local_cluster_writes_the_same_bytes_as_the_process_pool(data, reference, tmp_path, capsys,
+                                                                 monkeypatch):
     _needs_dask()
+    from synth.dataset import _Progress
+
+    variant_events = []  # what reached the bar before each chunk's end: (chunk, variant)
+    count = _Progress.variant_finished
+    monkeypatch.setattr(_Progress, "variant_finished", lambda self, job_id, variant, ok: (
+        variant_events.append((job_id, variant)), count(self, job_id, variant, ok)))
     out = tmp_path / "out"
     assert cli.main(["synthesize", "--data", str(data), "--out", str(out), "--variants", "3",
                      "--workers", "2", *ARGS]) == 0  # --engine auto: Dask, installed here
@@ -93,6 +100,7 @@ def test_local_cluster_writes_the_same_bytes_as_the_process_pool(data, reference
     assert "engine: dask (local cluster of 2 worker process(es)" in captured.out
     assert "6 variant(s) written, 0 skipped" in captured.out
     assert "100%" in captured.err  # the bar reached the end
+    assert variant_events and set(variant_events) <= {(job, v) for job in (0, 1) for v in range(3)}
     assert _files(out) == _files(reference)  # every file, manifest included, byte for byte
 
 
@@ -141,7 +149,7 @@ def test_a_killed_worker_s_chunk_is_retried_or_reported_by_case(data, cluster, t
     local, client = cluster
     before = local.scheduler.allowed_failures
     local.scheduler.allowed_failures = allowed_failures  # the scheduler's setting (Dask's default: 3)
-    variants = 12  # two chunks of 12 variants: the kill comes while both are running
+    variants = 16  # two chunks of 16 variants: the kill comes while both are running
     out = tmp_path / "out"
     killed: list[int] = []
     stop = threading.Event()
