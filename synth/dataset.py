@@ -2,8 +2,9 @@
 
 discover the cases -> skip complete variants (``lesions.json`` exists; it is written last) ->
 split the rest into chunks (some variants of one case, one prepared host scan each) -> run the
-chunks in this process or a spawn process pool, with a progress bar and one line per failure ->
-write ``manifest.csv`` over every complete variant.
+chunks in this process, a spawn process pool, or on Dask (:mod:`synth.dataset_dask`: a local
+cluster or a running one), with a progress bar and one line per failure -> write
+``manifest.csv`` over every complete variant.
 
 Each variant's seed derives from the base seed, the case name and the variant number, so a
 resumed, re-run or differently parallelised build writes the same files. A failed case is
@@ -26,7 +27,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -48,6 +49,9 @@ from .insert_files import (
 from .io import NiftiVolume
 from .options import DEFAULT_SCHEDULER_TIMEOUT_S, ENGINES, SynthesisOptions
 from .seeding import derive_seed
+
+if TYPE_CHECKING:
+    from .dataset_dask import DaskEngine
 
 MANIFEST_NAME = "manifest.csv"
 MANIFEST_COLUMNS = ("case_id", "image", "label", "source_case", "variant", "n_lesions")
@@ -410,21 +414,25 @@ def _collect(
 
     with _sigint_blocked():  # submit() starts the worker processes
         futures = {pool.submit(_run_chunk_in_worker, job): job for job in jobs}
-    results = []
+    results: list[ChunkResult] = []
     pending = set(futures)
     while pending:
         finished, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
         _drain(progress_queue, progress)
-        for future in finished:
-            job = futures[future]
-            try:
-                result = future.result()
-            except Exception as exc:  # a worker died (killed, out of memory): the chunk failed
-                result = _failed_chunk(job, exc)
-            progress.chunk_finished(job.job_id)
-            _report_failures(result, write)
-            results.append(result)
+        results.extend(_chunk_finished(futures[future], future, progress, write) for future in finished)
     return results
+
+
+def _chunk_finished(job: ChunkJob, future: Any, progress: _Progress, write: Callable[[str], None]) -> ChunkResult:
+    """The result of a finished chunk's future (of the pool or of Dask), counted on the bar, its
+    failures reported."""
+    try:
+        result = future.result()
+    except Exception as exc:  # its worker died (killed, out of memory), or the task could not run
+        result = _failed_chunk(job, exc)
+    progress.chunk_finished(job.job_id)
+    _report_failures(result, write)
+    return result
 
 
 def write_manifest(out_dir: Path, cases: list[CaseFiles], variants: int) -> tuple[Path, int]:
@@ -529,22 +537,22 @@ def run_synthesize(
           f"{total - skipped} to write, {skipped} already complete; base seed {base_seed}")
     out_dir.mkdir(parents=True, exist_ok=True)
     with contextlib.ExitStack() as stack:
-        cluster = None
+        dask_cluster = None
         if kind == "dask":
             from .dataset_dask import dask_engine
 
             stack.enter_context(_sigterm_interrupts())  # the cluster's start is interruptible too
-            cluster = stack.enter_context(dask_engine(scheduler=scheduler, workers=min(workers, len(jobs)) or 1,
-                                                      timeout_s=scheduler_timeout_s))
-            threads = cluster.threads()
+            dask_cluster = stack.enter_context(dask_engine(
+                scheduler=scheduler, workers=min(workers, len(jobs)) or 1, timeout_s=scheduler_timeout_s))
+            threads = dask_cluster.threads()
             if scheduler is not None and threads and threads != workers:  # plan for that cluster
                 jobs = plan_chunks(pending, threads, out_dir, options, base_seed)
-            print(f"engine: {cluster.describe()}")
+            print(f"engine: {dask_cluster.describe()}")
         elif kind == "processes":
             print(f"engine: process pool of {min(workers, len(jobs))} worker process(es)")
         elif jobs:
             print("engine: this process")
-        results = _run_with_bar(total, skipped, jobs, kind, cluster, workers)
+        results = _run_with_bar(total, skipped, jobs, kind, dask_cluster, workers)
     written = sum(len(r.done) for r in results)
     failed = [(r.case, v, m) for r in results for v, m in r.failed]
     manifest, rows = write_manifest(out_dir, cases, variants)
@@ -558,8 +566,8 @@ def run_synthesize(
     return 0
 
 
-def _run_with_bar(total: int, skipped: int, jobs: list[ChunkJob], kind: str, cluster,
-                  workers: int) -> list[ChunkResult]:
+def _run_with_bar(total: int, skipped: int, jobs: list[ChunkJob], kind: str,
+                  dask_cluster: DaskEngine | None, workers: int) -> list[ChunkResult]:
     """Run the chunks where :func:`_engine_kind` said, with a progress bar on stderr."""
     from tqdm import tqdm
 
@@ -570,10 +578,10 @@ def _run_with_bar(total: int, skipped: int, jobs: list[ChunkJob], kind: str, clu
         def write(message: str) -> None:  # above the bar, on stderr like the bar
             bar.write(message, file=sys.stderr)
 
-        if kind == "dask":
+        if dask_cluster is not None:
             from .dataset_dask import run_on_dask
 
-            return run_on_dask(cluster, jobs, progress, write)
+            return run_on_dask(dask_cluster, jobs, progress, write)
         if kind == "processes":
             return _run_in_pool(jobs, workers, progress, write)
         return _run_in_process(jobs, progress, write)

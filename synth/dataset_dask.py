@@ -34,10 +34,9 @@ from typing import Any
 from .dataset import (
     ChunkJob,
     ChunkResult,
+    _chunk_finished,
     _drain,
-    _failed_chunk,
     _Progress,
-    _report_failures,
     _sigint_blocked,
     run_chunk,
 )
@@ -192,11 +191,11 @@ def run_on_dask(
     client.subscribe_topic(topic, lambda event: events.put(tuple(event[1])))
     try:
         # A key of its own per run: each run's chunk is new work, never a result of an earlier run.
-        futures = {client.submit(_run_chunk_task, _absolute(job), topic, pure=False,
+        futures = {client.submit(_run_chunk_task, _absolute(job), topic,
                                  key=f"synthesize-{job.case.case_id}-{job.job_id}-{run_id}"): job
                    for job in jobs}
         try:
-            return _collect(futures, as_completed(futures), events, progress, write)
+            return _collect_futures(futures, as_completed(futures), events, progress, write)
         except BaseException:  # interrupted: free a running cluster's workers for other work
             with contextlib.suppress(Exception):
                 client.cancel(list(futures), force=True)
@@ -206,24 +205,18 @@ def run_on_dask(
             client.unsubscribe_topic(topic)
 
 
-def _collect(
+def _collect_futures(
     futures: dict[Any, ChunkJob], completed: Any, events: queue.Queue, progress: _Progress,
     write: Callable[[str], None],
 ) -> list[ChunkResult]:
-    results = []
+    """Each chunk's result as its future finishes (``completed``: ``distributed.as_completed``);
+    the variant events in between move the bar."""
+    results: list[ChunkResult] = []
     while not completed.is_empty():
         finished = completed.next_batch(block=False)
         if not finished:  # wait for a progress event, at most PROGRESS_POLL_S
             with contextlib.suppress(queue.Empty):
                 progress.variant_finished(*events.get(timeout=PROGRESS_POLL_S))
         _drain(events, progress)
-        for future in finished:
-            job = futures[future]
-            try:
-                result = future.result()
-            except Exception as exc:  # a worker died too often, or the task could not run
-                result = _failed_chunk(job, exc)
-            progress.chunk_finished(job.job_id)
-            _report_failures(result, write)
-            results.append(result)
+        results.extend(_chunk_finished(futures[future], future, progress, write) for future in finished)
     return results
