@@ -36,6 +36,7 @@ from .dataset import (
     ChunkResult,
     _chunk_finished,
     _drain,
+    _is_complete,
     _Progress,
     _sigint_blocked,
     run_chunk,
@@ -163,7 +164,11 @@ def _absolute(job: ChunkJob) -> ChunkJob:
 
 
 def _run_chunk_task(job: ChunkJob, topic: str) -> ChunkResult:
-    """One chunk on a Dask worker; each finished variant is sent to the client as an event."""
+    """One chunk on a Dask worker; each finished variant is sent to the client as an event.
+
+    A chunk run again after its worker died skips the variants that worker completed (the resume
+    rule: ``lesions.json`` is written last), and counts them as written.
+    """
     from distributed import get_worker
 
     worker = get_worker()
@@ -171,7 +176,12 @@ def _run_chunk_task(job: ChunkJob, topic: str) -> ChunkResult:
     def report(job_id: int, variant: int, ok: bool) -> None:
         worker.log_event(topic, [job_id, variant, ok])
 
-    return run_chunk(job, report)
+    complete = [v for v in job.variants if _is_complete(job.out_dir, job.case, v)]
+    rest = tuple(v for v in job.variants if v not in complete)
+    result = run_chunk(dataclasses.replace(job, variants=rest), report) if rest else ChunkResult(
+        job.job_id, job.case.case_id)
+    result.done = sorted(result.done + complete)
+    return result
 
 
 def run_on_dask(

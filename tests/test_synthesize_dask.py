@@ -130,16 +130,24 @@ def test_running_cluster_resumes_like_the_process_pool(data, reference, cluster,
 # --- a worker killed mid-chunk ----------------------------------------------------------------
 
 
-def _kill_a_busy_worker(client, out: Path, killed: list[int], stop: threading.Event) -> None:
-    """Once a variant is complete (the chunks are running), SIGKILL a worker that runs a chunk."""
+def _stamps(out: Path) -> dict[Path, int]:
+    return {p: p.stat().st_mtime_ns for p in out.glob("*/variant-*/*") if (p.parent / "lesions.json").is_file()}
+
+
+def _kill_a_busy_worker(client, out: Path, killed: list[int], complete: dict[Path, int],
+                        stop: threading.Event) -> None:
+    """Once a chunk has completed a variant, SIGKILL the worker that runs it (a chunk is one case;
+    its task key names the case); ``complete``: the files of the variants complete just before."""
     pids = client.run(os.getpid)  # {worker address: pid}
     deadline = time.monotonic() + WAIT_S
     while not stop.is_set() and time.monotonic() < deadline:
-        busy = [address for address, keys in client.processing().items() if keys]
-        if busy and any(out.glob("*/variant-*/lesions.json")):
-            killed.append(pids[busy[0]])
-            os.kill(pids[busy[0]], signal.SIGKILL)
-            return
+        for address, keys in client.processing().items():
+            started = [case.name for case in out.glob("volume-*") if any(case.glob("variant-*/lesions.json"))]
+            if any(f"synthesize-{case}-" in str(key) for key in keys for case in started):
+                complete.update(_stamps(out))
+                killed.append(pids[address])
+                os.kill(pids[address], signal.SIGKILL)
+                return
         time.sleep(0.01)
 
 
@@ -152,8 +160,9 @@ def test_a_killed_worker_s_chunk_is_retried_or_reported_by_case(data, cluster, t
     variants = 16  # two chunks of 16 variants: the kill comes while both are running
     out = tmp_path / "out"
     killed: list[int] = []
+    complete: dict[Path, int] = {}
     stop = threading.Event()
-    killer = threading.Thread(target=_kill_a_busy_worker, args=(client, out, killed, stop))
+    killer = threading.Thread(target=_kill_a_busy_worker, args=(client, out, killed, complete, stop))
     killer.start()
     try:
         status = _synthesize(data, out, variants, scheduler=client.scheduler.address)
@@ -173,6 +182,9 @@ def test_a_killed_worker_s_chunk_is_retried_or_reported_by_case(data, cluster, t
     if allowed_failures:
         assert status == 0, captured.err
         assert len(rows) == 2 * variants
+        assert f"{2 * variants} variant(s) written" in captured.out
+        # The chunk run again skipped the variants complete before the kill.
+        assert complete and {p: p.stat().st_mtime_ns for p in complete} == complete
     else:
         assert status == 1
         assert "KilledWorker" in captured.err
