@@ -8,8 +8,9 @@ files are the same bytes as the process pool's: a variant's seed depends on (bas
 variant) only, never on which worker ran it.
 
 A worker that dies (killed, out of memory) loses its chunk; the scheduler gives the chunk to
-another worker, up to ``distributed.scheduler.allowed-failures`` times (Dask's default 3), then
-reports it as failed by case name. Its unfinished variant is a hidden temporary file without a
+another worker (which skips the variants already complete), up to
+``distributed.scheduler.allowed-failures`` times (Dask's default 3), then it is reported as failed
+by case name. Its unfinished variant is a hidden temporary file without a
 ``lesions.json``, so it is never counted as done; the next attempt or run writes it again.
 
 This module, and Dask, are imported only when the Dask engine runs: ``import synth`` never loads
