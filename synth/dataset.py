@@ -535,7 +535,6 @@ def run_synthesize(
     kind = _engine_kind(engine, scheduler=scheduler, workers=workers, jobs=len(jobs))
     print(f"{len(cases)} case(s) in {data_dir}, {variants} variant(s) each: "
           f"{total - skipped} to write, {skipped} already complete; base seed {base_seed}")
-    out_dir.mkdir(parents=True, exist_ok=True)
     with contextlib.ExitStack() as stack:
         dask_cluster = None
         if kind == "dask":
@@ -552,6 +551,7 @@ def run_synthesize(
             print(f"engine: process pool of {min(workers, len(jobs))} worker process(es)")
         elif jobs:
             print("engine: this process")
+        out_dir.mkdir(parents=True, exist_ok=True)  # after the engine started: a silent cluster writes nothing
         results = _run_with_bar(total, skipped, jobs, kind, dask_cluster, workers)
     written = sum(len(r.done) for r in results)
     failed = [(r.case, v, m) for r in results for v, m in r.failed]

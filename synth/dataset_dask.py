@@ -107,7 +107,10 @@ def dask_engine(*, scheduler: str | None, workers: int, timeout_s: float) -> Ite
         distributed = import_distributed(f"--scheduler {scheduler}")
         try:
             client = distributed.Client(scheduler, timeout=timeout_s)
-        except (OSError, ValueError, TypeError) as exc:  # no answer (TimeoutError is an OSError), bad address
+        except (ValueError, TypeError) as exc:  # not an address at all
+            raise UsageError(f"--scheduler {scheduler} is not a scheduler address ({exc}); give it as "
+                             f"tcp://HOST:PORT, as 'dask scheduler' prints it") from None
+        except OSError as exc:  # no answer in time (TimeoutError is an OSError), or refused
             raise UsageError(
                 f"--scheduler {scheduler}: no Dask scheduler answered within {timeout_s:g} s ({exc}); "
                 f"check the address (tcp://HOST:PORT, as 'dask scheduler' prints it) and that the "

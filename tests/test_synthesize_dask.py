@@ -219,7 +219,15 @@ def test_a_scheduler_that_does_not_answer_is_a_clear_error(data, tmp_path, capsy
     err = capsys.readouterr().err
     assert f"tumorsynth: error: --scheduler {address}: no Dask scheduler answered within 1 s" in err
     assert "Traceback" not in err
-    assert not (tmp_path / "out" / "manifest.csv").exists()
+    assert not (tmp_path / "out").exists()  # nothing written
+
+
+def test_a_scheduler_address_that_is_not_one_is_a_clear_error(data, tmp_path, capsys):
+    _needs_dask()
+    assert cli.main(["synthesize", "--data", str(data), "--out", str(tmp_path / "out"), "--variants", "1",
+                     "--scheduler", "scheduler-host", *ARGS]) == 2
+    assert "--scheduler scheduler-host is not a scheduler address" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
 
 
 def test_scheduler_with_the_process_pool_is_refused(data, tmp_path, capsys):
