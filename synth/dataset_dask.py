@@ -156,7 +156,7 @@ def _kill_local_workers(cluster: Any) -> None:
         pid = getattr(nanny, "pid", None)
         if pid:
             with contextlib.suppress(OSError):  # already gone
-                os.kill(pid, signal.SIGKILL)
+                os.kill(pid, getattr(signal, "SIGKILL", signal.SIGTERM))  # Windows: SIGTERM kills
 
 
 def _absolute(job: ChunkJob) -> ChunkJob:

@@ -237,6 +237,28 @@ def test_scheduler_with_the_process_pool_is_refused(data, tmp_path, capsys):
     assert not (tmp_path / "out").exists()
 
 
+# --- which engine runs ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("engine", "workers", "jobs", "installed", "expected"), [
+    ("auto", 2, 2, True, "dask"),
+    ("auto", 2, 2, False, "processes"),  # the zero-dependency path
+    ("auto", 1, 2, True, "this process"),  # no cluster to start for one worker
+    ("auto", 4, 1, True, "this process"),  # ... nor for one chunk
+    ("processes", 2, 2, True, "processes"),
+    ("dask", 1, 1, True, "dask"),  # asked for: a one-worker cluster
+    ("dask", 2, 0, True, "this process"),  # nothing to do: no cluster
+])
+def test_engine_choice(monkeypatch, engine, workers, jobs, installed, expected):
+    from synth import dataset_dask
+    from synth.dataset import _engine_kind
+
+    if engine == "dask":  # imports distributed
+        _needs_dask()
+    monkeypatch.setattr(dataset_dask, "dask_installed", lambda: installed)
+    assert _engine_kind(engine, scheduler=None, workers=workers, jobs=jobs) == expected
+
+
 # --- without Dask ------------------------------------------------------------------------------
 
 
