@@ -47,7 +47,7 @@ from .insert_files import (
     write_case_outputs,
 )
 from .io import NiftiVolume
-from .options import DEFAULT_SCHEDULER_TIMEOUT_S, ENGINES, SynthesisOptions
+from .options import DEFAULT_SCHEDULER_TIMEOUT_S, ENGINES, Engine, SynthesisOptions
 from .seeding import derive_seed
 
 if TYPE_CHECKING:
@@ -488,7 +488,7 @@ def run_synthesize(
     workers: int = 1,
     options: SynthesisOptions | None = None,
     base_seed: int = 0,
-    engine: str = "auto",
+    engine: Engine = "auto",
     scheduler: str | None = None,
     scheduler_timeout_s: float = DEFAULT_SCHEDULER_TIMEOUT_S,
 ) -> int:

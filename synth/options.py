@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, get_args
 
 import numpy as np
 
 SIZE_NAMES = ("tiny", "small", "medium", "large", "mix")
 DEFAULT_COUNT = (1, 3)
 # ``synthesize``'s engines: auto (Dask when installed, else the process pool), dask, processes.
-ENGINES = ("auto", "dask", "processes")
+Engine = Literal["auto", "dask", "processes"]
+ENGINES: tuple[Engine, ...] = get_args(Engine)
 DEFAULT_SCHEDULER_TIMEOUT_S = 10.0  # how long ``synthesize --scheduler`` waits for an answer
 
 
