@@ -21,10 +21,13 @@ from typing import NamedTuple
 
 from .options import (
     DEFAULT_COUNT,
+    DEFAULT_SCHEDULER_TIMEOUT_S,
+    ENGINES,
     SynthesisOptions,
     add_method_options,
     add_synthesis_options,
     parse_positive_int,
+    parse_positive_seconds,
     parse_seed,
 )
 
@@ -82,7 +85,18 @@ def _synthesize_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, type=Path, help="output folder")
     parser.add_argument("--variants", required=True, type=parse_positive_int, help="variants per case")
     parser.add_argument("--workers", type=parse_positive_int, default=min(4, os.cpu_count() or 1),
-                        help="worker processes; 1 runs in this process (default: min(4, CPUs))")
+                        help="worker processes (of the process pool or the local Dask cluster); 1 runs in "
+                             "this process (default: min(4, CPUs))")
+    parser.add_argument("--engine", choices=ENGINES, default="auto",
+                        help="where the chunks run: a Dask cluster (dask), a process pool (processes), or "
+                             "auto: Dask when dask.distributed is installed, else the process pool; the "
+                             "files are the same bytes either way (default: auto)")
+    parser.add_argument("--scheduler", metavar="ADDRESS",
+                        help="a running Dask scheduler, e.g. tcp://HOST:8786, instead of a local cluster; "
+                             "its workers must see --data and --out at the same paths (docs/cluster.md)")
+    parser.add_argument("--scheduler-timeout", type=parse_positive_seconds, default=DEFAULT_SCHEDULER_TIMEOUT_S,
+                        metavar="SECONDS",
+                        help=f"how long to wait for --scheduler to answer (default: {DEFAULT_SCHEDULER_TIMEOUT_S:g})")
     add_synthesis_options(parser, count_default=DEFAULT_COUNT)
     add_method_options(parser)
     parser.add_argument("--seed", type=parse_seed, default=0,
@@ -94,7 +108,8 @@ def _run_synthesize(args: argparse.Namespace) -> int:
     from .dataset import run_synthesize
 
     return run_synthesize(args.data, args.out, args.variants, workers=args.workers,
-                          options=SynthesisOptions.from_args(args), base_seed=args.seed)
+                          options=SynthesisOptions.from_args(args), base_seed=args.seed, engine=args.engine,
+                          scheduler=args.scheduler, scheduler_timeout_s=args.scheduler_timeout)
 
 
 insert = Command(_insert_arguments, _run_insert)

@@ -2,8 +2,9 @@
 
 discover the cases -> skip complete variants (``lesions.json`` exists; it is written last) ->
 split the rest into chunks (some variants of one case, one prepared host scan each) -> run the
-chunks in this process or a spawn process pool, with a progress bar and one line per failure ->
-write ``manifest.csv`` over every complete variant.
+chunks in this process, a spawn process pool, or on Dask (:mod:`synth.dataset_dask`: a local
+cluster or a running one), with a progress bar and one line per failure -> write
+``manifest.csv`` over every complete variant.
 
 Each variant's seed derives from the base seed, the case name and the variant number, so a
 resumed, re-run or differently parallelised build writes the same files. A failed case is
@@ -26,7 +27,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -46,8 +47,11 @@ from .insert_files import (
     write_case_outputs,
 )
 from .io import NiftiVolume
-from .options import SynthesisOptions
+from .options import DEFAULT_SCHEDULER_TIMEOUT_S, ENGINES, Engine, SynthesisOptions
 from .seeding import derive_seed
+
+if TYPE_CHECKING:
+    from .dataset_dask import DaskEngine
 
 MANIFEST_NAME = "manifest.csv"
 MANIFEST_COLUMNS = ("case_id", "image", "label", "source_case", "variant", "n_lesions")
@@ -105,6 +109,18 @@ def _describe(exc: BaseException) -> str:
     if isinstance(exc, (UsageError, FileNotFoundError, ValueError, TypeError)):
         return str(exc)
     return f"{type(exc).__name__}: {exc}"
+
+
+def _failed_chunk(job: ChunkJob, exc: BaseException) -> ChunkResult:
+    """A chunk that did not run to its end (its worker died): its variants complete on disk were
+    written before (they were pending when the chunk started); the others failed with ``exc``."""
+    outcome = ChunkResult(job.job_id, job.case.case_id)
+    for variant in job.variants:
+        if _is_complete(job.out_dir, job.case, variant):
+            outcome.done.append(variant)
+        else:
+            outcome.failed.append((variant, _describe(exc)))
+    return outcome
 
 
 def _write_variant(host: Any, ct: NiftiVolume, job: ChunkJob, variant: int) -> None:
@@ -405,22 +421,25 @@ def _collect(
 
     with _sigint_blocked():  # submit() starts the worker processes
         futures = {pool.submit(_run_chunk_in_worker, job): job for job in jobs}
-    results = []
+    results: list[ChunkResult] = []
     pending = set(futures)
     while pending:
         finished, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
         _drain(progress_queue, progress)
-        for future in finished:
-            job = futures[future]
-            try:
-                result = future.result()
-            except Exception as exc:  # a worker died (killed, out of memory): the chunk failed
-                result = ChunkResult(job.job_id, job.case.case_id,
-                                     failed=[(v, _describe(exc)) for v in job.variants])
-            progress.chunk_finished(job.job_id)
-            _report_failures(result, write)
-            results.append(result)
+        results.extend(_chunk_finished(futures[future], future, progress, write) for future in finished)
     return results
+
+
+def _chunk_finished(job: ChunkJob, future: Any, progress: _Progress, write: Callable[[str], None]) -> ChunkResult:
+    """The result of a finished chunk's future (of the pool or of Dask), counted on the bar, its
+    failures reported."""
+    try:
+        result = future.result()
+    except Exception as exc:  # its worker died (killed, out of memory), or the task could not run
+        result = _failed_chunk(job, exc)
+    progress.chunk_finished(job.job_id)
+    _report_failures(result, write)
+    return result
 
 
 def write_manifest(out_dir: Path, cases: list[CaseFiles], variants: int) -> tuple[Path, int]:
@@ -445,6 +464,29 @@ def write_manifest(out_dir: Path, cases: list[CaseFiles], variants: int) -> tupl
     return path, len(rows)
 
 
+def _engine_kind(engine: str, *, scheduler: str | None, workers: int, jobs: int) -> str:
+    """Where the chunks run: ``"this process"``, ``"processes"`` (the pool) or ``"dask"``.
+
+    ``auto``: Dask when ``dask.distributed`` is installed, else the process pool; either way one
+    worker or one chunk runs in this process (no cluster start for it). ``--scheduler`` is Dask.
+    """
+    from .dataset_dask import dask_installed, import_distributed
+
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
+    if scheduler is not None and engine == "processes":
+        raise UsageError(f"--scheduler {scheduler} runs the chunks on a Dask cluster; leave out "
+                         f"--engine processes (or --scheduler)")
+    if scheduler is not None or engine == "dask":
+        import_distributed(f"--scheduler {scheduler}" if scheduler is not None else "--engine dask")
+        return "dask" if scheduler is not None or jobs else "this process"
+    if workers == 1 or jobs <= 1:
+        return "this process"
+    if engine == "processes" or not dask_installed():
+        return "processes"
+    return "dask"
+
+
 def run_synthesize(
     data_dir: Path,
     out_dir: Path,
@@ -453,14 +495,32 @@ def run_synthesize(
     workers: int = 1,
     options: SynthesisOptions | None = None,
     base_seed: int = 0,
+    engine: Engine = "auto",
+    scheduler: str | None = None,
+    scheduler_timeout_s: float = DEFAULT_SCHEDULER_TIMEOUT_S,
 ) -> int:
     """Build the data set; return the exit status (0 all done, 1 some variants failed).
 
-    ``options`` default to :class:`SynthesisOptions`' defaults (mixed sizes and phenotypes).
+    Args:
+        data_dir: a folder of cases or a CSV manifest (:func:`synth.cases.find_cases`).
+        out_dir: the output folder; complete variants in it are kept (resume).
+        variants: variants per case.
+        workers: worker processes of the process pool or of the local Dask cluster; 1 runs in
+            this process (unless ``engine="dask"``).
+        options: what to insert; default :class:`SynthesisOptions`' defaults (mixed sizes and
+            phenotypes).
+        base_seed: each variant's seed derives from it, the case id and the variant number.
+        engine: ``"auto"`` (Dask when ``dask.distributed`` is installed, else the process pool),
+            ``"dask"`` or ``"processes"``. The files are the same bytes whichever runs.
+        scheduler: the address of a running Dask scheduler (``tcp://HOST:8786``); None starts a
+            local cluster when Dask runs. Its workers must see ``data_dir`` and ``out_dir`` at the
+            same paths (a shared file system). The chunks are then planned for the worker
+            threads connected when the run starts.
+        scheduler_timeout_s: seconds to wait for ``scheduler`` to answer; then a
+            :class:`UsageError`.
     """
-    from tqdm import tqdm
-
     options = SynthesisOptions() if options is None else options
+    _engine_kind(engine, scheduler=scheduler, workers=workers, jobs=0)  # a bad combination: before any work
     try:
         cases = find_cases(data_dir)
     except ValueError as exc:
@@ -479,20 +539,27 @@ def run_synthesize(
     total = len(cases) * variants
     skipped = total - sum(len(v) for v in pending.values())
     jobs = plan_chunks(pending, workers, out_dir, options, base_seed)
+    kind = _engine_kind(engine, scheduler=scheduler, workers=workers, jobs=len(jobs))
     print(f"{len(cases)} case(s) in {data_dir}, {variants} variant(s) each: "
           f"{total - skipped} to write, {skipped} already complete; base seed {base_seed}")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    with tqdm(total=total, initial=skipped, unit="variant", desc="synthesize",
-              file=sys.stderr, dynamic_ncols=True) as bar:
-        progress = _Progress(bar, jobs)
+    with contextlib.ExitStack() as stack:
+        dask_cluster = None
+        if kind == "dask":
+            from .dataset_dask import dask_engine
 
-        def write(message: str) -> None:  # above the bar, on stderr like the bar
-            bar.write(message, file=sys.stderr)
-
-        if workers == 1 or len(jobs) <= 1:
-            results = _run_in_process(jobs, progress, write)
-        else:
-            results = _run_in_pool(jobs, workers, progress, write)
+            stack.enter_context(_sigterm_interrupts())  # the cluster's start is interruptible too
+            dask_cluster = stack.enter_context(dask_engine(
+                scheduler=scheduler, workers=min(workers, len(jobs)) or 1, timeout_s=scheduler_timeout_s))
+            threads = dask_cluster.threads()
+            if scheduler is not None and threads and threads != workers:  # plan for that cluster
+                jobs = plan_chunks(pending, threads, out_dir, options, base_seed)
+            print(f"engine: {dask_cluster.describe()}")
+        elif kind == "processes":
+            print(f"engine: process pool of {min(workers, len(jobs))} worker process(es)")
+        elif jobs:
+            print("engine: this process")
+        out_dir.mkdir(parents=True, exist_ok=True)  # after the engine started: a silent cluster writes nothing
+        results = _run_with_bar(total, skipped, jobs, kind, dask_cluster, workers)
     written = sum(len(r.done) for r in results)
     failed = [(r.case, v, m) for r in results for v, m in r.failed]
     manifest, rows = write_manifest(out_dir, cases, variants)
@@ -505,3 +572,23 @@ def run_synthesize(
         return 1
     return 0
 
+
+def _run_with_bar(total: int, skipped: int, jobs: list[ChunkJob], kind: str,
+                  dask_cluster: DaskEngine | None, workers: int) -> list[ChunkResult]:
+    """Run the chunks where :func:`_engine_kind` said, with a progress bar on stderr."""
+    from tqdm import tqdm
+
+    with tqdm(total=total, initial=skipped, unit="variant", desc="synthesize",
+              file=sys.stderr, dynamic_ncols=True) as bar:
+        progress = _Progress(bar, jobs)
+
+        def write(message: str) -> None:  # above the bar, on stderr like the bar
+            bar.write(message, file=sys.stderr)
+
+        if dask_cluster is not None:
+            from .dataset_dask import run_on_dask
+
+            return run_on_dask(dask_cluster, jobs, progress, write)
+        if kind == "processes":
+            return _run_in_pool(jobs, workers, progress, write)
+        return _run_in_process(jobs, progress, write)

@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, get_args
 
 import numpy as np
 
 SIZE_NAMES = ("tiny", "small", "medium", "large", "mix")
 DEFAULT_COUNT = (1, 3)
+# ``synthesize``'s engines: auto (Dask when installed, else the process pool), dask, processes.
+Engine = Literal["auto", "dask", "processes"]
+ENGINES: tuple[Engine, ...] = get_args(Engine)
+DEFAULT_SCHEDULER_TIMEOUT_S = 10.0  # how long ``synthesize --scheduler`` waits for an answer
 
 
 @dataclass(frozen=True)
@@ -111,6 +115,17 @@ def parse_positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def parse_positive_seconds(text: str) -> float:
+    """``--scheduler-timeout``: a number of seconds > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not (np.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a number of seconds > 0, got {text}")
     return value
 
 

@@ -1,7 +1,8 @@
 """Stopping ``tumorsynth synthesize --workers 2``: its worker processes die with it and everything
 stops within 2 s, whether the parent is killed (SIGKILL), terminated (SIGTERM) or interrupted
 (Ctrl-C: SIGINT to the process group); a rerun then completes the data set with the same files as
-an uninterrupted run, and no hidden temporaries.
+an uninterrupted run, and no hidden temporaries. Both engines: the process pool, and Dask's local
+cluster (whose worker processes are children of the parent too).
 
 The worker processes are found as the children of the parent in /proc (Linux).
 """
@@ -46,9 +47,14 @@ def data(tmp_path_factory) -> Path:
     return root
 
 
-def _command(data: Path, out: Path, variants: int) -> list[str]:
+def _command(data: Path, out: Path, variants: int, engine: str = "processes") -> list[str]:
     return [sys.executable, "-m", "tumorsynth", "synthesize", "--data", str(data), "--out", str(out),
-            "--variants", str(variants), "--workers", "2", *OPTIONS]
+            "--variants", str(variants), "--workers", "2", "--engine", engine, *OPTIONS]
+
+
+def _needs(engine: str) -> None:
+    if engine == "dask":
+        pytest.importorskip("distributed", reason="dask.distributed not installed (the dask extra)")
 
 
 def _env() -> dict[str, str]:
@@ -137,13 +143,15 @@ def _stop(parent: subprocess.Popen, how: str) -> None:
         os.killpg(parent.pid, signal.SIGINT)
 
 
+@pytest.mark.parametrize("engine", ["processes", "dask"])
 @pytest.mark.parametrize("how", ["SIGKILL", "SIGTERM", "SIGINT"])
-def test_workers_stop_with_their_parent(data, tmp_path, how):
+def test_workers_stop_with_their_parent(data, tmp_path, how, engine):
+    _needs(engine)
     out = tmp_path / "out"
     stderr_path = tmp_path / "stderr.txt"
     # The children: the two workers and multiprocessing's resource tracker.
     parent, workers = _start_and_wait_for_work(
-        _command(data, out, variants=40), stderr_path, lambda: any(out.glob("*/variant-*")))
+        _command(data, out, variants=40, engine=engine), stderr_path, lambda: any(out.glob("*/variant-*")))
     try:
         assert len(workers) >= 2, f"expected 2 worker processes, found {sorted(workers)}"
         stopped_at = time.monotonic()
