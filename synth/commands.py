@@ -23,7 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
-from .nnunet_export import DEFAULT_FOLDS
+from .nnunet_export import DEFAULT_FOLD_SEED, DEFAULT_FOLDS
 from .options import (
     DEFAULT_COUNT,
     SynthesisOptions,
@@ -126,7 +126,7 @@ def _run_synthesize(args: argparse.Namespace) -> int:
               "and export")
         return status
     return _export_nnunet([args.data, args.out / MANIFEST_NAME], args.nnunet_raw, args.nnunet_id,
-                          args.nnunet_name, folds=args.nnunet_folds, seed=args.seed, copy=False)
+                          args.nnunet_name, folds=args.nnunet_folds, seed=DEFAULT_FOLD_SEED, copy=False)
 
 
 def parse_dataset_id(text: str) -> int:
@@ -168,7 +168,9 @@ def _export_arguments(parser: argparse.ArgumentParser) -> None:
                         help="dataset name: letters, digits, '-' and '_'")
     nnunet.add_argument("--folds", type=parse_positive_int, default=DEFAULT_FOLDS,
                         help=f"cross-validation folds in splits_final.json (default: {DEFAULT_FOLDS})")
-    nnunet.add_argument("--seed", type=parse_seed, default=0, help="seed of the fold assignment (default: 0)")
+    nnunet.add_argument("--seed", type=parse_seed, default=DEFAULT_FOLD_SEED,
+                        help=f"seed of the fold assignment (default: {DEFAULT_FOLD_SEED}, as synthesize --nnunet-raw "
+                             f"uses)")
     nnunet.add_argument("--copy", action="store_true", help="copy .nii.gz files instead of linking them")
 
 

@@ -62,6 +62,9 @@ FILE_ENDING = ".nii.gz"
 CHANNEL_SUFFIX = "_0000"  # nnU-Net's name for an image's channel 0
 CHANNEL_NAME = "CT"  # nnU-Net picks its CT normalisation (global clipping and z-score) for this name
 DEFAULT_FOLDS = 5
+# The folds' seed is its own (not a synthesis seed): data sets exported from the same real cases
+# share their folds, so models trained on them are validated on the same cases.
+DEFAULT_FOLD_SEED = 0
 # nnU-Net writes a dataset's id with three digits ("Dataset%03d") and reads it back from them.
 MAX_DATASET_ID = 999
 # Letters, digits, '-' and '_': the name becomes part of folder names and of nnU-Net's command
@@ -222,7 +225,8 @@ def dataset_json(name: str, n_training: int) -> dict[str, Any]:
     }
 
 
-def fold_splits(cases: Sequence[ExportCase], folds: int = DEFAULT_FOLDS, seed: int = 0) -> list[dict[str, list[str]]]:
+def fold_splits(cases: Sequence[ExportCase], folds: int = DEFAULT_FOLDS,
+                seed: int = DEFAULT_FOLD_SEED) -> list[dict[str, list[str]]]:
     """nnU-Net's ``splits_final.json`` content: ``folds`` train/val splits over the case groups.
 
     The groups (real cases) are sorted, shuffled with ``numpy.random.default_rng`` seeded by
@@ -302,7 +306,7 @@ def _differences(folder: Path, files: dict[str, Path], texts: dict[str, str], co
 
 
 def export_nnunet(sources: Sequence[str | os.PathLike[str]], raw_dir: str | os.PathLike[str], dataset_id: int,
-                  name: str, *, folds: int = DEFAULT_FOLDS, seed: int = 0, copy: bool = False,
+                  name: str, *, folds: int = DEFAULT_FOLDS, seed: int = DEFAULT_FOLD_SEED, copy: bool = False,
                   progress: bool = True) -> tuple[Path, bool]:
     """Write (or find already written) the nnU-Net v2 raw data set of the cases in ``sources``.
 
