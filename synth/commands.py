@@ -23,7 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
-from .nnunet_export import DEFAULT_FOLD_SEED, DEFAULT_FOLDS
+from .nnunet_export import DATASET_JSON, DEFAULT_FOLD_SEED, DEFAULT_FOLDS, check_dataset_id, check_dataset_name
 from .options import (
     DEFAULT_COUNT,
     SynthesisOptions,
@@ -131,19 +131,18 @@ def _run_synthesize(args: argparse.Namespace) -> int:
 
 def parse_dataset_id(text: str) -> int:
     """``--dataset-id``: nnU-Net's dataset number, 1-999."""
-    from .nnunet_export import check_dataset_id
-
     try:
-        return check_dataset_id(int(text))
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"dataset id {text!r} must be a whole number from 1 to 999") from None
+    try:
+        return check_dataset_id(value)
     except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc) if text.strip().lstrip("-").isdigit()
-                                         else f"dataset id {text!r} must be a whole number from 1 to 999") from None
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def parse_dataset_name(text: str) -> str:
     """``--name``: a dataset name nnU-Net accepts."""
-    from .nnunet_export import check_dataset_name
-
     try:
         return check_dataset_name(text)
     except ValueError as exc:
@@ -186,7 +185,7 @@ def _export_nnunet(data: list[Path], raw_dir: Path, dataset_id: int, name: str, 
 
     with input_errors():
         folder, written = export_nnunet(data, raw_dir, dataset_id, name, folds=folds, seed=seed, copy=copy)
-    summary = json.loads((folder / "dataset.json").read_text(encoding="utf-8"))
+    summary = json.loads((folder / DATASET_JSON).read_text(encoding="utf-8"))
     state = "written" if written else "already there with the same content; left as it is"
     print(f"nnU-Net data set {folder} ({summary['numTraining']} cases, {folds} folds): {state}")
     return 0

@@ -49,6 +49,7 @@ __all__ = [
     "ExportCase",
     "check_dataset_id",
     "check_dataset_name",
+    "check_target_free",
     "dataset_folder_name",
     "dataset_json",
     "export_cases",

@@ -191,3 +191,29 @@ def test_export_and_help_do_not_import_nnunetv2():
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('nnunetv2', 'batchgeneratorsv2')))\n")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_install_trainer_command_installs_refuses_and_uninstalls(tmp_path, monkeypatch, capsys):
+    from train.nnunet import install
+
+    monkeypatch.setattr(install, "trainer_folder", lambda: tmp_path)
+    module = tmp_path / "nnUNetTrainerTumorSynth.py"
+    assert cli.main(["nnunet", "install-trainer", "--probability", "0.3", "--size", "small"]) == 0
+    assert "tumor_probability = 0.3" in module.read_text() and "tumor_size = 'small'" in module.read_text()
+    assert "nnUNetv2_train DATASET 3d_fullres FOLD -tr nnUNetTrainerTumorSynth" in capsys.readouterr().out
+    assert cli.main(["nnunet", "install-trainer", "--probability", "0.9"]) == 2
+    assert "give --force" in capsys.readouterr().err
+    assert "tumor_probability = 0.3" in module.read_text()
+    assert cli.main(["nnunet", "install-trainer", "--probability", "1.5"]) == 2
+    assert cli.main(["nnunet", "install-trainer", "--uninstall"]) == 0
+    assert not module.exists()
+
+
+def test_install_trainer_without_nnunetv2_says_how_to_install_it(monkeypatch, capsys):
+    import importlib.util
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *args: None if name == "nnunetv2" else real_find_spec(name, *args))
+    assert cli.main(["nnunet", "install-trainer"]) == 2
+    assert "pip install 'tumorsynth[nnunet]'" in capsys.readouterr().err
