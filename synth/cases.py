@@ -6,10 +6,11 @@
 
 Layouts :func:`find_cases` recognises, in this order:
 
-* a CSV manifest file with columns ``image,label[,case_id]`` (more columns are allowed and
-  ignored); relative paths are relative to the CSV's folder, an empty label is an unlabelled case,
-  the id defaults to the image's file stem. ``synthesize`` writes its data set's manifest in this
-  format (:func:`write_manifest`), so its output can be trained on as it is.
+* a CSV manifest file with columns ``image,label[,case_id]`` (more columns are allowed;
+  ``source_case``, which ``synthesize`` writes, is kept in :attr:`CaseFiles.source_case`); relative
+  paths are relative to the CSV's folder, an empty label is an unlabelled case, the id defaults
+  to the image's file stem. ``synthesize`` writes its data set's manifest in this format
+  (:func:`write_manifest`), so its output can be trained on as it is.
 * an MSD Task03 / nnU-Net folder: ``imagesTr/`` + ``labelsTr/`` (and ``dataset.json``, read
   when present); ids are the file stems, without nnU-Net's channel suffix ``_0000``.
 * an ``images/`` + ``masks/`` folder pair with identical file names.
@@ -45,11 +46,16 @@ _LITS_LABEL = re.compile(r"^segmentation-(?P<n>\d+)\.nii(\.gz)?$")
 
 @dataclass(frozen=True)
 class CaseFiles:
-    """One case on disk: its id, the CT image file and the label file (``None`` when unlabelled)."""
+    """One case on disk: its id, the CT image file and the label file (``None`` when unlabelled).
+
+    ``source_case`` is the id of the real case a synthetic variant was made from (the
+    ``source_case`` column of a manifest that ``synthesize`` writes); ``None`` for a real case.
+    """
 
     case_id: str
     image: Path
     label: Path | None
+    source_case: str | None = None
 
     def require_label(self) -> Path:
         """The label file; ValueError for an unlabelled case (an empty label in a manifest)."""
@@ -221,7 +227,7 @@ def _find_manifest(path: Path) -> list[CaseFiles]:
             raise ValueError(f"{path}, line {line}: case id {case_id!r} already used on line {seen[case_id]}; "
                              f"give each row a distinct case_id")
         seen[case_id] = line
-        cases.append(CaseFiles(case_id, image, label))
+        cases.append(CaseFiles(case_id, image, label, source_case=row.get("source_case") or None))
     return cases
 
 

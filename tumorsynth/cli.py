@@ -42,6 +42,7 @@ COMMANDS: dict[str, CommandEntry] = {
     "demo": CommandEntry("synth.commands:demo", "run insert on the built-in phantom"),
     "synthesize": CommandEntry("synth.commands:synthesize",
                                "build a synthetic data set from a folder of cases (resumable)"),
+    "export": CommandEntry("synth.commands:export", "write a data set in nnU-Net v2's layout ('export nnunet')"),
     "realism": CommandEntry("synth.realism.commands", "measure how close synthetic lesions are to real ones"),
     "diffusion": CommandEntry("synth.diffusion.commands", "train the diffusion synthesiser"),
     "evaluate": CommandEntry("train.metrics.commands", "lesion-wise evaluation of predicted tumours"),
@@ -50,6 +51,8 @@ COMMANDS: dict[str, CommandEntry] = {
     "predict": CommandEntry("train.predict.commands", "segment new scans with a trained model"),
     "ablate": CommandEntry("train.ablation.commands",
                            "train with and without synthetic tumours; report per lesion size"),
+    "nnunet": CommandEntry("train.nnunet.commands",
+                           "nnU-Net v2 with on-the-fly synthetic tumours ('nnunet install-trainer')"),
 }
 
 
