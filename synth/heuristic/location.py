@@ -86,14 +86,12 @@ def sample_location(host, label: np.ndarray, stencil: LesionStencil, rules: Plac
                 return None  # no place in the liver is clear enough
             tried += batch  # rejection sampling missed the liver this time; try again
             continue
-        for center in candidates:
+        screened = _screen(candidates, stencil.half_size, flat_label, label.shape, layer_offsets, free_offsets)
+        for center, plausible in zip(candidates, screened):
             tried += 1
+            if not plausible:
+                continue
             box, local = box_at(center, stencil.half_size, label.shape)
-            clipped = any(b.stop - b.start != 2 * h + 1 for b, h in zip(box, stencil.half_size))
-            if not clipped:
-                at = np.ravel_multi_index(center, label.shape)
-                if not flat_label[at + layer_offsets].all() or (flat_label[at + free_offsets] == Label.TUMOR).any():
-                    continue
             region = label[box]
             liver_part = needs_liver[local]
             # Where the box was clipped, the part of the footprint beyond the scan is not liver.
@@ -108,6 +106,22 @@ def sample_location(host, label: np.ndarray, stencil: LesionStencil, rules: Plac
                 continue
             return tuple(int(c) for c in center), box, local
     return None
+
+
+def _screen(candidates: np.ndarray, half_size, flat_label: np.ndarray, shape, layer_offsets: np.ndarray,
+            free_offsets: np.ndarray) -> np.ndarray:
+    """False for candidates that certainly fail: some voxel of the footprint's outer layer is not
+    liver, or a sparse sample of the footprint's clear zone holds tumour. One gather for the whole
+    batch; candidates whose box the scan's border clips are left to the full test (True)."""
+    half = np.array(half_size)
+    whole = np.all((candidates >= half) & (candidates + half < np.array(shape)), axis=1)
+    plausible = np.ones(len(candidates), dtype=bool)
+    at = candidates[whole] @ np.array([shape[1] * shape[2], shape[2], 1], dtype=np.int64)
+    if at.size:
+        liver_ok = flat_label[at[:, None] + layer_offsets[None, :]].all(axis=1)
+        free_ok = ~(flat_label[at[:, None] + free_offsets[None, :]] == Label.TUMOR).any(axis=1)
+        plausible[whole] = liver_ok & free_ok
+    return plausible
 
 
 def _flat_offsets(mask: np.ndarray, half_size, shape) -> np.ndarray:
