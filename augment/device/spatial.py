@@ -64,10 +64,15 @@ def sampling_grid(params: AugmentParams, index: torch.Tensor, spacing_mm: torch.
     Output voxel ``i`` lies at ``v = (i + (block - patch) // 2 - (block - 1) / 2) * spacing`` mm from
     the block's centre; it shows the input at ``diag(1 / scales) @ R.T @ (v + d(v) - translation)``
     (see :class:`AugmentParams`). Samples whose affine flag is off use the identity affine, those
-    whose elastic flag is off no displacement. Small per-sample matrices are computed in float64
-    on the CPU; the full grid is built on ``device`` in ``dtype``.
+    whose elastic flag is off no displacement.
+
+    The grid is exact and cheap: it is computed (in float64, on the CPU) only at the P x P x P
+    control points, then interpolated trilinearly to every voxel on ``device`` in ``dtype``, axis
+    by axis with three matrix products. Trilinear interpolation reproduces the affine part (linear
+    in ``v``) exactly and is, by definition, how the elastic displacement is interpolated.
     """
     n = int(index.numel())
+    points = int(params.control_mm.shape[-1])
     spacing = spacing_mm.index_select(0, index).to(torch.float64)  # (n, 3)
     block = torch.tensor([float(s) for s in block_shape], dtype=torch.float64)
     affine_on = params.affine.index_select(0, index).view(n, 1, 1)
@@ -81,37 +86,32 @@ def sampling_grid(params: AugmentParams, index: torch.Tensor, spacing_mm: torch.
     to_input = (1.0 / scales).unsqueeze(-1) * rotation.transpose(1, 2)  # diag(1/s) @ R.T
     matrix = to_input / half_extent.unsqueeze(-1)  # (n, 3, 3): mm in output -> grid coordinate
     offset = -(matrix @ translation.unsqueeze(-1)).squeeze(-1)  # (n, 3)
+
+    # Control points: P per axis from the patch's first to its last voxel centre (mm).
+    corners = []
+    for size_b, size_p in zip(block_shape, patch_shape):
+        first = (int(size_b) - int(size_p)) // 2 - (int(size_b) - 1) / 2.0
+        corners.append(torch.tensor([first, first + int(size_p) - 1], dtype=torch.float64))
+    fractions = torch.linspace(0.0, 1.0, points, dtype=torch.float64)
+    control = [(c[0] + (c[1] - c[0]) * fractions).view(1, -1) * spacing[:, axis:axis + 1]
+               for axis, c in enumerate(corners)]  # 3 x (n, P) mm
+    position = torch.stack(torch.broadcast_tensors(
+        control[0].view(n, points, 1, 1), control[1].view(n, 1, points, 1),
+        control[2].view(n, 1, 1, points)), dim=-1)  # (n, P, P, P, 3) mm
+    elastic = params.elastic.index_select(0, index).view(n, 1, 1, 1, 1)
+    displacement = params.control_mm.index_select(0, index).permute(0, 2, 3, 4, 1)  # (n, P, P, P, 3)
+    position = position + torch.where(elastic, displacement, 0.0)
+    coarse = torch.einsum("nkc,nabdc->nabdk", matrix, position) + offset.view(n, 1, 1, 1, 3)
     # grid_sample reads the last grid component as the last tensor axis: (z, y, x) order.
-    matrix, offset = matrix.flip(1), offset.flip(1)
+    coarse = coarse.flip(-1).to(device=device, dtype=dtype).contiguous()
 
-    axes = []
-    for axis, (size_b, size_p) in enumerate(zip(block_shape, patch_shape)):
-        start = (int(size_b) - int(size_p)) // 2 - (int(size_b) - 1) / 2.0
-        voxel = torch.arange(int(size_p), dtype=torch.float64) + start
-        axes.append(voxel.view(1, -1) * spacing[:, axis:axis + 1])  # (n, size) mm
     X, Y, Z = (int(s) for s in patch_shape)
-    # affine part: sum over axes of (position along the axis) * (column of the matrix).
-    part_x = (axes[0].unsqueeze(-1) * matrix[:, None, :, 0]).to(device=device, dtype=dtype).view(n, X, 1, 1, 3)
-    part_y = (axes[1].unsqueeze(-1) * matrix[:, None, :, 1]).to(device=device, dtype=dtype).view(n, 1, Y, 1, 3)
-    part_z = ((axes[2].unsqueeze(-1) * matrix[:, None, :, 2])
-              + offset.unsqueeze(1)).to(device=device, dtype=dtype).view(n, 1, 1, Z, 3)
-    grid = (part_x + part_y) + part_z
-
-    elastic = params.elastic.index_select(0, index)
-    if bool(elastic.any()):
-        chosen = torch.nonzero(elastic, as_tuple=True)[0]
-        # Displacement (mm) -> grid coordinates with the same matrix, at the control points
-        # (linear: transforming then interpolating equals interpolating then transforming).
-        control = params.control_mm.index_select(0, index.index_select(0, chosen))  # (m, 3, P, P, P)
-        coarse = torch.einsum("mkc,mcabd->mabdk", matrix.index_select(0, chosen), control)
-        points = int(control.shape[-1])
-        wx, wy, wz = (_linear_weights(s, points).to(device=device, dtype=dtype) for s in (X, Y, Z))
-        coarse = coarse.to(device=device, dtype=dtype)
-        field = torch.einsum("zd,mabdk->mabzk", wz, coarse)
-        field = torch.einsum("yb,mabzk->mayzk", wy, field)
-        field = torch.einsum("xa,mayzk->mxyzk", wx, field)
-        grid = grid.index_add(0, chosen.to(grid.device), field)
-    return grid
+    wx, wy, wz = (_linear_weights(s, points).to(device=device, dtype=dtype) for s in (X, Y, Z))
+    # Interpolate axis by axis, the small axes first, so the last product writes the full grid
+    # in grid_sample's layout.
+    field = (wz @ coarse.view(n * points * points, points, 3)).view(n * points, points, Z * 3)
+    field = (wy @ field).view(n, points, Y * Z * 3)
+    return (wx @ field).view(n, X, Y, Z, 3)
 
 
 def centre_crop(volume: torch.Tensor, patch_shape: Sequence[int]) -> torch.Tensor:
