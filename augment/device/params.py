@@ -37,10 +37,9 @@ from augment.pipelines import (
     NOISE_STD_HU,
 )
 
-__all__ = ["AugmentParams", "bias_terms", "draw_params"]
+from .._core import SEED_HIGH
 
-# Seeds of the device noise generator: below 2**62 so that they fit torch's int64 seeds.
-_SEED_HIGH = 2**62
+__all__ = ["AugmentParams", "bias_terms", "draw_params"]
 
 
 def bias_terms(order: int = BIAS_ORDER) -> list[tuple[int, int, int]]:
@@ -182,7 +181,7 @@ def draw_params(batch_size: int, generator: torch.Generator, *,
         noise=_flags(g, b, NOISE_PROBABILITY),
         noise_std_hu=_uniform(g, (b,), *NOISE_STD_HU),
         noise_correlation_mm=_uniform(g, (b,), *NOISE_CORRELATION_MM),
-        noise_seed=int(torch.randint(0, _SEED_HIGH, (1,), generator=g).item()),
+        noise_seed=int(torch.randint(0, SEED_HIGH, (1,), generator=g).item()),
         gamma=_flags(g, b, GAMMA_PROBABILITY),
         log_gamma=_uniform(g, (b,), *LOG_GAMMA),
         blur=_flags(g, b, BLUR_PROBABILITY),
