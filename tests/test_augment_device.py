@@ -82,6 +82,17 @@ def test_translation_in_mm_moves_the_content_by_whole_voxels():
     assert torch.all(out_label[..., :2] == 0)
 
 
+def test_a_zoom_above_one_enlarges_the_content():
+    image = torch.zeros(1, 1, 17, 17, 17)
+    image[..., 6:11, 6:11, 6:11] = 1.0  # a 5-voxel cube at the centre
+    label = (image > 0.5).to(torch.uint8)
+    params = _all_off(1).replace(affine=torch.ones(1, dtype=torch.bool),
+                                 scales=torch.tensor([[2.0, 1.0, 1.0]], dtype=torch.float64))
+    _, out_label = augment_batch(image, label, 1.0, params, (17, 17, 17), pad_hu=0.0)
+    extent = [int(out_label[0, 0].any(dim=tuple(a for a in range(3) if a != axis)).sum()) for axis in range(3)]
+    assert extent[1:] == [5, 5] and extent[0] in (9, 10, 11)  # twice as long along x only
+
+
 def test_labels_keep_their_values_under_random_deformation():
     image, label = _blocks(batch=4, shape=(24, 24, 24))
     label = label * 2 + 1  # values 1, 3, 5: an interpolating resampler would make 2 and 4
