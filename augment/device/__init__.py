@@ -26,12 +26,13 @@ generators give different noise).
 
 from .intensity import add_ct_noise, apply_bias_field, apply_gamma, gaussian_smooth
 from .params import AugmentParams, bias_terms, draw_params
-from .pipeline import DeviceAugmenter, augment_batch
+from .pipeline import DeviceAugmenter, SpacingMM, augment_batch
 from .spatial import centre_crop, resample, sampling_grid
 
 __all__ = [
     "AugmentParams",
     "DeviceAugmenter",
+    "SpacingMM",
     "add_ct_noise",
     "apply_bias_field",
     "apply_gamma",

@@ -14,10 +14,13 @@ from .intensity import add_ct_noise, apply_bias_field, apply_gamma, gaussian_smo
 from .params import AugmentParams, draw_params
 from .spatial import centre_crop, resample, sampling_grid
 
-__all__ = ["DeviceAugmenter", "augment_batch"]
+__all__ = ["DeviceAugmenter", "SpacingMM", "augment_batch"]
+
+#: Voxel size in mm: one ``(x, y, z)`` triple for the whole batch, or one per sample ``(B, 3)``.
+SpacingMM = Sequence[float] | Sequence[Sequence[float]] | torch.Tensor | float
 
 
-def _spacing_rows(spacing_mm, batch_size: int) -> torch.Tensor:
+def _spacing_rows(spacing_mm: SpacingMM, batch_size: int) -> torch.Tensor:
     """(B, 3) float64 spacing in mm from one (x, y, z) triple or one triple per sample."""
     rows = torch.as_tensor(spacing_mm, dtype=torch.float64).cpu()
     if rows.ndim <= 1:
@@ -64,7 +67,7 @@ def _step(volumes: torch.Tensor, flags: torch.Tensor,
     return volumes.index_copy(0, on_device, changed)
 
 
-def augment_batch(image_hu: torch.Tensor, label: torch.Tensor, spacing_mm, params: AugmentParams,
+def augment_batch(image_hu: torch.Tensor, label: torch.Tensor, spacing_mm: SpacingMM, params: AugmentParams,
                   patch_size: Sequence[int], window_hu: Sequence[float] = DEFAULT_WINDOW_HU, *,
                   pad_hu: float = AIR_HU) -> tuple[torch.Tensor, torch.Tensor]:
     """Augment a batch with given parameters: deterministic (the noise from ``params.noise_seed``).
@@ -166,12 +169,12 @@ class DeviceAugmenter:
         """The random values of one batch (all from ``generator``, a CPU ``torch.Generator``)."""
         return draw_params(batch_size, generator, elastic_probability=self.elastic_probability)
 
-    def apply(self, image_hu: torch.Tensor, label: torch.Tensor, spacing_mm,
+    def apply(self, image_hu: torch.Tensor, label: torch.Tensor, spacing_mm: SpacingMM,
               params: AugmentParams) -> tuple[torch.Tensor, torch.Tensor]:
         """:func:`augment_batch` with this augmenter's patch size and window."""
         return augment_batch(image_hu, label, spacing_mm, params, self.patch_size, self.window_hu)
 
-    def __call__(self, image_hu: torch.Tensor, label: torch.Tensor, spacing_mm,
+    def __call__(self, image_hu: torch.Tensor, label: torch.Tensor, spacing_mm: SpacingMM,
                  generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """Draw and apply: HU blocks in, HU patches and labels out (see :func:`augment_batch`)."""
         return self.apply(image_hu, label, spacing_mm, self.draw(int(image_hu.shape[0]), generator))

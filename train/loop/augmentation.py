@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -32,6 +33,9 @@ import torch
 from synth.seeding import derive_seed
 
 from .sampling import denormalise_hu, normalise_hu
+
+if TYPE_CHECKING:
+    from augment.device import DeviceAugmenter, SpacingMM
 
 __all__ = ["PatchAugmenter", "augment_on_device", "augmentation_block", "denormalise_hu",
            "device_augmentation_generator"]
@@ -110,7 +114,8 @@ def device_augmentation_generator(seed: int, step: int, rank: int = 0) -> torch.
     return torch.Generator().manual_seed(derive_seed(int(seed), "device-augmentation", int(step), int(rank)))
 
 
-def augment_on_device(augmenter, images: torch.Tensor, labels: torch.Tensor, spacing_mm,
+def augment_on_device(augmenter: DeviceAugmenter, images: torch.Tensor, labels: torch.Tensor,
+                      spacing_mm: SpacingMM,
                       hu_window: Sequence[float], generator: torch.Generator
                       ) -> tuple[torch.Tensor, torch.Tensor]:
     """Augment a batch of normalised blocks on their device and cut the patches from their centres.

@@ -204,14 +204,14 @@ def _train(config, train_cases, val_cases, hosts, out_dir, resume, stop_after, p
 
     bar = tqdm(total=config.steps, initial=start, desc="train", unit="step",
                disable=not (progress and ddp.is_main))
-    model.train()
-    step = start
-    tick = time.perf_counter()
     device_augmenter = None
     if config.augmentation == "device":
         from augment.device import DeviceAugmenter
 
         device_augmenter = DeviceAugmenter(config.patch_size, config.hu_window)
+    model.train()
+    step = start
+    tick = time.perf_counter()
     for step, (images, labels, spacing) in zip(range(start, end), loader):
         lr = poly_learning_rate(config, step)
         for group in optimizer.param_groups:
