@@ -302,3 +302,18 @@ def test_elastic_field_is_trilinear_interpolation_of_the_control_points():
     expected = torch.nn.functional.interpolate(params.control_mm, size=shape, mode="trilinear",
                                                align_corners=True).permute(0, 2, 3, 4, 1)
     assert torch.allclose(displacement_mm, expected, atol=1e-9)
+
+
+def test_steps_on_some_samples_never_write_into_the_callers_tensors():
+    image, label = _blocks(batch=3, shape=(12, 12, 12))
+    before = image.clone(), label.clone()
+    on = torch.tensor([True, False, True])
+    params = draw_params(3, torch.Generator().manual_seed(8)).replace(
+        affine=torch.zeros(3, dtype=torch.bool), elastic=torch.zeros(3, dtype=torch.bool), noise=on,
+        gamma=on, blur=on, bias=on)
+    out, _ = augment_batch(image * 100, label, 1.0, params, (12, 12, 12), WINDOW)  # block = patch
+    hu = image * 100
+    out_again, _ = augment_batch(hu, label, 1.0, params, (12, 12, 12), WINDOW)
+    assert torch.equal(hu, image * 100) and torch.equal(out, out_again)
+    assert torch.equal(out[1], hu[1]) and not torch.allclose(out[0], hu[0])
+    assert torch.equal(image, before[0]) and torch.equal(label, before[1])

@@ -55,16 +55,20 @@ def _check_batch(image: torch.Tensor, label: torch.Tensor, patch: tuple[int, int
 def _step(volumes: torch.Tensor, flags: torch.Tensor,
           fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> torch.Tensor:
     """``volumes`` (B, C, X, Y, Z) with ``fn`` applied to the flagged samples. ``fn`` gets their
-    channels as (n * C, X, Y, Z) and the batch indices of each row (CPU long tensor)."""
+    channels as (n * C, X, Y, Z) and the batch indices of each row (CPU long tensor), and returns
+    new volumes. Writes into ``volumes`` when only some samples are flagged: call it on the
+    pipeline's own tensors only, never on the caller's."""
     chosen = torch.nonzero(flags, as_tuple=True)[0]
     if chosen.numel() == 0:
         return volumes
     channels = volumes.shape[1]
+    rows = chosen.repeat_interleave(channels)
+    if chosen.numel() == volumes.shape[0]:  # every sample: no gathering and scattering
+        return fn(volumes.reshape(-1, *volumes.shape[2:]), rows).view(volumes.shape)
     on_device = chosen.to(volumes.device)
     subset = volumes.index_select(0, on_device)
-    rows = chosen.repeat_interleave(channels)
     changed = fn(subset.reshape(-1, *volumes.shape[2:]), rows).view(subset.shape)
-    return volumes.index_copy(0, on_device, changed)
+    return volumes.index_copy_(0, on_device, changed)
 
 
 def augment_batch(image_hu: torch.Tensor, label: torch.Tensor, spacing_mm: SpacingMM, params: AugmentParams,
@@ -112,19 +116,23 @@ def augment_batch(image_hu: torch.Tensor, label: torch.Tensor, spacing_mm: Spaci
     block = tuple(int(s) for s in image_hu.shape[2:])
 
     # Spatial: samples with an affine or an elastic step are resampled, the rest only cropped.
-    moved = params.affine | params.elastic
-    image = centre_crop(image_hu, patch).contiguous()
-    out_label = centre_crop(label, patch).contiguous()
-    chosen = torch.nonzero(moved, as_tuple=True)[0]
+    chosen = torch.nonzero(params.affine | params.elastic, as_tuple=True)[0]
     if chosen.numel():
         # The grid spans the block plus the one voxel of padding resample() adds on each side.
         padded_block = tuple(n + 2 for n in block)
         grid = sampling_grid(params, chosen, spacing, padded_block, patch, device, image_hu.dtype)
-        on_device = chosen.to(device)
-        warped, warped_label = resample(image_hu.index_select(0, on_device),
-                                        label.index_select(0, on_device), grid, pad_hu)
-        image = image.index_copy(0, on_device, warped)
-        out_label = out_label.index_copy(0, on_device, warped_label)
+    if chosen.numel() == batch:
+        image, out_label = resample(image_hu, label, grid, pad_hu)
+    else:
+        # Copies (never views of the caller's tensors): the steps below may write into them.
+        image = centre_crop(image_hu, patch).clone(memory_format=torch.contiguous_format)
+        out_label = centre_crop(label, patch).clone(memory_format=torch.contiguous_format)
+        if chosen.numel():
+            on_device = chosen.to(device)
+            warped, warped_label = resample(image_hu.index_select(0, on_device),
+                                            label.index_select(0, on_device), grid, pad_hu)
+            image.index_copy_(0, on_device, warped)
+            out_label.index_copy_(0, on_device, warped_label)
 
     # Intensity, in the CPU pipeline's order. Labels are never changed by these.
     generator = torch.Generator(device=device).manual_seed(params.noise_seed)

@@ -135,6 +135,9 @@ def resample(image: torch.Tensor, label: torch.Tensor, grid: torch.Tensor,
     padded = F.pad(image, (1, 1, 1, 1, 1, 1), value=float(pad_value))
     out = F.grid_sample(padded, grid.to(image.dtype), mode="bilinear", padding_mode="border",
                         align_corners=True)
-    padded_label = F.pad(label.to(grid.dtype), (1, 1, 1, 1, 1, 1), value=0.0)
+    # One pass: the float copy of the label is written straight into its padded frame.
+    padded_label = torch.zeros((*label.shape[:2], *(n + 2 for n in label.shape[2:])), dtype=grid.dtype,
+                               device=label.device)
+    padded_label[..., 1:-1, 1:-1, 1:-1] = label
     labels = F.grid_sample(padded_label, grid, mode="nearest", padding_mode="border", align_corners=True)
     return out, labels.round().to(label.dtype)
