@@ -317,3 +317,16 @@ def test_steps_on_some_samples_never_write_into_the_callers_tensors():
     assert torch.equal(hu, image * 100) and torch.equal(out, out_again)
     assert torch.equal(out[1], hu[1]) and not torch.allclose(out[0], hu[0])
     assert torch.equal(image, before[0]) and torch.equal(label, before[1])
+
+
+def test_gaussian_smooth_matches_scipy_per_sample_and_axis():
+    ndimage = pytest.importorskip("scipy.ndimage")
+    from augment.device import gaussian_smooth
+
+    volumes = torch.randn(2, 20, 18, 16, generator=torch.Generator().manual_seed(0))
+    sigma = torch.tensor([[1.0, 0.5, 2.0], [0.3, 1.5, 0.0]], dtype=torch.float64)
+    smoothed = gaussian_smooth(volumes, sigma)
+    for sample in range(2):
+        expected = ndimage.gaussian_filter(volumes[sample].double().numpy(), sigma[sample].numpy(),
+                                           mode="nearest", truncate=3.0)
+        assert np.abs(smoothed[sample].numpy() - expected).max() < 1e-5

@@ -41,19 +41,18 @@ def gaussian_smooth(volumes: torch.Tensor, sigma_voxels: torch.Tensor) -> torch.
     darkening by zero padding)."""
     n = volumes.shape[0]
     sigma = sigma_voxels.to(torch.float64).clamp(min=_MIN_SIGMA)
-    out = volumes.unsqueeze(0)  # (1, n, X, Y, Z): one grouped convolution, a kernel per sample
-    for axis in range(3):
+    # Always along the last, contiguous axis (a grouped (1, 1, k) convolution, a kernel per
+    # sample: several times faster on a CPU than along the other axes), then the axes are rotated
+    # (X, Y, Z) -> (Z, X, Y) so the next one comes last; after three turns they are back in order.
+    out = volumes.unsqueeze(0)  # (1, n, X, Y, Z)
+    for axis in (2, 1, 0):
         largest = float(sigma[:, axis].max())
         radius = int(math.ceil(TRUNCATE * largest))
-        if radius < 1 or largest <= _MIN_SIGMA:
-            continue
-        kernel = _gaussian_kernels(sigma[:, axis], radius).to(volumes.device, volumes.dtype)
-        shape = [1, 1, 1]
-        shape[axis] = 2 * radius + 1
-        padding = [0] * 6  # F.pad lists the last axis first
-        padding[2 * (2 - axis)] = padding[2 * (2 - axis) + 1] = radius
-        padded = F.pad(out, padding, mode="replicate")
-        out = F.conv3d(padded, kernel.view(n, 1, *shape), groups=n)
+        if radius >= 1 and largest > _MIN_SIGMA:
+            kernel = _gaussian_kernels(sigma[:, axis], radius).to(volumes.device, volumes.dtype)
+            padded = F.pad(out, (radius, radius, 0, 0, 0, 0), mode="replicate")
+            out = F.conv3d(padded, kernel.view(n, 1, 1, 1, -1), groups=n)
+        out = out.permute(0, 1, 4, 2, 3).contiguous()
     return out[0]
 
 

@@ -140,4 +140,4 @@ def resample(image: torch.Tensor, label: torch.Tensor, grid: torch.Tensor,
                                device=label.device)
     padded_label[..., 1:-1, 1:-1, 1:-1] = label
     labels = F.grid_sample(padded_label, grid, mode="nearest", padding_mode="border", align_corners=True)
-    return out, labels.round().to(label.dtype)
+    return out, labels.to(label.dtype)  # nearest copies values: whole numbers, exactly
