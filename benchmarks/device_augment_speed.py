@@ -270,7 +270,6 @@ def main(argv=None):
                "cpu_one_thread": cpu}
     results["machine"]["load_average_1_5_15_min"] = {"start": load_start, "end": load_average()}
     if torch.cuda.is_available():
-        torch.set_num_threads(max(1, torch.get_num_threads()))
         gpu = torch.device("cuda")
         batch = 4
         gpu_images = torch.from_numpy(block_hu)[None, None].repeat(batch, 1, 1, 1, 1).to(gpu)
