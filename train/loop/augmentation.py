@@ -14,6 +14,10 @@ TorchIO draws every random value from torch's global RNG. Each call seeds it fro
 numpy generator inside :func:`torch.random.fork_rng`, so a patch depends only on (seed, step,
 rank), as without augmentation, and the caller's torch RNG state is left as it was.
 
+``TrainConfig.augmentation="device"`` runs the same steps on the training device instead
+(:func:`augment_on_device`, :mod:`augment.device`): the sampler hands out the larger blocks, the
+trainer augments the whole batch after moving it to the device and before the forward pass.
+
 torchio is imported when an augmenter is built, never at ``import train.loop``.
 """
 
@@ -21,13 +25,20 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
+from synth.seeding import derive_seed
+
 from .sampling import denormalise_hu, normalise_hu
 
-__all__ = ["PatchAugmenter", "augmentation_block", "denormalise_hu"]
+if TYPE_CHECKING:
+    from augment.device import DeviceAugmenter, SpacingMM
+
+__all__ = ["PatchAugmenter", "augment_on_device", "augmentation_block", "denormalise_hu",
+           "device_augmentation_generator"]
 
 
 def augmentation_block(patch_size: Sequence[int]) -> tuple[int, int, int]:
@@ -95,3 +106,30 @@ class PatchAugmenter:
         out_label = np.rint(augmented["seg"].data[0].numpy()).astype(np.uint8)
         image = normalise_hu(_centre_crop(image, self.patch), self.hu_window)
         return image, np.ascontiguousarray(_centre_crop(out_label, self.patch))
+
+
+def device_augmentation_generator(seed: int, step: int, rank: int = 0) -> torch.Generator:
+    """The CPU ``torch.Generator`` of step ``step``'s device augmentation on ``rank``: it depends on
+    (seed, step, rank) only, so a resumed run augments its batches as an uninterrupted one."""
+    return torch.Generator().manual_seed(derive_seed(int(seed), "device-augmentation", int(step), int(rank)))
+
+
+def augment_on_device(augmenter: DeviceAugmenter, images: torch.Tensor, labels: torch.Tensor,
+                      spacing_mm: SpacingMM,
+                      hu_window: Sequence[float], generator: torch.Generator
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Augment a batch of normalised blocks on their device and cut the patches from their centres.
+
+    Args:
+        augmenter: an :class:`augment.device.DeviceAugmenter` of the patch size and ``hu_window``.
+        images: (B, 1, X, Y, Z) blocks in [0, 1] (``hu_window`` scaled), on the training device.
+        labels: (B, 1, X, Y, Z) integer labels on the same device.
+        spacing_mm: (B, 3) voxel sizes in mm.
+        hu_window: the (low, high) HU of the normalisation.
+        generator: the step's generator (:func:`device_augmentation_generator`).
+
+    Returns the patches in [0, 1] (augmented in HU, then windowed again) and their labels.
+    """
+    image_hu = denormalise_hu(images, hu_window)
+    out_hu, out_labels = augmenter(image_hu, labels, spacing_mm, generator)
+    return normalise_hu(out_hu, hu_window), out_labels

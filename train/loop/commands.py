@@ -51,8 +51,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="synthesiser of the synthetic tumours (overrides the config)")
     parser.add_argument("--synthetic-model", type=Path,
                         help="diffusion model folder for --synthetic-method diffusion (overrides the config)")
-    parser.add_argument("--augmentation", choices=("none", "torchio"),
-                        help="TorchIO spatial and intensity augmentation of every patch (overrides the config)")
+    # The values of train.loop.config.AUGMENTATIONS (not imported: that loads torch).
+    parser.add_argument("--augmentation", choices=("none", "torchio", "device"),
+                        help="spatial and intensity augmentation of every patch: 'torchio' on the CPU, "
+                             "'device' batched on the training device (overrides the config)")
     parser.add_argument("--seed", type=int, help="seed of the run and of the case split (overrides the config)")
     parser.add_argument("--val-fraction", type=float, default=0.1, help="share of cases for validation")
     parser.add_argument("--test-fraction", type=float, default=0.2,

@@ -12,7 +12,7 @@ __all__ = ["AUGMENTATIONS", "SYNTHETIC_METHODS", "TrainConfig", "parse_synthetic
 #: Values of ``TrainConfig.synthetic_method``: the synthesiser that draws a lesion's appearance.
 SYNTHETIC_METHODS = ("heuristic", "diffusion")
 #: Values of ``TrainConfig.augmentation``: what happens to every patch after it is drawn.
-AUGMENTATIONS = ("none", "torchio")
+AUGMENTATIONS = ("none", "torchio", "device")
 NETWORKS = ("dynunet", "unet2d")  # train.model.build_model's networks (defined here: no torch import)
 OPTIMIZERS = ("sgd", "adamw")
 HOST_TUMORS = ("keep", "ignore")
@@ -66,9 +66,12 @@ class TrainConfig:
         synthetic_model: folder of a diffusion model (``config.json`` + ``weights.safetensors``);
             required with ``synthetic_method="diffusion"``, not allowed otherwise. Loaded once per
             run; a missing folder is an error when :func:`train.loop.train_model` starts.
-        augmentation: ``"none"`` or ``"torchio"``: every training patch (real or synthetic) goes
-            through the spatial and intensity steps of :func:`augment.pipelines.training_pipeline`
-            (affine, elastic, CT noise, gamma, blur, bias field), seeded from the step.
+        augmentation: ``"none"``, ``"torchio"`` or ``"device"``: every training patch (real or
+            synthetic) goes through the spatial and intensity steps of
+            :func:`augment.pipelines.training_pipeline` (affine, elastic, CT noise, gamma, blur,
+            bias field), seeded from the step: with TorchIO on the CPU, in the sampler
+            (``"torchio"``), or batched on the training device after the batch is moved there
+            (``"device"``, :mod:`augment.device`; a GPU stays busy).
         val_every: validate every this many steps; 0 validates only at the end.
         checkpoint_every: write ``checkpoint.pt`` every this many steps (and at the end).
         sw_overlap: sliding-window overlap at validation and prediction.

@@ -124,7 +124,9 @@ class PatchSampler:
 
     With ``config.augmentation="torchio"`` every patch is cut as a larger block
     (:func:`~train.loop.augmentation.augmentation_block`), augmented, and cut to the patch
-    (:class:`~train.loop.augmentation.PatchAugmenter`).
+    (:class:`~train.loop.augmentation.PatchAugmenter`). With ``config.augmentation="device"``
+    the sampler hands out the larger blocks themselves (normalised, not augmented): the trainer
+    augments them on its device and cuts the patch there (:func:`~train.loop.augmentation.augment_on_device`).
     """
 
     def __init__(self, cases: Sequence, config: TrainConfig, hosts: Sequence = (), *,
@@ -138,13 +140,15 @@ class PatchSampler:
         self.config = config
         self.patch = tuple(config.patch_size)
         self.augmenter = None
-        if config.augmentation == "torchio":
-            from .augmentation import PatchAugmenter
-
-            self.augmenter = PatchAugmenter(self.patch, config.hu_window)
         # The size cut from a case or a synthetic region: the patch itself, or the larger block
         # the augmentation turns and deforms before the patch is cut from its centre.
-        self.block = self.augmenter.block if self.augmenter is not None else self.patch
+        self.block = self.patch
+        if config.augmentation in ("torchio", "device"):
+            from .augmentation import PatchAugmenter, augmentation_block
+
+            self.block = augmentation_block(self.patch)
+            if config.augmentation == "torchio":
+                self.augmenter = PatchAugmenter(self.patch, config.hu_window)
         self.cases = [prepare_case(c, self.block, config.hu_window) for c in cases]
         self.hosts = [self._prepare_host(h) for h in hosts] if config.synthetic_probability > 0 else []
         self.synthetic_size = parse_synthetic_size(config.synthetic_size)
@@ -186,17 +190,28 @@ class PatchSampler:
         return "random", (x, y, z)
 
     def real_patch(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """A patch (or, for device augmentation, a block) of a training case."""
+        image, label, _ = self._real_patch(rng)
+        return image, label
+
+    def _real_patch(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, tuple[float, float, float]]:
         case = self.cases[int(rng.integers(len(self.cases)))]
         _, centre = self.draw_centre(case, rng)
         image, label = _crop([case.image, case.label], centre, self.block)
         if self.augmenter is not None:
             # The prepared case holds the normalised image; the augmentation works in HU.
-            return self.augmenter(denormalise_hu(image, self.config.hu_window), label, case.spacing, rng)
-        return image, label
+            image, label = self.augmenter(denormalise_hu(image, self.config.hu_window), label, case.spacing, rng)
+        return image, label, case.spacing
 
     # --- synthetic patches ----------------------------------------------------------------
     def synthetic_patch(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        """A patch of a host, centred on a tumour inserted into its liver.
+        """A patch of a host, centred on a tumour inserted into its liver."""
+        image, label, _ = self._synthetic_patch(rng)
+        return image, label
+
+    def _synthetic_patch(self, rng: np.random.Generator
+                         ) -> tuple[np.ndarray, np.ndarray, tuple[float, float, float]]:
+        """The synthetic patch and its spacing (mm).
 
         The host is prepared once; the insertion writes into it in place (no copy of the scan), the
         patch is copied out, and the host is put back (``HostScan.restore``), so every patch
@@ -227,20 +242,33 @@ class PatchSampler:
             if real_tumor.any():
                 label = np.where(real_tumor, np.uint8(IGNORE), label)
         if self.augmenter is not None:
-            return self.augmenter(image, label, scan.spacing, rng)
-        return normalise_hu(image, self.config.hu_window), np.asarray(label, dtype=np.uint8)
+            image, label = self.augmenter(image, label, scan.spacing, rng)
+            return image, label, scan.spacing
+        return normalise_hu(image, self.config.hu_window), np.asarray(label, dtype=np.uint8), scan.spacing
 
     # --- batches --------------------------------------------------------------------------
     def sample(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        """One ``(image, label)`` patch pair, each of the patch shape."""
+        """One ``(image, label)`` patch pair, each of the patch shape (the block's, for device
+        augmentation)."""
+        image, label, _ = self._sample(rng)
+        return image, label
+
+    def _sample(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, tuple[float, float, float]]:
         if self.hosts and rng.random() < self.config.synthetic_probability:
-            return self.synthetic_patch(rng)
-        return self.real_patch(rng)
+            return self._synthetic_patch(rng)
+        return self._real_patch(rng)
 
     def batch(self, step: int, rank: int = 0) -> tuple[np.ndarray, np.ndarray]:
         """Batch of step ``step``: images ``(B, 1, X, Y, Z)`` float32, labels uint8, same shape."""
-        rng = step_rng(self.config.seed, step, rank)
-        pairs = [self.sample(rng) for _ in range(self.config.batch_size)]
-        images = np.stack([p[0] for p in pairs])[:, None].astype(np.float32, copy=False)
-        labels = np.stack([p[1] for p in pairs])[:, None].astype(np.uint8, copy=False)
+        images, labels, _ = self.batch_with_spacing(step, rank)
         return images, labels
+
+    def batch_with_spacing(self, step: int, rank: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """:meth:`batch` and each sample's voxel size in mm, ``(B, 3)`` float64 (what device
+        augmentation needs to rotate and deform in mm)."""
+        rng = step_rng(self.config.seed, step, rank)
+        samples = [self._sample(rng) for _ in range(self.config.batch_size)]
+        images = np.stack([s[0] for s in samples])[:, None].astype(np.float32, copy=False)
+        labels = np.stack([s[1] for s in samples])[:, None].astype(np.uint8, copy=False)
+        spacing = np.array([s[2] for s in samples], dtype=np.float64)
+        return images, labels, spacing

@@ -22,6 +22,7 @@ import torch
 
 from ..losses import build_loss, head_outputs
 from ..model import build_model, deep_supervision_heads
+from .augmentation import augment_on_device, device_augmentation_generator
 from .config import RESUMABLE_CHANGES, TrainConfig
 from .distributed import setup_distributed
 from .files import load_torch, save_torch, write_logs
@@ -65,8 +66,8 @@ class _StepBatches(torch.utils.data.Dataset):
         return self.steps
 
     def __getitem__(self, step):
-        images, labels = self.sampler.batch(step, self.rank)
-        return torch.from_numpy(images), torch.from_numpy(labels)
+        images, labels, spacing = self.sampler.batch_with_spacing(step, self.rank)
+        return torch.from_numpy(images), torch.from_numpy(labels), torch.from_numpy(spacing)
 
 
 @contextlib.contextmanager
@@ -203,15 +204,24 @@ def _train(config, train_cases, val_cases, hosts, out_dir, resume, stop_after, p
 
     bar = tqdm(total=config.steps, initial=start, desc="train", unit="step",
                disable=not (progress and ddp.is_main))
+    device_augmenter = None
+    if config.augmentation == "device":
+        from augment.device import DeviceAugmenter
+
+        device_augmenter = DeviceAugmenter(config.patch_size, config.hu_window)
     model.train()
     step = start
     tick = time.perf_counter()
-    for step, (images, labels) in zip(range(start, end), loader):
+    for step, (images, labels, spacing) in zip(range(start, end), loader):
         lr = poly_learning_rate(config, step)
         for group in optimizer.param_groups:
             group["lr"] = lr
         images = images.to(device, non_blocking=True)
         labels = labels.to(device, non_blocking=True).long()
+        if device_augmenter is not None:  # the sampler cut larger blocks: augment, cut the patches
+            images, labels = augment_on_device(
+                device_augmenter, images, labels, spacing, config.hu_window,
+                device_augmentation_generator(config.seed, step, ddp.rank))
         if config.network == "unet2d":  # the slice model predicts the centre slice of its stack
             middle = labels.shape[-1] // 2
             labels = labels[..., middle:middle + 1]
