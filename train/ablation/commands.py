@@ -22,7 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     which.add_argument("--config", metavar="FILE", help="ablation configuration (JSON; see docs/ablation.md)")
     which.add_argument("--profile", choices=PROFILES,
                        help="bundled configuration: cpu-quick (LiTS-117 in 3-fold axial cross-validation, "
-                            "about 11 min on 2 CPU cores), gpu-sample (the same data, a larger model and 3 seeds "
+                            "about 12 min on 2 CPU cores), gpu-sample (the same data, a larger model and 3 seeds "
                             "on one GPU) or gpu (a LiTS-sized folder)")
     parser.add_argument("--out", metavar="DIR", default=DEFAULT_OUT,
                         help=f"output folder (default ./{DEFAULT_OUT}); rerun to resume")
