@@ -3,13 +3,17 @@
 Scans: the built-in phantom at 0.8 x 0.8 x 2.5 mm (int16), 512 x 512 x 100 and 512 x 512 x 300
 (the same 1.3 L liver; the taller scan adds chest and pelvis), and the real TotalSegmentator
 example case. Per size class (tiny 3-10 lesions a call, small 3-10, medium 2-5, large 1-3, and
-"mix", 11-28 lesions of every size, as the reference's classes):
+"mix", 11-28 lesions of every size, as the reference's classes; see below):
 - **cold call**: ``insert_tumor`` from scratch (validation, preparation and insertion), returning
   new arrays (``pure``), and writing into the caller's arrays (``in place``, ``out=``);
 - **warm, a lesion**: on a prepared scan that has taken about 150 lesions already, a call of 5
   lesions (tiny, small) or of the class's count, divided by its lesions: in place, the scan put back
   after each call (``HostScan.restore``, included), and returning new arrays (one copy of the scan
   a call, included);
+- "mix" is the reference's own mix, 3-10 tiny, 5-10 small, 2-5 medium and 1-3 large lesions in
+  one call; ours takes one size class a call, so its "mix" is four calls on one prepared scan,
+  the later ones avoiding the earlier ones' lesions (the first copies the scan, unless in place).
+  "real sizes" is ours alone: 11-28 lesions drawn from the size mix of real lesions (``size="mix"``);
 - the **floor**: one copy of the liver's bounding box (volume and label), the least any
   synthesiser that writes into the liver must pay once per call;
 - peak memory allocated during a cold call (tracemalloc) beyond the returned arrays.
@@ -47,7 +51,10 @@ from _common import machine, write_results  # noqa: E402
 from synth import LesionPlacementError, insert_tumor, prepare_host  # noqa: E402
 from synth.phantom import make_phantom  # noqa: E402
 
-COUNTS = {"tiny": (3, 10), "small": (3, 10), "medium": (2, 5), "large": (1, 3), "mix": (11, 28)}
+COUNTS = {"tiny": (3, 10), "small": (3, 10), "medium": (2, 5), "large": (1, 3), "mix": (11, 28),
+          "real sizes": (11, 28)}
+# The reference's "mix", class by class (its counts); ours inserts them with one call per class.
+MIX_CLASSES = (("tiny", (3, 10)), ("small", (5, 10)), ("medium", (2, 5)), ("large", (1, 3)))
 WARM_COUNT = {"tiny": 5, "small": 5}  # lesions a warm call where the target is set at 5 a call
 SPACING = (0.8, 0.8, 2.5)
 REPO = Path(__file__).resolve().parents[1]
@@ -121,6 +128,44 @@ class Reference:
 # --- ours -------------------------------------------------------------------------------------------
 
 
+def insert_mix(host, seed):
+    """The reference's mix, in place on the host's arrays: one call per class, one generator."""
+    rng = np.random.default_rng(seed)
+    results = []
+    try:
+        for size, count in MIX_CLASSES:
+            results.append(host.insert(size=size, count=count, rng=rng, out=(host.volume, host.label)))
+    except LesionPlacementError:
+        for result in reversed(results):  # no lesion of a failed mix stays in the scan
+            host.restore(result)
+        raise
+    return results
+
+
+def cold_call(volume, label, spacing, size, count, seed, *, in_place):
+    """``insert_tumor`` from scratch: new arrays (pure) or the caller's (in place)."""
+    if size == "mix":
+        if not in_place:
+            volume, label = volume.copy(), label.copy()  # what a pure call returns
+        return insert_mix(prepare_host(volume, label, spacing=spacing), seed)
+    our_size = "mix" if size == "real sizes" else size
+    return insert_tumor(volume, label, spacing=spacing, size=our_size, count=count, seed=seed,
+                        out=(volume, label) if in_place else None)
+
+
+def warm_in_place(host, size, count, seed):
+    """A warm call in place, the scan put back; returns (seconds, lesions)."""
+    start = time.perf_counter()
+    if size == "mix":
+        results = insert_mix(host, seed)
+    else:
+        results = [host.insert(size="mix" if size == "real sizes" else size, count=count, seed=seed,
+                               out=(host.volume, host.label))]
+    for result in reversed(results):
+        host.restore(result)
+    return time.perf_counter() - start, sum(len(r.lesions) for r in results)
+
+
 def warm_up(host, volume, label, calls=40):
     """Touch the liver widely so lazily built vessel blocks exist, as after a few epochs."""
     for seed in range(calls):
@@ -151,24 +196,23 @@ def bench_scan(name, volume, label, spacing, repeats, reference=None, classes=CO
 
 def _bench_class(host, volume, label, spacing, size, count, repeats, reference):
     cold_pure, cold_in_place, ref_cold, ref_lesions = [], [], [], []
-    warm_in_place, warm_pure, ref_warm = [], [], []
+    warm_in_place_s, warm_pure, ref_warm = [], [], []
     warm_count = WARM_COUNT.get(size, count)
     work = (volume.copy(), label.copy())
     for seed in range(repeats):
         try:
-            cold_pure.append(timed(insert_tumor, volume, label, spacing=spacing, size=size, count=count,
-                                   seed=seed)[0])
+            cold_pure.append(timed(cold_call, volume, label, spacing, size, count, seed, in_place=False)[0])
             work[0][...], work[1][...] = volume, label
-            cold_in_place.append(timed(insert_tumor, work[0], work[1], spacing=spacing, size=size, count=count,
-                                       seed=seed, out=work)[0])
-            dt, result = timed(host.insert, size=size, count=warm_count, seed=seed, out=(volume, label))
-            dt_restore, _ = timed(host.restore, result)
-            warm_in_place.append((dt + dt_restore) / len(result.lesions))
-            dt, result = timed(host.insert, size=size, count=warm_count, seed=seed)
-            warm_pure.append(dt / len(result.lesions))
+            cold_in_place.append(timed(cold_call, work[0], work[1], spacing, size, count, seed, in_place=True)[0])
+            dt, lesions = warm_in_place(host, size, warm_count, seed)
+            warm_in_place_s.append(dt / lesions)
+            if size != "mix":  # several calls cannot share new arrays: no pure warm mix
+                dt, result = timed(host.insert, size="mix" if size == "real sizes" else size, count=warm_count,
+                                   seed=seed)
+                warm_pure.append(dt / len(result.lesions))
         except LesionPlacementError:
             continue
-        if reference is not None:
+        if reference is not None and size != "real sizes":
             dt, n = reference.call(volume, label, size, seed)
             ref_cold.append(dt)
             ref_lesions.append(n)
@@ -177,17 +221,18 @@ def _bench_class(host, volume, label, spacing, size, count, repeats, reference):
             ref_warm.append(dt / max(n, 1))
     entry = {"count": list(count), "warm_count": warm_count if isinstance(warm_count, int) else list(warm_count),
              "cold_call_ms": {"pure": ms(cold_pure), "in_place": ms(cold_in_place)},
-             "warm_per_lesion_ms": {"in_place": ms(warm_in_place), "pure": ms(warm_pure)}}
-    if reference is not None:
+             "warm_per_lesion_ms": {"in_place": ms(warm_in_place_s), "pure": ms(warm_pure) if warm_pure else None}}
+    if ref_cold:
         entry["reference"] = {"cold_call_ms": ms(ref_cold), "per_lesion_ms": ms(ref_warm),
                               "lesions_a_call": round(statistics.mean(ref_lesions), 1)}
         entry["speedup"] = {
             "cold_in_place": round(ms(ref_cold) / ms(cold_in_place), 1),
             "cold_pure": round(ms(ref_cold) / ms(cold_pure), 1),
-            "warm_per_lesion_in_place": round(ms(ref_warm) / ms(warm_in_place), 1),
-            "warm_per_lesion_pure": round(ms(ref_warm) / ms(warm_pure), 1),
+            "warm_per_lesion_in_place": round(ms(ref_warm) / ms(warm_in_place_s), 1),
+            "warm_per_lesion_pure": round(ms(ref_warm) / ms(warm_pure), 1) if warm_pure else None,
         }
-    entry["memory"] = peak_memory(volume, label, spacing, size, count)
+    if size not in ("mix", "real sizes"):
+        entry["memory"] = peak_memory(volume, label, spacing, size, count)
     return entry
 
 
@@ -245,12 +290,15 @@ def markdown(results) -> str:
         for size, e in scan["classes"].items():
             row = (f"| {size} | {e['count'][0]}-{e['count'][1]} (warm {e['warm_count']}) | "
                    f"{e['cold_call_ms']['in_place']} / {e['cold_call_ms']['pure']} | "
-                   f"{e['warm_per_lesion_ms']['in_place']} / {e['warm_per_lesion_ms']['pure']} | "
-                   f"{e['memory']['working_mb']} |")
+                   f"{e['warm_per_lesion_ms']['in_place']} / {e['warm_per_lesion_ms']['pure'] or '-'} | "
+                   f"{e['memory']['working_mb'] if 'memory' in e else '-'} |")
             if "reference" in e:
                 r, s = e["reference"], e["speedup"]
+                pure = f"{s['warm_per_lesion_pure']}x" if s["warm_per_lesion_pure"] else "-"
                 row += (f" {r['cold_call_ms']} | {r['per_lesion_ms']} | {s['cold_in_place']}x / {s['cold_pure']}x | "
-                        f"{s['warm_per_lesion_in_place']}x / {s['warm_per_lesion_pure']}x |")
+                        f"{s['warm_per_lesion_in_place']}x / {pure} |")
+            elif with_ref:
+                row += " - | - | - | - |"
             lines.append(row)
         lines.append("")
     if results.get("scaling_small_lesions"):
@@ -290,7 +338,7 @@ def main(argv=None):
         results["scans"]["totalseg_example"] = bench_scan(
             "totalseg_example", np.asanyarray(ct.dataobj), np.asanyarray(liver.dataobj).astype(np.uint8),
             tuple(float(z) for z in ct.header.get_zooms()), args.repeats,
-            classes={k: v for k, v in COUNTS.items() if k != "mix"})
+            classes={k: v for k, v in COUNTS.items() if k not in ("mix", "real sizes")})
     else:
         print(f"skipping the real case: {TOTALSEG} not found")
     if not args.no_scaling:
