@@ -10,6 +10,22 @@ from pathlib import Path
 import numpy as np
 import scipy
 
+REPO = Path(__file__).resolve().parents[1]
+# The project's real CT cases, beside the repository when present (the benchmarks fall back to the
+# phantom or skip a case without them).
+SHARED_DATA = REPO.parent / "shared" / "data"
+LITS117 = SHARED_DATA / "lits117"
+TOTALSEG = SHARED_DATA / "totalseg_example"
+
+
+def load_average() -> list[float] | None:
+    """The 1, 5 and 15 minute load averages (None where the system does not say): other work on
+    the machine moves timings."""
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except (AttributeError, OSError):
+        return None
+
 
 def machine() -> dict:
     cpu = platform.processor() or platform.machine()
@@ -26,8 +42,7 @@ def machine() -> dict:
         "numpy": np.__version__,
         "scipy": scipy.__version__,
         "system": platform.system(),
-        # Other work on the machine moves timings: the 1, 5 and 15 minute load averages.
-        "load_average": [round(x, 2) for x in os.getloadavg()],
+        "load_average": load_average(),
     }
 
 

@@ -35,14 +35,12 @@ import torch
 import torchio as tio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine, write_results  # noqa: E402
+from _common import LITS117, REPO, machine, write_results  # noqa: E402
 
 from augment import RandomTumorInsertion  # noqa: E402
 from augment.pipelines import label_sampler, training_pipeline  # noqa: E402
 from synth.phantom import make_phantom  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
-LITS117 = REPO.parent / "shared" / "data" / "lits117"
 THREADS = 2
 PATCH_SIZE = (128, 128, 64)  # the pipeline's default; the crop is then 160 x 160 x 80
 SAMPLES_PER_VOLUME = 4

@@ -36,7 +36,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine, write_results  # noqa: E402
+from _common import LITS117, REPO, load_average, machine, write_results  # noqa: E402
 
 from augment.device import DeviceAugmenter, augment_batch  # noqa: E402
 from augment.device.intensity import add_ct_noise, apply_bias_field, apply_gamma, gaussian_smooth  # noqa: E402
@@ -44,19 +44,9 @@ from augment.device.spatial import resample, sampling_grid  # noqa: E402
 from augment.pipelines import AIR_HU, BIAS_ORDER, DEFAULT_WINDOW_HU  # noqa: E402
 from train.loop.augmentation import PatchAugmenter, augmentation_block  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
-LITS117 = REPO.parent / "shared" / "data" / "lits117"
 PATCH = (128, 128, 128)
 BASELINE_PER_CORE = 0.8  # patches/s a core of the TorchIO pipeline (docs/benchmarks.md)
 TARGET_PER_CORE = 8.0  # 10x
-
-
-def load_average():
-    """The 1, 5 and 15 minute load averages (None where the system does not say)."""
-    try:
-        return [round(v, 2) for v in os.getloadavg()]
-    except (AttributeError, OSError):
-        return None
 
 
 def load_scan():

@@ -28,20 +28,18 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine, write_results  # noqa: E402
+from _common import LITS117, REPO, machine, write_results  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
-LITS = REPO.parent / "shared" / "data" / "lits117"
 STEPS = (4, 10, 50)
 
 
 def host_scan():
     from synth import prepare_host
 
-    if (LITS / "volume-117.nii.gz").is_file():
+    if (LITS117 / "volume-117.nii.gz").is_file():
         from synth.io import load_nifti
 
-        ct, seg = load_nifti(LITS / "volume-117.nii.gz"), load_nifti(LITS / "segmentation-117.nii.gz")
+        ct, seg = load_nifti(LITS117 / "volume-117.nii.gz"), load_nifti(LITS117 / "segmentation-117.nii.gz")
         return "lits117", prepare_host(ct.array, seg.array, spacing=ct.spacing)
     from synth.phantom import make_phantom
 

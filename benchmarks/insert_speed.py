@@ -46,7 +46,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from _common import machine, write_results  # noqa: E402
+from _common import REPO, TOTALSEG, machine, write_results  # noqa: E402
 
 from synth import LesionPlacementError, insert_tumor, prepare_host  # noqa: E402
 from synth.phantom import make_phantom  # noqa: E402
@@ -57,8 +57,6 @@ COUNTS = {"tiny": (3, 10), "small": (3, 10), "medium": (2, 5), "large": (1, 3), 
 MIX_CLASSES = (("tiny", (3, 10)), ("small", (5, 10)), ("medium", (2, 5)), ("large", (1, 3)))
 WARM_COUNT = {"tiny": 5, "small": 5}  # lesions a warm call where the target is set at 5 a call
 SPACING = (0.8, 0.8, 2.5)
-REPO = Path(__file__).resolve().parents[1]
-TOTALSEG = REPO.parent / "shared" / "data" / "totalseg_example"
 
 
 def ms(values) -> float:

@@ -33,7 +33,7 @@ from .types import (
     TypeSampler,
     TypeSize,
 )
-from .validation import check_label_map, check_spacing, check_volume
+from .validation import EMPTY_MASK, check_label_map, check_spacing, check_volume
 
 _BLOCK_MM = 16.0  # side of a vessel-map block: about one small lesion
 _CLEARANCE_CELL_MM = 4.0  # grid of the coarse clearance map
@@ -72,7 +72,7 @@ class HostScan:
         self.spacing = spacing
         liver = bounding_slices(label)
         if liver is None:
-            raise ValueError("mask is empty: it has no liver voxels (label 1 or 2)")
+            raise ValueError(EMPTY_MASK)  # a HostScan built without prepare_host
         grow = [int(np.ceil(_BOX_MARGIN_MM / s)) for s in spacing]
         bx, by, bz = (slice(max(b.start - g, 0), min(b.stop + g, n)) for b, g, n in zip(liver, grow, label.shape))
         self.box: Box = (bx, by, bz)  # every voxel an insertion may change lies in it

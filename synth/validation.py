@@ -16,6 +16,7 @@ from .labels import LABEL_VALUES
 # Values a CT in Hounsfield units can hold: what 16-bit CT storage (int16 and uint16) can hold,
 # wider than any scanner's scale. Anything beyond is not HU (unscaled raw data, garbage, 1e308).
 PLAUSIBLE_HU = (-32768.0, 65535.0)
+EMPTY_MASK = "mask is empty: it has no liver voxels (label 1 or 2)"
 
 
 def check_volume(volume) -> np.ndarray:
@@ -85,7 +86,7 @@ def check_label_map(mask, shape: tuple[int, ...]) -> np.ndarray:
     if mask.dtype == bool:
         return np.array(mask, dtype=np.uint8, order="C")
     if check_label_values(mask, name="mask") == 0:
-        raise ValueError("mask is empty: it has no liver voxels (label 1 or 2)")
+        raise ValueError(EMPTY_MASK)
     # C order: the synthesiser indexes the label map through flat indices.
     return np.asarray(mask, dtype=np.uint8, order="C")
 
