@@ -41,9 +41,10 @@ from .texture import Appearance, intensity_change
 THICK_RATIO = 2.0
 THICK_FROM_MM = 2.5
 # Sub-slices are at most as thick as the in-plane pixel and as SUB_SLICE_MM, a third or less of the
-# thinnest soft edge; at most MAX_SUB_SLICES per slice.
-SUB_SLICE_MM = 1.0
-MAX_SUB_SLICES = 8
+# thinnest soft edge, so that a slice's volume fraction is resolved to a sixth or better on 3 mm
+# slices; at most MAX_SUB_SLICES per slice.
+SUB_SLICE_MM = 0.5
+MAX_SUB_SLICES = 10
 _FAR = np.float32(1e6)  # distance and relative radius of sub-slices too far out to matter
 
 
@@ -117,7 +118,7 @@ def rasterize_on_sub_slices(shape: LesionShape, voxel_count: int, spacing, *, pa
     depth[near] = relative / level
     distance, depth = distance.reshape(fine_shape), depth.reshape(fine_shape)
     coarse_shape = (2 * hx + 1, 2 * hy + 1, 2 * hz + 1)
-    fraction = _profile_mean((distance < 0).astype(np.float32), n)
+    fraction = _profile_mean(_occupancy(distance, float(steps[2])), n)
     # The label: the voxel_count voxels of largest volume fraction, ties to the voxel whose middle
     # sub-slice lies deeper inside. Their volume is the lesion's, so where the lesion is a few
     # slices thick the cut falls at a fraction of about one half (docs/synthesis.md, "Thick
@@ -170,11 +171,19 @@ def lesion_change(appearance: Appearance, stencil: LesionStencil, spacing, rng: 
     return np.divide(weighted, mean_weight, out=np.zeros_like(weighted), where=mean_weight > 0)
 
 
-def volume_fraction(stencil: LesionStencil) -> np.ndarray:
-    """Share of each voxel's sub-slices inside the lesion's surface (0 or 1 without sub-slices)."""
+def volume_fraction(stencil: LesionStencil, spacing) -> np.ndarray:
+    """The lesion's volume fraction in each voxel along z, from its sub-slices (0 or 1 without
+    sub-slices); ``spacing`` is the host's, in mm."""
     if stencil.sub_slices is None:
         return stencil.inside.astype(np.float32)
-    return _profile_mean((stencil.sub_slices.distance_mm < 0).astype(np.float32), stencil.sub_slices.count)
+    fine = stencil.sub_slices
+    return _profile_mean(_occupancy(fine.distance_mm, float(spacing[2]) / fine.count), fine.count)
+
+
+def _occupancy(distance_mm: np.ndarray, thickness_mm: float) -> np.ndarray:
+    """Share of a sub-slice of ``thickness_mm`` inside a surface at signed distance ``distance_mm``
+    from its centre: exact for a surface across the slice, and finer than in or out."""
+    return np.clip(0.5 - distance_mm / np.float32(thickness_mm), 0.0, 1.0).astype(np.float32, copy=False)
 
 
 def _profile_mean(values: np.ndarray, count: int) -> np.ndarray:
