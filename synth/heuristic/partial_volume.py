@@ -40,11 +40,11 @@ from .texture import Appearance, intensity_change
 # blurring z alone would make it look stretched.
 THICK_RATIO = 2.0
 THICK_FROM_MM = 2.5
-# Sub-slices are at most as thick as the in-plane pixel and as SUB_SLICE_MM, a third or less of the
-# thinnest soft edge, so that a slice's volume fraction is resolved to a sixth or better on 3 mm
-# slices; at most MAX_SUB_SLICES per slice.
-SUB_SLICE_MM = 0.5
-MAX_SUB_SLICES = 10
+# Sub-slices are at most SUB_SLICE_MM thick, two thirds of the thinnest soft edge: measured on 5-15 mm
+# lesions with a 1.5 mm edge on 3 and 5 mm slices, the change is then within 0.3 HU RMS (of 40 HU)
+# of 31 sub-slices a slice; at most MAX_SUB_SLICES per slice.
+SUB_SLICE_MM = 1.0
+MAX_SUB_SLICES = 8
 _FAR = np.float32(1e6)  # distance and relative radius of sub-slices too far out to matter
 
 
@@ -62,7 +62,7 @@ def sub_slice_count(spacing, partial_volume: bool | None) -> int:
         partial_volume = slice_mm >= THICK_RATIO * in_plane and slice_mm >= THICK_FROM_MM
     if not partial_volume:
         return 1
-    return min(MAX_SUB_SLICES, math.ceil(slice_mm / min(in_plane, SUB_SLICE_MM) - 1e-9))
+    return min(MAX_SUB_SLICES, math.ceil(slice_mm / SUB_SLICE_MM - 1e-9))
 
 
 def lesion_stencil(shape: LesionShape, voxel_count: int, spacing, *, pad_mm: float, sub_slices: int,
@@ -77,8 +77,8 @@ def lesion_stencil(shape: LesionShape, voxel_count: int, spacing, *, pad_mm: flo
 
 def rasterize_on_sub_slices(shape: LesionShape, voxel_count: int, spacing, *, pad_mm: float, sub_slices: int,
                             centre_sub_slice: int) -> LesionStencil:
-    """Rasterise ``shape`` on ``sub_slices`` sub-slices per slice, scaled so that exactly
-    ``voxel_count`` voxels have a volume fraction of at least one half.
+    """Rasterise ``shape`` on ``sub_slices`` sub-slices per slice with the volume of ``voxel_count``
+    voxels, and label the ``voxel_count`` voxels of largest volume fraction.
 
     The lesion's centre lies at sub-slice ``centre_sub_slice`` (0 to ``sub_slices - 1``, along +z)
     of the stencil's centre voxel. The returned stencil is on the host's grid; its ``distance_mm``
@@ -119,14 +119,18 @@ def rasterize_on_sub_slices(shape: LesionShape, voxel_count: int, spacing, *, pa
     distance, depth = distance.reshape(fine_shape), depth.reshape(fine_shape)
     coarse_shape = (2 * hx + 1, 2 * hy + 1, 2 * hz + 1)
     fraction = _profile_mean(_occupancy(distance, float(steps[2])), n)
-    # The label: the voxel_count voxels of largest volume fraction, ties to the voxel whose middle
+    nearest = _profile_min(distance, n)
+    # The label: the voxel_count voxels of largest volume fraction, ties to the voxel whose nearest
     # sub-slice lies deeper inside. Their volume is the lesion's, so where the lesion is a few
     # slices thick the cut falls at a fraction of about one half (docs/synthesis.md, "Thick
     # slices"); a lesion thinner than a slice is labelled on its most occupied voxels.
-    middle_distance = np.partition(distance.reshape(*coarse_shape, n), n // 2, axis=-1)[..., n // 2]
-    order = np.lexsort((middle_distance.reshape(-1), -fraction.reshape(-1)))
+    # Only voxels the lesion occupies at all can be among them: rank those alone.
+    occupied = np.flatnonzero(fraction > 0)
+    if occupied.size < voxel_count:
+        occupied = np.arange(fraction.size)
+    order = np.lexsort((nearest.reshape(-1)[occupied], -fraction.reshape(-1)[occupied]))
     inside = np.zeros(fraction.size, dtype=bool)
-    inside[order[:voxel_count]] = True
+    inside[occupied[order[:voxel_count]]] = True
     inside = inside.reshape(coarse_shape)
     count = int(np.count_nonzero(inside))
     # Distance of each voxel's centre (the mean of its sub-slices) from the lesion's centre.
@@ -137,8 +141,8 @@ def rasterize_on_sub_slices(shape: LesionShape, voxel_count: int, spacing, *, pa
     bx, by, bz = (slice(int(i.min()), int(i.max()) + 1) for i in body)
     return LesionStencil(
         half_size=(hx, hy, hz),
-        distance_mm=distance.reshape(*coarse_shape, n).min(axis=-1),
-        depth=depth.reshape(*coarse_shape, n).min(axis=-1),
+        distance_mm=nearest,
+        depth=_profile_min(depth, n),
         inside=inside,
         voxel_count=count,
         diameter_mm=equivalent_diameter(count, voxel_volume),
@@ -188,5 +192,17 @@ def _occupancy(distance_mm: np.ndarray, thickness_mm: float) -> np.ndarray:
 
 def _profile_mean(values: np.ndarray, count: int) -> np.ndarray:
     """Mean of consecutive groups of ``count`` sub-slices along z: the box slice profile."""
-    x, y, z = values.shape
-    return values.reshape(x, y, z // count, count).mean(axis=-1, dtype=np.float32)
+    # A sum of strided views: several times faster than a mean over a short last axis.
+    total = values[:, :, 0::count].astype(np.float32)
+    for m in range(1, count):
+        total += values[:, :, m::count]
+    total *= np.float32(1.0 / count)
+    return total
+
+
+def _profile_min(values: np.ndarray, count: int) -> np.ndarray:
+    """Minimum of consecutive groups of ``count`` sub-slices along z."""
+    lowest = values[:, :, 0::count].copy()
+    for m in range(1, count):
+        np.minimum(lowest, values[:, :, m::count], out=lowest)
+    return lowest
