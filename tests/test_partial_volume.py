@@ -117,12 +117,13 @@ def test_thick_rendering_matches_a_fine_grid_averaged_over_each_slice(spacing):
         reference = contrast_hu * _reference_weight(shape, count, spacing, n, centre, edge_mm, stencil.half_size)
         changed = (thick > 0) | (reference > 0)
         difference = thick[changed] - reference[changed]
-        # Measured: RMS <= 0.2 HU and max <= 1.5 HU of 40 HU (the surface is interpolated between
-        # nodes of different grids); the bound leaves room for that and nothing more.
+        # Measured: equal to float precision (the same sub-slice grid gives the same surface and
+        # level); the bounds leave room for interpolation nodes that fall differently.
         assert np.sqrt(np.mean(difference**2)) < 0.5, f"{diameter} mm lesion on {spacing}: RMS too large"
         assert np.abs(difference).max() < 3.0
         if spacing == THICK_HOST_SPACING and diameter == 5.0:
-            # The direct rendering on 5 mm slices (centred on a slice) is far from the reference.
+            # The direct rendering on 5 mm slices (centred on a slice) is far from the reference
+            # (measured 6.7 and 4.2 HU RMS).
             direct = rasterize(shape, count, spacing, pad_mm=6.0)
             direct_change = contrast_hu * _centred(soft_edge(direct.distance_mm, edge_mm), stencil.half_size)
             assert np.sqrt(np.mean((direct_change[changed] - reference[changed]) ** 2)) > 3.0
@@ -152,7 +153,7 @@ def test_five_mm_lesion_shows_partially_on_the_slices_it_grazes(three_mm_hosts):
             (profile,) = _centre_profiles(volume, result)
             assert np.abs(profile).max() >= 15.0, f"{name}: the lesion did not change the image"
             partial.append(_partial_slices(profile))
-        # Measured: 1.4 (phantom) and 1.5 (TotalSegmentator) such slices a lesion on average.
+        # Measured: 1.7 such slices a lesion on both hosts (10 seeds).
         assert np.mean(partial) >= 1.0, f"{name}: {partial}"
         assert sum(p > 0 for p in partial) >= 8, f"{name}: {partial}"
 
@@ -167,9 +168,9 @@ def test_on_five_mm_slices_partial_volume_replaces_the_step(make_host):
             result = host.insert(size=FIVE_MM, count=1, phenotype="hypodense", seed=seed, partial_volume=option)
             counts.append(_partial_slices(_centre_profiles(h.volume, result)[0]))
         partial[option] = np.mean(counts)
-    # Measured: 0.05 slices drawn directly (one slice at full contrast, then nothing), 0.9 on
+    # Measured: 0.1 slices drawn directly (one slice at full contrast, then nothing), 1.1 on
     # sub-slices.
-    assert partial[False] <= 0.2 and partial[None] >= 0.6, partial
+    assert partial[False] <= 0.3 and partial[None] >= 0.8, partial
 
 
 # --- the label --------------------------------------------------------------------------------
