@@ -201,9 +201,9 @@ def test_records_match_the_label_on_thick_hosts(three_mm_hosts):
         result = prepare_host(volume, label, spacing=spacing).insert(size="medium", count=2, seed=1,
                                                                      partial_volume=option)
         new = (result.label == 2) & (label != 2)
-        assert np.count_nonzero(new) == sum(lesion.voxel_count for lesion in result.lesions)
+        assert np.count_nonzero(new) == sum(lesion.voxel_count for lesion in result.lesions), name
         for lesion in result.lesions:
-            assert 10.0 <= lesion.diameter_mm < 20.0 and lesion.size_class == "medium"
+            assert 10.0 <= lesion.diameter_mm < 20.0 and lesion.size_class == "medium", name
             assert lesion.diameter_mm == pytest.approx(equivalent_diameter(lesion.voxel_count,
                                                                            float(np.prod(spacing))))
             assert result.label[lesion.center_voxel] == 2

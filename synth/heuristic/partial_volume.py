@@ -30,7 +30,16 @@ import math
 import numpy as np
 
 from .blend import soft_edge
-from .shape import LesionShape, LesionStencil, SubSlices, body_scale, rasterize, scaled_surface, surface_cells
+from .shape import (
+    FAR,
+    LesionShape,
+    LesionStencil,
+    SubSlices,
+    body_scale,
+    rasterize,
+    scaled_surface,
+    surface_cells,
+)
 from .size import equivalent_diameter
 from .texture import Appearance, intensity_change
 
@@ -45,7 +54,6 @@ THICK_FROM_MM = 2.5
 # of 31 sub-slices a slice; at most MAX_SUB_SLICES per slice.
 SUB_SLICE_MM = 1.0
 MAX_SUB_SLICES = 8
-_FAR = np.float32(1e6)  # distance and relative radius of sub-slices too far out to matter
 
 
 def sub_slice_count(spacing, partial_volume: bool | None) -> int:
@@ -112,11 +120,10 @@ def rasterize_on_sub_slices(shape: LesionShape, voxel_count: int, spacing, *, pa
         raise ValueError("lesion stencil too small for its voxel count")  # a bug, not user input
     last_in, first_out = np.partition(relative, (fine_count - 1, fine_count))[[fine_count - 1, fine_count]]
     level = np.float32(0.5 * (last_in + first_out))
-    distance = np.full(rho.size, _FAR, dtype=np.float32)
-    distance[near] = rho_near - level * surface
-    depth = np.full(rho.size, _FAR, dtype=np.float32)
-    depth[near] = relative / level
-    distance, depth = distance.reshape(fine_shape), depth.reshape(fine_shape)
+    distance = np.full(fine_shape, FAR, dtype=np.float32)
+    distance.reshape(-1)[near] = rho_near - level * surface
+    depth = np.full(fine_shape, FAR, dtype=np.float32)
+    depth.reshape(-1)[near] = relative / level
     coarse_shape = (2 * hx + 1, 2 * hy + 1, 2 * hz + 1)
     fraction = _profile_mean(_occupancy(distance, float(steps[2])), n)
     nearest = _profile_min(distance, n)
@@ -129,9 +136,8 @@ def rasterize_on_sub_slices(shape: LesionShape, voxel_count: int, spacing, *, pa
     if occupied.size < voxel_count:
         occupied = np.arange(fraction.size)
     order = np.lexsort((nearest.reshape(-1)[occupied], -fraction.reshape(-1)[occupied]))
-    inside = np.zeros(fraction.size, dtype=bool)
-    inside[occupied[order[:voxel_count]]] = True
-    inside = inside.reshape(coarse_shape)
+    inside = np.zeros(coarse_shape, dtype=bool)
+    inside.reshape(-1)[occupied[order[:voxel_count]]] = True
     count = int(np.count_nonzero(inside))
     # Distance of each voxel's centre (the mean of its sub-slices) from the lesion's centre.
     centre_z = (np.arange(-hz, hz + 1) + ((n - 1) / 2.0 - a) / n) * spacing[2]

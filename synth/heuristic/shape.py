@@ -104,7 +104,9 @@ class LesionStencil:
         Every voxel within ``margin_mm`` of the surface lies in it: the radial distance to the
         surface is never shorter than the straight one. On sub-slices the body is every voxel
         that any of its sub-slices puts inside (more than ``inside`` holds)."""
-        body = self.body_box if self.sub_slices is None else bounding_slices(self.distance_mm < 0)
+        body: tuple[slice, ...] = self.body_box
+        if self.sub_slices is not None:
+            body = bounding_slices(self.distance_mm < 0) or body  # never empty: it holds the body
         grow = [int(np.ceil(margin_mm / s)) + 1 for s in spacing]
         gx, gy, gz = (slice(max(b.start - g, 0), min(b.stop + g, n))
                       for b, g, n in zip(body, grow, self.inside.shape))
@@ -174,7 +176,7 @@ _DIRECTIONS = _sphere_directions()
 # and the voxel count, stay exact. Measured on 20-50 mm lesions, the interpolated surface moves by
 # well under a voxel, and rasterising costs several times less (docs/benchmarks.md).
 _CELL_PER_RADIUS = 1.0 / 8.0
-_FAR = np.float32(1e6)  # distance and depth of voxels too far out to matter
+FAR = np.float32(1e6)  # distance and depth of voxels too far out to matter
 
 
 def rasterize(shape: LesionShape, voxel_count: int, spacing, *, pad_mm: float) -> LesionStencil:
@@ -203,10 +205,10 @@ def rasterize(shape: LesionShape, voxel_count: int, spacing, *, pad_mm: float) -
         raise ValueError("lesion stencil too small for its voxel count")  # a bug, not user input
     last_in, first_out = np.partition(relative, (voxel_count - 1, voxel_count))[[voxel_count - 1, voxel_count]]
     level = np.float32(0.5 * (last_in + first_out))
-    distance = np.full(rho.size, _FAR, dtype=np.float32)
+    distance = np.full(rho.size, FAR, dtype=np.float32)
     distance_near = rho_near - level * surface
     distance[near] = distance_near
-    depth = np.full(rho.size, _FAR, dtype=np.float32)
+    depth = np.full(rho.size, FAR, dtype=np.float32)
     depth[near] = relative / level
     inside = (distance < 0).reshape(rho.shape)
     body = near[distance_near < 0]
