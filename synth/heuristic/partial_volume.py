@@ -13,10 +13,12 @@ profile is modelled as a box of width the slice spacing, i.e. contiguous slices 
 equals their spacing. (Helical scanners have bell-shaped profiles with the same FWHM; the box is
 the usual first-order model and needs no thickness beyond the spacing, which NIfTI headers give.)
 What is averaged is the lesion's change, soft-edge weight times intensity change, and its
-occupancy: the share of a voxel's sub-slices that lie inside the surface, the lesion's volume
-fraction in that voxel along z. The label is every voxel whose volume fraction is at least one
-half; the lesion is scaled so that exactly the requested number of voxels pass that rule, so sizes
-and records stay those of the label, as on thin slices.
+occupancy, which makes the lesion's volume fraction in each voxel. The lesion keeps the volume of
+the requested voxel count, and the label is that many voxels of largest volume fraction: for a
+lesion a few slices thick, the "at least half inside" rule moved to the nearest cut that keeps the
+size (measured cuts 0.37-0.57), so sizes and records stay those of the label, as on thin slices;
+a lesion thinner than a slice, which no voxel holds by half, is labelled on its most occupied
+voxels.
 
 The sub-slices only refine z, and only inside the lesion's box: the in-plane grid is already fine
 on the scans this is for (under 1 mm in-plane, 2.5-5 mm slices). The lesion's centre is placed at a
@@ -60,8 +62,8 @@ def sub_slice_count(spacing, partial_volume: bool | None) -> int:
     """Sub-slices per slice for a host of ``spacing`` (mm, X Y Z); 1 means none.
 
     ``partial_volume`` None applies the automatic rule (slices at least twice the in-plane pixel
-    and at least 2.5 mm), True draws on sub-slices whenever a slice is thicker than one, False
-    never does.
+    and at least 2.5 mm), True draws on sub-slices whenever the slices are thicker than
+    ``SUB_SLICE_MM`` (1 mm), False never does. Raises TypeError for anything else.
     """
     if partial_volume is not None and not isinstance(partial_volume, (bool, np.bool_)):
         raise TypeError(f"partial_volume must be True, False or None (automatic); got {partial_volume!r}")
