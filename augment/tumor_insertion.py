@@ -51,7 +51,8 @@ class RandomTumorInsertion(RandomTransform):
             once per process) or a loaded ``synth.diffusion.DiffusionModel``. Only with
             ``method="diffusion"``.
         synthesis_options: Further keyword arguments of :func:`synth.synthesize`
-            (``edge_mm``, ``subcapsular_probability``, ``mass_effect``, ``max_attempts``).
+            (``edge_mm``, ``subcapsular_probability``, ``mass_effect``, ``partial_volume``,
+            ``max_attempts``).
         space_tolerance_mm: Largest distance, in mm, by which the image's and the label map's
             affines may place a voxel apart.
         **kwargs: See :class:`~torchio.transforms.Transform` (``p``, ``include``, ``exclude``,

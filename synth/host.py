@@ -254,6 +254,7 @@ class HostScan:
         edge_mm: TypeRange = EDGE_MM,
         subcapsular_probability: float = SUBCAPSULAR_PROBABILITY,
         mass_effect: bool = True,
+        partial_volume: bool | None = None,
         max_attempts: int = MAX_ATTEMPTS,
         method: TypeMethod = "heuristic",
         model: TypeModel = None,
@@ -267,8 +268,8 @@ class HostScan:
 
         return synthesize(self, size=size, count=count, phenotype=phenotype, seed=seed, rng=rng, edge_mm=edge_mm,
                           subcapsular_probability=subcapsular_probability, mass_effect=mass_effect,
-                          max_attempts=max_attempts, method=method, model=model, sampling_steps=sampling_steps,
-                          sampler=sampler, out=out)
+                          partial_volume=partial_volume, max_attempts=max_attempts, method=method, model=model,
+                          sampling_steps=sampling_steps, sampler=sampler, out=out)
 
 
 def prepare_host(volume, mask, *, spacing=(1.0, 1.0, 1.0)) -> HostScan:

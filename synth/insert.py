@@ -14,12 +14,13 @@ import numpy as np
 
 from .defaults import EDGE_MM, MAX_ATTEMPTS, SUBCAPSULAR_PROBABILITY
 from .errors import LesionPlacementError
-from .heuristic.blend import soft_edge, to_dtype
+from .heuristic.blend import to_dtype
 from .heuristic.location import PlacementRules, sample_location
 from .heuristic.mass_effect import MASS_EFFECT_FROM_MM, displacement_box, push_outward
-from .heuristic.shape import rasterize, sample_shape
+from .heuristic.partial_volume import edge_weight, lesion_change, lesion_stencil, sub_slice_count
+from .heuristic.shape import sample_shape
 from .heuristic.size import SizeSpec, parse_size, sample_diameter, size_class, voxel_count_for
-from .heuristic.texture import intensity_change, parse_phenotype, sample_appearance, sample_phenotype
+from .heuristic.texture import parse_phenotype, sample_appearance, sample_phenotype
 from .host import HostScan, prepare_host
 from .labels import Label
 from .records import InsertionResult, Lesion
@@ -57,6 +58,7 @@ def insert_tumor(
     edge_mm: TypeRange = EDGE_MM,
     subcapsular_probability: float = SUBCAPSULAR_PROBABILITY,
     mass_effect: bool = True,
+    partial_volume: bool | None = None,
     max_attempts: int = MAX_ATTEMPTS,
     method: TypeMethod = "heuristic",
     model: TypeModel = None,
@@ -92,7 +94,7 @@ def insert_tumor(
         shape, location, edge and label rules are the same for both.
     model : path or synth.diffusion.DiffusionModel, optional
         The diffusion model folder (``config.json`` + ``weights.safetensors``) or a loaded model.
-    edge_mm, subcapsular_probability, mass_effect, max_attempts, sampling_steps, sampler, out
+    edge_mm, subcapsular_probability, mass_effect, partial_volume, max_attempts, sampling_steps, sampler, out
         See :func:`synthesize`. ``out=(volume, mask)`` inserts in place (arrays only; the mask
         must then be a C-ordered uint8 label map).
 
@@ -118,8 +120,8 @@ def insert_tumor(
         spacing = header_spacing if spacing is None else spacing
     result = prepare_host(volume, mask, spacing=(1.0, 1.0, 1.0) if spacing is None else spacing).insert(
         size=size, count=count, phenotype=phenotype, seed=seed, rng=rng, edge_mm=edge_mm,
-        subcapsular_probability=subcapsular_probability, mass_effect=mass_effect, max_attempts=max_attempts,
-        method=method, model=model, sampling_steps=sampling_steps, sampler=sampler, out=out)
+        subcapsular_probability=subcapsular_probability, mass_effect=mass_effect, partial_volume=partial_volume,
+        max_attempts=max_attempts, method=method, model=model, sampling_steps=sampling_steps, sampler=sampler, out=out)
     if images is None:
         return result.volume, result.label
     return _like(image, result.volume), _like(image, result.label)
@@ -136,6 +138,7 @@ def synthesize(
     edge_mm: TypeRange = EDGE_MM,
     subcapsular_probability: float = SUBCAPSULAR_PROBABILITY,
     mass_effect: bool = True,
+    partial_volume: bool | None = None,
     max_attempts: int = MAX_ATTEMPTS,
     method: TypeMethod = "heuristic",
     model: TypeModel = None,
@@ -154,6 +157,12 @@ def synthesize(
         (1.5-5 mm) of liver between their surface and the capsule.
     mass_effect : bool
         Push surrounding parenchyma outward around lesions of 20 mm and more.
+    partial_volume : bool, optional
+        Draw lesions on sub-slices (at most 1 mm thick) and average each slice over its profile, so
+        that a lesion grazing a thick slice shows there faintly, as on a real scanner; the label is
+        the voxels at least half inside. None (default) does so when the slices are at least twice
+        the in-plane pixel and at least 2.5 mm thick (``synth.heuristic.partial_volume``); thinner
+        or near-isotropic scans are drawn directly, as before.
     max_attempts : int
         Candidate centres tried per lesion before :class:`LesionPlacementError` is raised.
     method, model
@@ -173,6 +182,7 @@ def synthesize(
     size_spec = parse_size(size)
     low, high = check_count(count)
     phenotype_weights = parse_phenotype(phenotype)
+    sub_slices = sub_slice_count(host.spacing, partial_volume)
     edge_low, edge_high = _check_range(edge_mm, "edge_mm")
     if not 0.0 <= subcapsular_probability <= 1.0:
         raise ValueError(f"subcapsular_probability must be in [0, 1]; got {subcapsular_probability}")
@@ -187,7 +197,7 @@ def synthesize(
 
     request = _Request(size_spec, phenotype_weights, (edge_low, edge_high), subcapsular_probability,
                        mass_effect, max_attempts, n_lesions=int(rng.integers(low, high + 1)),
-                       painter=painter)
+                       painter=painter, sub_slices=sub_slices)
     volume, label = _output_arrays(host, out)
     lesions: list[Lesion] = []
     try:
@@ -212,6 +222,7 @@ class _Request:
     max_attempts: int
     n_lesions: int
     painter: object = None  # None: the heuristic texture; else a synth.diffusion.DiffusionPainter
+    sub_slices: int = 1  # per slice, to draw lesions on (synth.heuristic.partial_volume); 1: none
 
 
 def _painter(method, model, sampling_steps, sampler):
@@ -247,7 +258,8 @@ def _insert_one(host: HostScan, volume, label, index: int, request: _Request, rn
             vessel_tolerance=_VESSEL_TOLERANCE[round_],
         )
         pad = max(rules.capsule_margin_mm, appearance.edge_mm + rules.gap_mm)
-        stencil = rasterize(sample_shape(diameter, rng), voxel_count, spacing, pad_mm=pad)
+        stencil = lesion_stencil(sample_shape(diameter, rng), voxel_count, spacing, pad_mm=pad,
+                                 sub_slices=request.sub_slices, rng=rng)
         placed = sample_location(host, label, stencil, rules, appearance.edge_mm, rng,
                                  attempts=max(1, request.max_attempts // _PLACEMENT_ROUNDS))
         if placed is not None:
@@ -286,10 +298,10 @@ def _paint(host, volume, label, index, center, box, stencil, appearance, subcaps
         np.copyto(volume[effect_box], pushed_region, where=movable)
         changed_box = _union(paint_box, effect_box)
 
-    weight = soft_edge(changed.distance_mm, appearance.edge_mm)
+    weight = edge_weight(changed, appearance.edge_mm)  # on thick slices, averaged over the slice profile
     weight *= label[paint_box] == Label.LIVER  # only tumour-free liver changes
     if painter is None:
-        change = intensity_change(appearance, changed.distance_mm, changed.depth, spacing, rng)
+        change = lesion_change(appearance, changed, spacing, rng)
     else:  # the model's target values, blended in with the same soft edge
         change = painter(volume, paint_box, center, changed, spacing, rng) - volume[paint_box].astype(np.float32)
     new_region = to_dtype(volume[paint_box].astype(np.float32) + weight * change, volume.dtype)

@@ -4,7 +4,8 @@ The soft edge is a logistic profile of the signed distance to the surface, with 
 ``edge_mm``; it is cut to zero one edge width outside the surface so the image changes only near
 the lesion. The label is the set of voxels where the edge weight is above one half, i.e. exactly
 the voxels whose intensity moved more than half of the lesion's change: no label on tissue that did
-not change, no changed tissue left unlabelled.
+not change, no changed tissue left unlabelled. On thick slices the weight is averaged over each
+slice's sub-slices and the label follows the volume fraction (``synth.heuristic.partial_volume``).
 """
 
 from __future__ import annotations

@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from .._arrays import bounding_slices
 from .size import equivalent_diameter
 
 LOBULATION_FROM_MM = 0.0  # every lesion gets lobes, stronger as it grows (docs/realism.md)
@@ -84,24 +85,48 @@ class LesionStencil:
     inner_radius_mm: float  # distance from the centre to the nearest voxel outside
     body_box: tuple[slice, slice, slice]  # the box of the ``inside`` voxels
     offset: tuple[slice, slice, slice] | None = None  # set by crop: where this part came from
+    # Thick-slice hosts only (synth.heuristic.partial_volume): the lesion on sub-slices; then
+    # ``distance_mm`` and ``depth`` are their minimum over each slice's sub-slices.
+    sub_slices: SubSlices | None = None
 
     def crop(self, local: tuple[slice, slice, slice]) -> LesionStencil:
         """The part of the stencil inside ``local`` (which must hold the whole body); sizes and
         counts describe the whole lesion."""
         bx, by, bz = (slice(b.start - c.start, b.stop - c.start) for b, c in zip(self.body_box, local))
         body_box = (bx, by, bz)
+        sub_slices = None if self.sub_slices is None else self.sub_slices.crop(local)
         return replace(self, distance_mm=self.distance_mm[local], depth=self.depth[local],
-                       inside=self.inside[local], body_box=body_box, offset=local)
+                       inside=self.inside[local], body_box=body_box, offset=local, sub_slices=sub_slices)
 
     def around_body(self, margin_mm: float, spacing) -> tuple[slice, slice, slice]:
         """The body's box grown by ``margin_mm`` (and one voxel), clipped to the stencil.
 
         Every voxel within ``margin_mm`` of the surface lies in it: the radial distance to the
-        surface is never shorter than the straight one."""
+        surface is never shorter than the straight one. On sub-slices the body is every voxel
+        that any of its sub-slices puts inside (more than ``inside`` holds)."""
+        body: tuple[slice, ...] = self.body_box
+        if self.sub_slices is not None:
+            body = bounding_slices(self.distance_mm < 0) or body  # never empty: it holds the body
         grow = [int(np.ceil(margin_mm / s)) + 1 for s in spacing]
         gx, gy, gz = (slice(max(b.start - g, 0), min(b.stop + g, n))
-                      for b, g, n in zip(self.body_box, grow, self.inside.shape))
+                      for b, g, n in zip(body, grow, self.inside.shape))
         return gx, gy, gz
+
+
+@dataclass(frozen=True)
+class SubSlices:
+    """A lesion drawn on ``count`` sub-slices per slice: the arrays are ``count`` times longer along
+    z than the stencil's, sub-slice ``m`` of slice ``k`` at index ``k * count + m``."""
+
+    count: int
+    distance_mm: np.ndarray  # signed distance to the surface at each sub-slice's centre
+    depth: np.ndarray  # relative radius at each sub-slice's centre
+
+    def crop(self, local: tuple[slice, slice, slice]) -> SubSlices:
+        """The sub-slices of the slices ``local`` selects."""
+        x, y, z = local
+        fine = (x, y, slice(z.start * self.count, z.stop * self.count))
+        return replace(self, distance_mm=self.distance_mm[fine], depth=self.depth[fine])
 
 
 def _random_rotation(rng: np.random.Generator) -> np.ndarray:
@@ -151,7 +176,7 @@ _DIRECTIONS = _sphere_directions()
 # and the voxel count, stay exact. Measured on 20-50 mm lesions, the interpolated surface moves by
 # well under a voxel, and rasterising costs several times less (docs/benchmarks.md).
 _CELL_PER_RADIUS = 1.0 / 8.0
-_FAR = np.float32(1e6)  # distance and depth of voxels too far out to matter
+FAR = np.float32(1e6)  # distance and depth of voxels too far out to matter
 
 
 def rasterize(shape: LesionShape, voxel_count: int, spacing, *, pad_mm: float) -> LesionStencil:
@@ -164,52 +189,26 @@ def rasterize(shape: LesionShape, voxel_count: int, spacing, *, pad_mm: float) -
     """
     spacing = np.asarray(spacing, dtype=np.float64)
     voxel_volume = float(np.prod(spacing))
-    # The box must hold the body once scaled to the voxel count. The body's volume is
-    # (1/3) * integral of radius^3 over directions, so the scale is known before rasterising;
-    # a little room covers the sampled directions and the voxel grid.
-    radii = surface_radius(shape, _DIRECTIONS)
-    body_volume = 4.0 / 3.0 * np.pi * float(np.mean(radii.astype(np.float64) ** 3))
-    scale = (voxel_count * voxel_volume / body_volume) ** (1.0 / 3.0)
-    # Extent along each scan axis (an elongated lesion needs a box, not a cube).
-    extent = (np.abs(_DIRECTIONS @ shape.rotation.T.astype(np.float32)) * radii[:, None]).max(axis=0)
-    reach_per_axis = extent * scale * 1.1 + 0.5 * spacing
-    reach = float(radii.max()) * scale * 1.1 + 0.5 * float(spacing.max())
+    scale, extent, reach = body_scale(shape, voxel_count * voxel_volume)
+    reach_per_axis = extent + 0.5 * spacing
+    reach = reach + 0.5 * float(spacing.max())
     # Coarse cells along each axis, in voxels; a half-size that is a multiple of it puts a node on
     # both ends of the box.
-    cell = np.maximum(1, np.round(_CELL_PER_RADIUS * shape.radius_mm * scale / spacing)).astype(int)
+    cell = surface_cells(shape, scale, spacing)
     half = tuple(int(np.ceil((int(np.ceil((r + pad_mm) / s)) + 1) / k) * k)
                  for r, s, k in zip(reach_per_axis, spacing, cell))
-    axes = [np.arange(-h, h + 1, dtype=np.float32) * np.float32(s) for h, s in zip(half, spacing)]
-    rho = _radius_on_grid(axes)
-    # Only voxels within reach + pad of the centre can matter: the box's corners (about half of
-    # it) stay "far outside" without evaluating the surface there.
-    near = np.flatnonzero(rho <= reach + pad_mm)
-    rho_near = rho.reshape(-1)[near]
-    if (cell == 1).all():
-        surface = _surface_at(shape, axes, near, rho_near)
-    else:
-        # Nodes up to one cell beyond reach + pad are evaluated, so that every voxel that matters
-        # interpolates between evaluated nodes (the others hold a placeholder never read).
-        kx, ky, kz = (int(k) for k in cell)
-        node_rho = rho[::kx, ::ky, ::kz]
-        node_near = np.flatnonzero(node_rho <= reach + pad_mm + float(np.linalg.norm(cell * spacing)))
-        nodes = np.ones(node_rho.shape, dtype=np.float32)
-        nodes.reshape(-1)[node_near] = _surface_at(shape, [a[::k] for a, k in zip(axes, cell)], node_near,
-                                                   node_rho.reshape(-1)[node_near])
-        for axis, k in enumerate(cell):
-            nodes = _upsample_linear(nodes, int(k), axis)
-        surface = nodes.reshape(-1)[near]
-    surface *= np.float32(scale)
+    indices = [np.arange(-h, h + 1) for h in half]
+    rho, near, rho_near, surface = scaled_surface(shape, scale, indices, spacing, cell, reach + pad_mm)
     relative = rho_near / surface
 
     if voxel_count >= relative.size:
         raise ValueError("lesion stencil too small for its voxel count")  # a bug, not user input
     last_in, first_out = np.partition(relative, (voxel_count - 1, voxel_count))[[voxel_count - 1, voxel_count]]
     level = np.float32(0.5 * (last_in + first_out))
-    distance = np.full(rho.size, _FAR, dtype=np.float32)
+    distance = np.full(rho.size, FAR, dtype=np.float32)
     distance_near = rho_near - level * surface
     distance[near] = distance_near
-    depth = np.full(rho.size, _FAR, dtype=np.float32)
+    depth = np.full(rho.size, FAR, dtype=np.float32)
     depth[near] = relative / level
     inside = (distance < 0).reshape(rho.shape)
     body = near[distance_near < 0]
@@ -227,6 +226,59 @@ def rasterize(shape: LesionShape, voxel_count: int, spacing, *, pad_mm: float) -
         inner_radius_mm=float(rho[~inside].min()),
         body_box=(bx, by, bz),
     )
+
+
+def body_scale(shape: LesionShape, volume_mm3: float) -> tuple[float, np.ndarray, float]:
+    """The factor that gives ``shape`` a body of about ``volume_mm3``, and the scaled body's reach
+    in mm along each scan axis and in any direction (10 % spare for the sampled directions)."""
+    # The body's volume is (1/3) * integral of radius^3 over directions, so the scale is known
+    # before rasterising.
+    radii = surface_radius(shape, _DIRECTIONS)
+    body_volume = 4.0 / 3.0 * np.pi * float(np.mean(radii.astype(np.float64) ** 3))
+    scale = (volume_mm3 / body_volume) ** (1.0 / 3.0)
+    # Extent along each scan axis (an elongated lesion needs a box, not a cube).
+    extent = (np.abs(_DIRECTIONS @ shape.rotation.T.astype(np.float32)) * radii[:, None]).max(axis=0)
+    return scale, extent * scale * 1.1, float(radii.max()) * scale * 1.1
+
+
+def surface_cells(shape: LesionShape, scale: float, steps) -> np.ndarray:
+    """Voxels per coarse cell along each axis, for grid steps ``steps`` (mm)."""
+    return np.maximum(1, np.round(_CELL_PER_RADIUS * shape.radius_mm * scale / steps)).astype(int)
+
+
+def scaled_surface(shape: LesionShape, scale: float, indices: list[np.ndarray], steps, cell: np.ndarray,
+                   limit_mm: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The scaled surface radius along the directions of a grid's voxels near the centre.
+
+    ``indices`` are the consecutive voxel indices of the grid along each axis (0 at the lesion's
+    centre) and ``steps`` its voxel size in mm. Returns the radius of every voxel (mm), the flat
+    indices of the voxels within ``limit_mm`` of the centre, their radius, and the surface radius
+    along their direction (mm).
+    """
+    axes = [i.astype(np.float32) * np.float32(s) for i, s in zip(indices, steps)]
+    rho = _radius_on_grid(axes)
+    # Only voxels within the limit of the centre can matter: the box's corners (about half of
+    # it) stay "far outside" without evaluating the surface there.
+    near = np.flatnonzero(rho <= limit_mm)
+    rho_near = rho.reshape(-1)[near]
+    if (cell == 1).all():
+        surface = _surface_at(shape, axes, near, rho_near)
+    else:
+        # Nodes up to one cell beyond the limit are evaluated, so that every voxel that matters
+        # interpolates between evaluated nodes (the others hold a placeholder never read). A
+        # last node past the grid's end closes an axis whose length is not a whole number of cells.
+        node_axes = [(i[0] + k * np.arange(-(-(i.size - 1) // k) + 1)).astype(np.float32) * np.float32(s)
+                     for i, k, s in zip(indices, cell, steps)]
+        node_rho = _radius_on_grid(node_axes)
+        node_near = np.flatnonzero(node_rho <= limit_mm + float(np.linalg.norm(cell * np.asarray(steps))))
+        nodes = np.ones(node_rho.shape, dtype=np.float32)
+        nodes.reshape(-1)[node_near] = _surface_at(shape, node_axes, node_near, node_rho.reshape(-1)[node_near])
+        for axis, k in enumerate(cell):
+            nodes = _upsample_linear(nodes, int(k), axis)
+        nodes = nodes[: rho.shape[0], : rho.shape[1], : rho.shape[2]]
+        surface = nodes.reshape(-1)[near]
+    surface *= np.float32(scale)
+    return rho, near, rho_near, surface
 
 
 def _radius_on_grid(axes: list[np.ndarray]) -> np.ndarray:
