@@ -24,6 +24,7 @@ from .host import HostScan, prepare_host
 from .labels import Label
 from .records import InsertionResult, Lesion
 from .types import (
+    TypeBank,
     TypeCount,
     TypeMethod,
     TypeModel,
@@ -62,6 +63,7 @@ def insert_tumor(
     model: TypeModel = None,
     sampling_steps: int | None = None,
     sampler: TypeSampler | None = None,
+    bank: TypeBank = None,
     out: TypeOut | None = None,
 ) -> tuple[Any, Any]:
     """Insert synthetic tumours into the liver of a CT scan.
@@ -86,12 +88,16 @@ def insert_tumor(
         ``"mix"`` or a ``{name: weight}`` dict.
     seed : int, optional / rng : numpy.random.Generator, optional
         Source of randomness (give at most one). The same seed gives the same output.
-    method : ``"heuristic"`` or ``"diffusion"``
-        Who draws the lesion's appearance: the numpy texture model, or a trained diffusion
-        model that inpaints the lesion (``model`` required; see ``docs/diffusion.md``). Size,
-        shape, location, edge and label rules are the same for both.
+    method : ``"heuristic"``, ``"diffusion"`` or ``"copy-paste"``
+        Who draws the lesion's appearance: the numpy texture model, a trained diffusion
+        model that inpaints the lesion (``model`` required; see ``docs/diffusion.md``), or a real
+        lesion from a bank, turned, scaled to the drawn size and pasted with its contrast to the
+        liver kept (``bank`` required; its mask is also the lesion's shape; see
+        ``docs/copy_paste.md``). Size, location, edge and label rules are the same for all.
     model : path or synth.diffusion.DiffusionModel, optional
         The diffusion model folder (``config.json`` + ``weights.safetensors``) or a loaded model.
+    bank : path or synth.copy_paste.LesionBank, optional
+        The lesion bank folder (``tumorsynth bank build``) or a loaded bank.
     edge_mm, subcapsular_probability, mass_effect, max_attempts, sampling_steps, sampler, out
         See :func:`synthesize`. ``out=(volume, mask)`` inserts in place (arrays only; the mask
         must then be a C-ordered uint8 label map).
@@ -119,7 +125,7 @@ def insert_tumor(
     result = prepare_host(volume, mask, spacing=(1.0, 1.0, 1.0) if spacing is None else spacing).insert(
         size=size, count=count, phenotype=phenotype, seed=seed, rng=rng, edge_mm=edge_mm,
         subcapsular_probability=subcapsular_probability, mass_effect=mass_effect, max_attempts=max_attempts,
-        method=method, model=model, sampling_steps=sampling_steps, sampler=sampler, out=out)
+        method=method, model=model, sampling_steps=sampling_steps, sampler=sampler, bank=bank, out=out)
     if images is None:
         return result.volume, result.label
     return _like(image, result.volume), _like(image, result.label)
@@ -141,6 +147,7 @@ def synthesize(
     model: TypeModel = None,
     sampling_steps: int | None = None,
     sampler: TypeSampler | None = None,
+    bank: TypeBank = None,
     out: TypeOut | None = None,
 ) -> InsertionResult:
     """Insert lesions into a prepared scan and return the new arrays with lesion records.
@@ -156,7 +163,7 @@ def synthesize(
         Push surrounding parenchyma outward around lesions of 20 mm and more.
     max_attempts : int
         Candidate centres tried per lesion before :class:`LesionPlacementError` is raised.
-    method, model
+    method, model, bank
         As in :func:`insert_tumor`.
     sampling_steps : int, optional / sampler : str, optional
         Diffusion only: sampler steps (default the model's, 10) and ``"ddim"`` or
@@ -178,7 +185,7 @@ def synthesize(
         raise ValueError(f"subcapsular_probability must be in [0, 1]; got {subcapsular_probability}")
     if max_attempts < 1:
         raise ValueError(f"max_attempts must be at least 1; got {max_attempts}")
-    painter = _painter(method, model, sampling_steps, sampler)
+    painter = _painter(method, model, sampling_steps, sampler, bank, host)
     smallest_ml = np.pi * size_spec.smallest_mm**3 / 6.0 / 1000.0
     if low * smallest_ml > host.stats.volume_ml:
         raise LesionPlacementError(
@@ -211,22 +218,37 @@ class _Request:
     mass_effect: bool
     max_attempts: int
     n_lesions: int
-    painter: object = None  # None: the heuristic texture; else a synth.diffusion.DiffusionPainter
+    painter: object = None  # None: the heuristic texture; else a DiffusionPainter or CopyPastePainter
 
 
-def _painter(method, model, sampling_steps, sampler):
-    """The diffusion painter for ``method="diffusion"``, None for the heuristic."""
+def _painter(method, model, sampling_steps, sampler, bank, host):
+    """The painter of ``method``: None for the heuristic, a diffusion or copy-paste painter."""
+    diffusion_only = [name for name, value in (("model", model), ("sampling_steps", sampling_steps),
+                                               ("sampler", sampler)) if value is not None]
+    if method != "copy-paste" and bank is not None:
+        raise ValueError("bank only applies to method='copy-paste'")
     if method == "heuristic":
-        extra = [name for name, value in (("model", model), ("sampling_steps", sampling_steps),
-                                          ("sampler", sampler)) if value is not None]
-        if extra:
-            raise ValueError(f"{', '.join(extra)} only apply to method='diffusion'")
+        if diffusion_only:
+            raise ValueError(f"{', '.join(diffusion_only)} only apply to method='diffusion'")
         return None
+    if method == "copy-paste":
+        if diffusion_only:
+            raise ValueError(f"{', '.join(diffusion_only)} only apply to method='diffusion'")
+        from .copy_paste.insertion import CopyPastePainter
+
+        return CopyPastePainter(bank, liver_hu=host.stats.median_hu)
     if method != "diffusion":
-        raise ValueError(f"method must be 'heuristic' or 'diffusion'; got {method!r}")
+        raise ValueError(f"method must be 'heuristic', 'diffusion' or 'copy-paste'; got {method!r}")
     from .diffusion.insertion import DiffusionPainter  # torch is imported only here
 
     return DiffusionPainter(model, steps=sampling_steps, sampler=sampler)
+
+
+def _stencil(painter, diameter, voxel_count, spacing, pad, rng):
+    """The lesion's stencil: a painter's own (a donor's shape), else a heuristic shape."""
+    if hasattr(painter, "stencil"):
+        return painter.stencil(diameter, voxel_count, spacing, pad_mm=pad, rng=rng)
+    return rasterize(sample_shape(diameter, rng), voxel_count, spacing, pad_mm=pad)
 
 
 def _insert_one(host: HostScan, volume, label, index: int, request: _Request, rng) -> Lesion:
@@ -247,7 +269,7 @@ def _insert_one(host: HostScan, volume, label, index: int, request: _Request, rn
             vessel_tolerance=_VESSEL_TOLERANCE[round_],
         )
         pad = max(rules.capsule_margin_mm, appearance.edge_mm + rules.gap_mm)
-        stencil = rasterize(sample_shape(diameter, rng), voxel_count, spacing, pad_mm=pad)
+        stencil = _stencil(request.painter, diameter, voxel_count, spacing, pad, rng)
         placed = sample_location(host, label, stencil, rules, appearance.edge_mm, rng,
                                  attempts=max(1, request.max_attempts // _PLACEMENT_ROUNDS))
         if placed is not None:
@@ -286,7 +308,7 @@ def _paint(host, volume, label, index, center, box, stencil, appearance, subcaps
         np.copyto(volume[effect_box], pushed_region, where=movable)
         changed_box = _union(paint_box, effect_box)
 
-    weight = soft_edge(changed.distance_mm, appearance.edge_mm)
+    weight = getattr(painter, "edge_weight", soft_edge)(changed.distance_mm, appearance.edge_mm)
     weight *= label[paint_box] == Label.LIVER  # only tumour-free liver changes
     if painter is None:
         change = intensity_change(appearance, changed.distance_mm, changed.depth, spacing, rng)
@@ -311,6 +333,7 @@ def _paint(host, volume, label, index, center, box, stencil, appearance, subcaps
         subcapsular=subcapsular,
         mass_effect=pushed,
         bbox=(box_x, box_y, box_z),
+        donor=getattr(stencil, "donor", None),
     )
 
 
