@@ -322,6 +322,8 @@ def _describe(lesion_id: str, sample, case, case_liver_hu: float) -> tuple[dict,
     liver_hu = float(np.median(local_liver)) if local_liver.size >= _MIN_LOCAL_LIVER_VOXELS else case_liver_hu
     lesion_hu = float(volume[sample.lesion].mean())
     centroid = np.argwhere(sample.lesion).mean(axis=0)
+    # Where the crop lies in its case (voxels): the centroid in the case minus the one in the crop.
+    start = np.rint(np.asarray(sample.center_mm) / np.asarray(sample.spacing) - centroid).astype(int)
     entry = {
         "id": lesion_id,
         "case": case.case_id,
@@ -333,7 +335,7 @@ def _describe(lesion_id: str, sample, case, case_liver_hu: float) -> tuple[dict,
         "lesion_mean_hu": round(lesion_hu, 2),
         "contrast_hu": round(lesion_hu - liver_hu, 2),
         "centroid_mm": [round(float(c), 3) for c in sample.center_mm],
-        "crop_shape": list(volume.shape),
+        "crop_box": [[int(a), int(a + n)] for a, n in zip(start, volume.shape)],
         "crop_centroid_voxel": [round(float(c), 3) for c in centroid],
         "spacing_mm": list(sample.spacing),
     }
