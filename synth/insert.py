@@ -236,7 +236,7 @@ def _painter(method, model, sampling_steps, sampler, bank, host):
             raise ValueError(f"{', '.join(diffusion_only)} only apply to method='diffusion'")
         from .copy_paste.insertion import CopyPastePainter
 
-        return CopyPastePainter(bank, liver_hu=host.stats.median_hu)
+        return CopyPastePainter(bank, liver_hu=host.stats.median_hu, noise_hu=host.stats.noise_hu)
     if method != "diffusion":
         raise ValueError(f"method must be 'heuristic', 'diffusion' or 'copy-paste'; got {method!r}")
     from .diffusion.insertion import DiffusionPainter  # torch is imported only here

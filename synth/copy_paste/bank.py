@@ -36,6 +36,7 @@ BANK_FORMATS = ("npz", "nifti")
 # The donor's liver level is the median of the tumour-free liver in its crop (the parenchyma the
 # lesion is seen against); with fewer liver voxels than this, the whole case's liver median is used.
 _MIN_LOCAL_LIVER_VOXELS = 200
+_ENTRY_KEYS = {"id", "files", "case", "diameter_mm", "liver_hu", "contrast_hu", "noise_hu"}
 
 TypeBankFormat = Literal["npz", "nifti"]
 TypeCases = Union[str, "os.PathLike[str]", Sequence[Case]]
@@ -48,7 +49,8 @@ class BankLesion:
     ``volume`` is the CT crop in HU (float32), ``lesion`` the lesion's voxels, ``liver`` the
     crop's tumour-free liver (other tumours and background are neither), ``spacing`` in mm.
     The statistics are those of ``index.json``: ``liver_hu`` is the donor liver's level (median HU)
-    and ``contrast_hu`` the lesion's mean HU minus it.
+    and ``contrast_hu`` the lesion's mean HU minus it; ``noise_hu`` the crop's voxel-to-voxel noise
+    (robust SD, HU) in the liver and lesion, measured as :class:`synth.host.HostScan` measures a host's.
     """
 
     lesion_id: str
@@ -60,6 +62,7 @@ class BankLesion:
     diameter_mm: float
     liver_hu: float
     contrast_hu: float
+    noise_hu: float
 
     @property
     def centroid_mm(self) -> np.ndarray:
@@ -157,8 +160,9 @@ def cached_bank(bank: LesionBank | str | os.PathLike[str]) -> LesionBank:
 
 
 def _read_lesion(folder: Path, entry: Any, file_format: str, index_path: Path) -> BankLesion:
-    if not isinstance(entry, dict) or not {"id", "files", "case", "diameter_mm", "liver_hu", "contrast_hu"} <= set(entry):
-        raise ValueError(f"{index_path}: a lesion entry lacks id, files, case or statistics: {entry!r}")
+    if not isinstance(entry, dict) or not _ENTRY_KEYS <= set(entry):
+        raise ValueError(f"{index_path}: a lesion entry lacks one of {sorted(_ENTRY_KEYS)}: {entry!r}; "
+                         f"rebuild the bank")
     paths = [folder / name for name in entry["files"]]
     for path in paths:
         if not path.is_file():
@@ -171,7 +175,8 @@ def _read_lesion(folder: Path, entry: Any, file_format: str, index_path: Path) -
         raise ValueError(f"{paths[0]}: the lesion mask is empty; rebuild the bank")
     return BankLesion(lesion_id=str(entry["id"]), case=str(entry["case"]), volume=volume, lesion=lesion,
                       liver=liver, spacing=spacing, diameter_mm=float(entry["diameter_mm"]),
-                      liver_hu=float(entry["liver_hu"]), contrast_hu=float(entry["contrast_hu"]))
+                      liver_hu=float(entry["liver_hu"]), contrast_hu=float(entry["contrast_hu"]),
+                      noise_hu=float(entry["noise_hu"]))
 
 
 def _read_npz(path: Path):
@@ -334,6 +339,7 @@ def _describe(lesion_id: str, sample, case, case_liver_hu: float) -> tuple[dict,
         "liver_hu_source": "crop" if local_liver.size >= _MIN_LOCAL_LIVER_VOXELS else "case",
         "lesion_mean_hu": round(lesion_hu, 2),
         "contrast_hu": round(lesion_hu - liver_hu, 2),
+        "noise_hu": round(noise_hu_of(volume, sample.lesion | sample.liver), 2),
         "centroid_mm": [round(float(c), 3) for c in sample.center_mm],
         "crop_box": [[int(a), int(a + n)] for a, n in zip(start, volume.shape)],
         "crop_centroid_voxel": [round(float(c), 3) for c in centroid],
@@ -345,6 +351,16 @@ def _describe(lesion_id: str, sample, case, case_liver_hu: float) -> tuple[dict,
     payload = {"id": lesion_id, "ct": stored, "lesion": sample.lesion, "liver": sample.liver,
                "spacing": np.asarray(sample.spacing, dtype=np.float64)}
     return entry, payload
+
+
+def noise_hu_of(volume: np.ndarray, tissue: np.ndarray) -> float:
+    """Robust SD (HU) of the voxel-to-voxel noise: differences of neighbours along the first axis
+    with both in ``tissue``, as the host's noise is measured (:class:`synth.host.HostScan`)."""
+    both = tissue[1:] & tissue[:-1]
+    diffs = (volume[1:].astype(np.float64) - volume[:-1])[both]
+    if diffs.size < 2:
+        return 0.0  # unknown
+    return 1.4826 * float(np.median(np.abs(diffs - np.median(diffs)))) / np.sqrt(2.0)
 
 
 def _write_atomically(out: Path, index: dict, payloads: list[dict], file_format: str) -> None:
