@@ -160,9 +160,12 @@ def cached_bank(bank: LesionBank | str | os.PathLike[str]) -> LesionBank:
 
 
 def _read_lesion(folder: Path, entry: Any, file_format: str, index_path: Path) -> BankLesion:
-    if not isinstance(entry, dict) or not _ENTRY_KEYS <= set(entry):
-        raise ValueError(f"{index_path}: a lesion entry lacks one of {sorted(_ENTRY_KEYS)}: {entry!r}; "
-                         f"rebuild the bank")
+    if not isinstance(entry, dict):
+        raise ValueError(f"{index_path}: a lesion entry is not an object: {entry!r}; rebuild the bank")
+    missing = sorted(_ENTRY_KEYS - set(entry))
+    if missing:
+        raise ValueError(f"{index_path}: lesion {entry.get('id', '?')!r} lacks {missing} (a bank from another "
+                         f"version?); rebuild the bank")
     paths = [folder / name for name in entry["files"]]
     for path in paths:
         if not path.is_file():
