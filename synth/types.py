@@ -12,8 +12,8 @@ if TYPE_CHECKING:
     from .copy_paste.bank import LesionBank
     from .diffusion.weights import DiffusionModel
 
-__all__ = ["TypeBank", "TypeCount", "TypeMethod", "TypeModel", "TypeOut", "TypePhenotype", "TypeRange", "TypeSampler", "TypeSize",
-           "TypeSpacing", "TypeVolume"]
+__all__ = ["TypeBank", "TypeCount", "TypeMethod", "TypeModel", "TypeOut", "TypePhenotype", "TypeRange", "TypeSampler",
+           "TypeSize", "TypeSpacing", "TypeVolume"]
 
 #: A CT volume or label map: an ``(X, Y, Z)`` array, or a nibabel image (its zooms give the spacing).
 TypeVolume = Union[np.ndarray, Any]

@@ -131,7 +131,8 @@ def test_labels_other_than_0_1_2_are_an_error_naming_the_values(lits117, tmp_pat
     label = np.asarray(lits117.label).copy()
     label[0, 0, 0] = 7
     case = Case("odd", np.asarray(lits117.volume), label, lits117.spacing, np.eye(4))
-    with pytest.raises(ValueError, match=r"case 'odd' label map has label values outside \{0, 1, 2\}: found 0, 1, 2, 7"):
+    message = r"case 'odd' label map has label values outside \{0, 1, 2\}: found 0, 1, 2, 7"
+    with pytest.raises(ValueError, match=message):
         build_bank([case], tmp_path / "bank")
 
 

@@ -155,7 +155,8 @@ def test_each_fold_bank_holds_training_lesions_only(folds, tmp_path):
         by_id = {case.case_id: case for case in fold.train}
         for entry in bank.index["lesions"]:
             slab = by_id[entry["case"]]
-            low, high = sorted(_world_z(slab, z) for z in (entry["crop_box"][2][0] - 0.5, entry["crop_box"][2][1] - 0.5))
+            start, stop = entry["crop_box"][2]
+            low, high = sorted(_world_z(slab, z) for z in (start - 0.5, stop - 0.5))
             assert high <= test_low or low >= test_high, (entry["id"], fold.fold)
         # No banked lesion is one of the fold's test lesions (same voxels and values).
         test_lesions = {(int(s.lesion.sum()), round(float(s.volume[s.lesion].mean()), 2))

@@ -291,8 +291,9 @@ def build_bank(
             entries.append(entry)
             payloads.append(payload)
     if not entries:
-        raise ValueError(f"no lesion of at least {min_diameter_mm:g} mm{' away from the scan border' if exclude_border else ''} "
-                         f"in {_listed([c.case_id for c in case_list])}; lower min_diameter_mm or allow border lesions")
+        where = " away from the scan border" if exclude_border else ""
+        raise ValueError(f"no lesion of at least {min_diameter_mm:g} mm{where} in "
+                         f"{_listed([c.case_id for c in case_list])}; lower min_diameter_mm or allow border lesions")
     index = {"version": BANK_VERSION, "format": file_format, "margin_mm": float(margin_mm),
              "min_diameter_mm": float(min_diameter_mm), "exclude_border": bool(exclude_border),
              "cases": [c.case_id for c in case_list], "cases_without_tumour": without, "lesions": entries}

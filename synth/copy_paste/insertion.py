@@ -22,6 +22,7 @@ tumours, background, beyond the donor's crop) never reach the host: the host kee
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import cast
 
 import numpy as np
 from scipy import ndimage
@@ -42,8 +43,8 @@ MAX_SCALE = 1.5
 #: The donor's noise is brought to the host's (ratio of the two noise levels, measured on the host's
 #: grid), by a factor within these limits.
 NOISE_SCALE_LIMITS = (0.5, 2.0)
-_SMOOTH_VOXELS = 1.0
-_FAR_MM = 1e6  # distance given to stencil voxels beyond the pad  # Gaussian sigma, in donor voxels, of the donor's smooth part
+_SMOOTH_VOXELS = 1.0  # Gaussian sigma, in donor voxels, of the donor's smooth part
+_FAR_MM = 1e6  # distance given to stencil voxels beyond the pad
 
 
 @dataclass(frozen=True)
@@ -57,8 +58,8 @@ class DonorStencil(LesionStencil):
     scale: float = 1.0  # donor size factor: drawn diameter / donor diameter
 
     def crop(self, local: tuple[slice, slice, slice]) -> DonorStencil:
-        cropped = super().crop(local)
-        return replace(cropped, contrast_hu=self.contrast_hu[local])
+        cropped = cast(DonorStencil, super().crop(local))  # dataclasses.replace keeps the class
+        return replace(cropped, contrast_hu=None if self.contrast_hu is None else self.contrast_hu[local])
 
 
 def donor_stencil(donor: BankLesion, diameter_mm: float, voxel_count: int, spacing, *, pad_mm: float,
@@ -95,7 +96,10 @@ def donor_stencil(donor: BankLesion, diameter_mm: float, voxel_count: int, spaci
     components, count = lesion_components(inside)
     if count > 1:  # a thin bridge lost in the turn: keep the lesion one component
         inside = components == np.argmax(np.bincount(components.ravel())[1:]) + 1
-    body = bounding_slices(inside)
+    found = bounding_slices(inside)
+    if found is None:  # the turned mask always keeps its centre voxel: a bug, not user input
+        raise RuntimeError(f"donor {donor.lesion_id} vanished when turned and scaled by {scale:.2f}")
+    body = (found[0], found[1], found[2])
     # Only voxels within the pad of the body can change (the paint box); nothing is resampled
     # beyond it, nor the lesion's own field beyond the body.
     grow = [int(np.ceil(pad_mm / s)) + 1 for s in spacing]
@@ -176,7 +180,7 @@ def _top_voxels(field: np.ndarray, count: int) -> np.ndarray:
     halfway between the last voxel in and the first voxel out, so that the lesion has exactly the
     drawn size whenever the turned mask can give it."""
     flat = field.reshape(-1)
-    count = int(min(max(count, 1), np.count_nonzero(flat > 0)))
+    count = min(max(int(count), 1), int(np.count_nonzero(flat > 0)))
     if count >= flat.size:
         return field > 0
     order = np.partition(flat, (flat.size - count - 1, flat.size - count))
