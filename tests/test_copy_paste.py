@@ -291,3 +291,17 @@ def test_cli_builds_a_bank_and_inserts_from_it(shared_data, tmp_path, capsys):
     assert main(["insert", "--image", str(ts / "ct.nii.gz"), "--mask", str(ts / "liver.nii.gz"),
                  "--out", str(tmp_path / "x"), "--method", "copy-paste"]) == 2
     assert "needs --bank" in capsys.readouterr().err
+
+
+def test_synthesize_builds_a_copy_paste_data_set(shared_data, bank_dir, tmp_path, capsys):
+    from tumorsynth.cli import main
+
+    out = tmp_path / "variants"
+    assert main(["synthesize", "--data", str(shared_data / "lits117"), "--out", str(out), "--variants", "2",
+                 "--workers", "1", "--engine", "processes", "--method", "copy-paste", "--bank", str(bank_dir),
+                 "--size", "small", "--count", "1", "--seed", "0"]) == 0
+    reports = sorted(out.glob("*/variant-*/lesions.json"))
+    assert len(reports) == 2
+    donors = [json.loads(path.read_text())["lesions"][0]["donor"] for path in reports]
+    assert all(donor.startswith("lits117-lesion") for donor in donors)  # the bank's ids
+    capsys.readouterr()
