@@ -227,13 +227,11 @@ def _painter(method, model, sampling_steps, sampler, bank, host):
                                                ("sampler", sampler)) if value is not None]
     if method != "copy-paste" and bank is not None:
         raise ValueError("bank only applies to method='copy-paste'")
+    if method in ("heuristic", "copy-paste") and diffusion_only:
+        raise ValueError(f"{', '.join(diffusion_only)} only apply to method='diffusion'")
     if method == "heuristic":
-        if diffusion_only:
-            raise ValueError(f"{', '.join(diffusion_only)} only apply to method='diffusion'")
         return None
     if method == "copy-paste":
-        if diffusion_only:
-            raise ValueError(f"{', '.join(diffusion_only)} only apply to method='diffusion'")
         from .copy_paste.insertion import CopyPastePainter
 
         return CopyPastePainter(bank, liver_hu=host.stats.median_hu, noise_hu=host.stats.noise_hu)

@@ -80,6 +80,9 @@ class LesionBank:
         self.index = index
         self.path = path
         self.diameters_mm = np.array([lesion.diameter_mm for lesion in self.lesions])
+        # Arrays that insertions derive from a donor, kept with the bank (which a process loads
+        # once) so that they are computed once per donor, not once per call.
+        self.derived: dict[str, Any] = {}
 
     def __len__(self) -> int:
         return len(self.lesions)

@@ -218,16 +218,16 @@ class CopyPastePainter:
         self.liver_hu = float(liver_hu)
         self.noise_hu = None if noise_hu is None else float(noise_hu)
         self.max_scale = float(max_scale)
-        self._parts: dict[str, tuple] = {}  # donor_parts per donor id, computed at first use
 
     def stencil(self, diameter_mm: float, voxel_count: int, spacing, *, pad_mm: float,
                 rng: np.random.Generator) -> DonorStencil:
         """A random donor of about ``diameter_mm``, turned and scaled to ``voxel_count`` voxels."""
         donor = self.bank.donor_for(diameter_mm, rng, max_scale=self.max_scale)
-        if donor.lesion_id not in self._parts:
-            self._parts[donor.lesion_id] = donor_parts(donor)
+        key = f"parts:{donor.lesion_id}"
+        if key not in self.bank.derived:
+            self.bank.derived[key] = donor_parts(donor)
         return donor_stencil(donor, diameter_mm, voxel_count, spacing, pad_mm=pad_mm, rng=rng,
-                             noise_hu=self.noise_hu, parts=self._parts[donor.lesion_id])
+                             noise_hu=self.noise_hu, parts=self.bank.derived[key])
 
     def __call__(self, volume: np.ndarray, paint_box, center, stencil: DonorStencil, spacing, rng) -> np.ndarray:
         """HU values (float32, the paint box's shape) that the lesion gives its box: the host liver's
