@@ -262,8 +262,7 @@ def build_bank(
         tumour in any case (the message names them), no lesion left after the size and border
         rules, or ``out`` is not empty.
     """
-    from ..components import lesion_components  # noqa: F401  (cc3d: checked before any work)
-    from ..realism.compare import extract_real_lesions
+    from ..realism.compare import extract_real_lesions  # the realism report's cut, shared
 
     if file_format not in BANK_FORMATS:
         raise ValueError(f"file_format must be one of {BANK_FORMATS}; got {file_format!r}")
