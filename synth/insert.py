@@ -242,10 +242,10 @@ def _painter(method, model, sampling_steps, sampler, bank, host):
     return DiffusionPainter(model, steps=sampling_steps, sampler=sampler)
 
 
-def _stencil(painter, diameter, voxel_count, spacing, pad, rng):
+def _stencil(painter, diameter, size_range, voxel_count, spacing, pad, rng):
     """The lesion's stencil: a painter's own (a donor's shape), else a heuristic shape."""
     if hasattr(painter, "stencil"):
-        return painter.stencil(diameter, voxel_count, spacing, pad_mm=pad, rng=rng)
+        return painter.stencil(diameter, voxel_count, spacing, pad_mm=pad, rng=rng, size_range=size_range)
     return rasterize(sample_shape(diameter, rng), voxel_count, spacing, pad_mm=pad)
 
 
@@ -267,7 +267,7 @@ def _insert_one(host: HostScan, volume, label, index: int, request: _Request, rn
             vessel_tolerance=_VESSEL_TOLERANCE[round_],
         )
         pad = max(rules.capsule_margin_mm, appearance.edge_mm + rules.gap_mm)
-        stencil = _stencil(request.painter, diameter, voxel_count, spacing, pad, rng)
+        stencil = _stencil(request.painter, diameter, size_range, voxel_count, spacing, pad, rng)
         placed = sample_location(host, label, stencil, rules, appearance.edge_mm, rng,
                                  attempts=max(1, request.max_attempts // _PLACEMENT_ROUNDS))
         if placed is not None:

@@ -248,6 +248,11 @@ def test_donor_size_is_matched_and_rescaled_within_limits(bank):
     for diameter in (6.0, 12.0, 30.0):
         donor = bank.donor_for(diameter, rng, max_scale=MAX_SCALE)
         assert 1 / MAX_SCALE <= diameter / donor.diameter_mm <= MAX_SCALE
+    # Within the factor, donors of the requested class come first: a 9.5 mm small lesion from a
+    # small donor, though medium donors of 10-14 mm are as near.
+    small = [bank.donor_for(9.5, rng, max_scale=MAX_SCALE, size_range=(5.0, 10.0)) for _ in range(20)]
+    assert all(5.0 <= donor.diameter_mm <= 10.0 for donor in small)
+    assert any(10.0 < d <= 9.5 * MAX_SCALE for d in bank.diameters_mm)
     # Beyond the bank's largest lesion the nearest donor (the largest) is scaled up.
     assert bank.donor_for(80.0, rng, max_scale=MAX_SCALE).diameter_mm == bank.diameters_mm.max()
 

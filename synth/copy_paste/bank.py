@@ -128,14 +128,25 @@ class LesionBank:
         lesions = [_read_lesion(folder, entry, file_format, index_path) for entry in entries]
         return cls(lesions, index, folder.resolve())
 
-    def donor_for(self, diameter_mm: float, rng: np.random.Generator, *, max_scale: float) -> BankLesion:
-        """A random donor whose size is within a factor ``max_scale`` of ``diameter_mm``, or, when
-        none is, the donor nearest in size (by ratio)."""
+    def donor_for(self, diameter_mm: float, rng: np.random.Generator, *, max_scale: float,
+                  size_range: tuple[float, float] | None = None) -> BankLesion:
+        """A random donor for a lesion of ``diameter_mm``.
+
+        Preferred: donors within a factor ``max_scale`` of it whose own diameter lies in
+        ``size_range`` (mm; the requested size class or range), so a small lesion comes from a small
+        one; then any donor within the factor; else the donor nearest in size (by ratio).
+        """
         ratio = np.abs(np.log(diameter_mm / self.diameters_mm))
-        near = np.flatnonzero(ratio <= np.log(max_scale))
-        if near.size == 0:
+        near = ratio <= np.log(max_scale)
+        if size_range is not None:
+            low, high = size_range
+            in_range = near & (self.diameters_mm >= low) & (self.diameters_mm <= high)
+            if in_range.any():
+                near = in_range
+        candidates = np.flatnonzero(near)
+        if candidates.size == 0:
             return self.lesions[int(np.argmin(ratio))]
-        return self.lesions[int(near[rng.integers(near.size)])]
+        return self.lesions[int(candidates[rng.integers(candidates.size)])]
 
 
 _LOADED: dict[tuple, LesionBank] = {}

@@ -219,10 +219,11 @@ class CopyPastePainter:
         self.noise_hu = None if noise_hu is None else float(noise_hu)
         self.max_scale = float(max_scale)
 
-    def stencil(self, diameter_mm: float, voxel_count: int, spacing, *, pad_mm: float,
-                rng: np.random.Generator) -> DonorStencil:
-        """A random donor of about ``diameter_mm``, turned and scaled to ``voxel_count`` voxels."""
-        donor = self.bank.donor_for(diameter_mm, rng, max_scale=self.max_scale)
+    def stencil(self, diameter_mm: float, voxel_count: int, spacing, *, pad_mm: float, rng: np.random.Generator,
+                size_range: tuple[float, float] | None = None) -> DonorStencil:
+        """A random donor of about ``diameter_mm`` (of the requested ``size_range`` in mm when the
+        bank has one), turned and scaled to ``voxel_count`` voxels."""
+        donor = self.bank.donor_for(diameter_mm, rng, max_scale=self.max_scale, size_range=size_range)
         key = f"parts:{donor.lesion_id}"
         if key not in self.bank.derived:
             self.bank.derived[key] = donor_parts(donor)
