@@ -19,8 +19,8 @@ from synth.heuristic.size import SIZE_CLASSES
 from synth.labels import Label
 
 MIN_DIAMETER_MM = 3.0
-# Measured contrast errors: median within 1.5 HU, at most 4 HU for lesions of 10 mm and more
-# (docs/copy_paste.md); a lesion of a few voxels adds the noise of its mean (3 standard errors).
+# Measured contrast errors (docs/copy_paste.md): median within 1 HU, at most 2 HU on the 1.4 mm
+# grid; a lesion of a few voxels adds the noise of its mean (3 standard errors here).
 CONTRAST_BIAS_HU = 4.0
 
 
