@@ -50,9 +50,12 @@ class RandTumorInsertiond(_core.InsertionSettings, RandomizableTransform, MapTra
             If the image has one too, the two must agree.
         on_failure: ``"warn"``, ``"ignore"`` or ``"raise"`` when the lesions find no room.
         synthesis_options: Further keyword arguments of :func:`synth.synthesize`.
-        method: ``"heuristic"`` or ``"diffusion"`` (a trained diffusion model inpaints each lesion).
+        method: ``"heuristic"``, ``"diffusion"`` (a trained diffusion model inpaints each lesion)
+            or ``"copy-paste"`` (real lesions from a bank).
         model: The diffusion model folder or a loaded ``synth.diffusion.DiffusionModel``; only
             with ``method="diffusion"``.
+        bank: The lesion bank folder or a loaded ``synth.copy_paste.LesionBank``; only with
+            ``method="copy-paste"``.
         space_tolerance_mm: Largest distance, in mm, by which image and label affines may place
             a voxel apart.
         allow_missing_keys: Leave the data unchanged when the image or label key is missing.
@@ -74,13 +77,14 @@ class RandTumorInsertiond(_core.InsertionSettings, RandomizableTransform, MapTra
                  size="mix", count=(1, 3), phenotype="mix", liver_label: int = 1,
                  tumor_label: int = 2, spacing=None, on_failure: str = "warn",
                  synthesis_options: dict | None = None, space_tolerance_mm: float = 1e-3,
-                 allow_missing_keys: bool = False, method: str = "heuristic", model=None):
+                 allow_missing_keys: bool = False, method: str = "heuristic", model=None,
+                 bank=None):
         MapTransform.__init__(self, keys, allow_missing_keys)
         RandomizableTransform.__init__(self, prob)
         if len(self.keys) != 1:
             raise ValueError(f"keys must name exactly one CT image (the lesions are drawn into one "
                              f"label map); got {list(self.keys)}")
-        synthesis_options = with_method(synthesis_options, method, model)
+        synthesis_options = with_method(synthesis_options, method, model, bank)
         _core.store_settings(self, size=size, count=count, phenotype=phenotype, liver_label=liver_label,
                              tumor_label=tumor_label, on_failure=on_failure,
                              synthesis_options=synthesis_options, space_tolerance_mm=space_tolerance_mm)

@@ -45,11 +45,14 @@ class RandomTumorInsertion(RandomTransform):
         tumor_label: Label value of tumours: existing ones are kept and avoided, new ones get it.
         on_failure: What to do when the lesions find no room in the liver: ``"warn"`` (leave the
             subject unchanged and warn), ``"ignore"`` (leave it unchanged) or ``"raise"``.
-        method: ``"heuristic"`` (the numpy texture model) or ``"diffusion"`` (a trained diffusion
-            model inpaints each lesion; see ``docs/diffusion.md``).
+        method: ``"heuristic"`` (the numpy texture model), ``"diffusion"`` (a trained diffusion
+            model inpaints each lesion; see ``docs/diffusion.md``) or ``"copy-paste"`` (real
+            lesions from a bank, turned, scaled and pasted; see ``docs/copy_paste.md``).
         model: The diffusion model: a folder (``config.json`` + ``weights.safetensors``, read
             once per process) or a loaded ``synth.diffusion.DiffusionModel``. Only with
             ``method="diffusion"``.
+        bank: The lesion bank: a folder (``tumorsynth bank build``, read once per process) or a
+            loaded ``synth.copy_paste.LesionBank``. Only with ``method="copy-paste"``.
         synthesis_options: Further keyword arguments of :func:`synth.synthesize`
             (``edge_mm``, ``subcapsular_probability``, ``mass_effect``, ``partial_volume``,
             ``max_attempts``).
@@ -71,9 +74,10 @@ class RandomTumorInsertion(RandomTransform):
 
     def __init__(self, size="mix", count=(1, 3), phenotype="mix", liver_label: int = 1,
                  tumor_label: int = 2, on_failure: str = "warn", synthesis_options: dict | None = None,
-                 space_tolerance_mm: float = 1e-3, method: str = "heuristic", model=None, **kwargs):
+                 space_tolerance_mm: float = 1e-3, method: str = "heuristic", model=None, bank=None,
+                 **kwargs):
         super().__init__(**kwargs)
-        synthesis_options = with_method(synthesis_options, method, model)
+        synthesis_options = with_method(synthesis_options, method, model, bank)
         _core.store_settings(self, size=size, count=count, phenotype=phenotype, liver_label=liver_label,
                              tumor_label=tumor_label, on_failure=on_failure,
                              synthesis_options=synthesis_options, space_tolerance_mm=space_tolerance_mm)
@@ -103,7 +107,7 @@ class TumorInsertion(_core.InsertionSettings, tio.Transform):
     Args:
         seed: Non-negative integer seed of the synthesiser.
         size, count, phenotype, liver_label, tumor_label, on_failure, synthesis_options,
-        space_tolerance_mm, method, model: As in :class:`RandomTumorInsertion`.
+        space_tolerance_mm, method, model, bank: As in :class:`RandomTumorInsertion`.
         **kwargs: See :class:`~torchio.transforms.Transform`.
 
     Example:
@@ -116,12 +120,13 @@ class TumorInsertion(_core.InsertionSettings, tio.Transform):
 
     def __init__(self, seed: int, size="mix", count=(1, 3), phenotype="mix", liver_label: int = 1,
                  tumor_label: int = 2, on_failure: str = "warn", synthesis_options: dict | None = None,
-                 space_tolerance_mm: float = 1e-3, method: str = "heuristic", model=None, **kwargs):
+                 space_tolerance_mm: float = 1e-3, method: str = "heuristic", model=None, bank=None,
+                 **kwargs):
         super().__init__(**kwargs)
         if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
             raise ValueError(f"seed must be a non-negative int; got {seed!r}")
         self.seed = seed
-        synthesis_options = with_method(synthesis_options, method, model)
+        synthesis_options = with_method(synthesis_options, method, model, bank)
         _core.store_settings(self, size=size, count=count, phenotype=phenotype, liver_label=liver_label,
                              tumor_label=tumor_label, on_failure=on_failure,
                              synthesis_options=synthesis_options, space_tolerance_mm=space_tolerance_mm)
@@ -166,26 +171,32 @@ def select_ct_and_label(transform: tio.Transform, subject: tio.Subject):
     return scalars[0], label_maps[0]
 
 
-def with_method(synthesis_options: dict | None, method: str, model) -> dict | None:
-    """The synthesis options with the synthesiser's ``method`` and ``model`` added.
+def with_method(synthesis_options: dict | None, method: str, model, bank=None) -> dict | None:
+    """The synthesis options with the synthesiser's ``method`` and its ``model`` or ``bank`` added.
 
     They travel inside the synthesis options, which the transforms store, record in TorchIO's
-    history and hand to the deterministic twin: a replay uses the same model. The heuristic adds
-    nothing, so its settings (and history) are exactly what they were before the diffusion model
-    existed.
+    history and hand to the deterministic twin: a replay uses the same model or bank. The heuristic
+    adds nothing, so its settings (and history) are exactly what they were before the other
+    methods existed.
     """
+    if method not in ("heuristic", "diffusion", "copy-paste"):
+        raise ValueError(f"method must be 'heuristic', 'diffusion' or 'copy-paste'; got {method!r}")
+    if model is not None and method != "diffusion":
+        raise ValueError("model= only applies to method='diffusion'")
+    if bank is not None and method != "copy-paste":
+        raise ValueError("bank= only applies to method='copy-paste'")
     if method == "heuristic":
-        if model is not None:
-            raise ValueError("model= only applies to method='diffusion'")
         return synthesis_options
-    if method != "diffusion":
-        raise ValueError(f"method must be 'heuristic' or 'diffusion'; got {method!r}")
-    if model is None:
+    if method == "diffusion" and model is None:
         raise ValueError("method='diffusion' needs model=: a model folder (config.json + "
                          "weights.safetensors) or a loaded synth.diffusion.DiffusionModel")
+    if method == "copy-paste" and bank is None:
+        raise ValueError("method='copy-paste' needs bank=: a lesion bank folder (tumorsynth bank build) "
+                         "or a loaded synth.copy_paste.LesionBank")
     options = dict(synthesis_options or {})
-    clash = {"method", "model"} & set(options)
+    clash = {"method", "model", "bank"} & set(options)
     if clash:
         raise ValueError(f"give {sorted(clash)} as arguments of the transform, not in synthesis_options")
-    options.update(method="diffusion", model=os.fspath(model) if isinstance(model, (str, os.PathLike)) else model)
+    name, value = ("model", model) if method == "diffusion" else ("bank", bank)
+    options.update({"method": method, name: os.fspath(value) if isinstance(value, (str, os.PathLike)) else value})
     return options

@@ -24,6 +24,7 @@ from .defaults import EDGE_MM, MAX_ATTEMPTS, SUBCAPSULAR_PROBABILITY
 from .labels import Label
 from .records import InsertionResult
 from .types import (
+    TypeBank,
     TypeCount,
     TypeMethod,
     TypeModel,
@@ -260,6 +261,7 @@ class HostScan:
         model: TypeModel = None,
         sampling_steps: int | None = None,
         sampler: TypeSampler | None = None,
+        bank: TypeBank = None,
         out: TypeOut | None = None,
     ) -> InsertionResult:
         """Insert lesions into this scan; the options and their defaults are those of
@@ -269,7 +271,7 @@ class HostScan:
         return synthesize(self, size=size, count=count, phenotype=phenotype, seed=seed, rng=rng, edge_mm=edge_mm,
                           subcapsular_probability=subcapsular_probability, mass_effect=mass_effect,
                           partial_volume=partial_volume, max_attempts=max_attempts, method=method, model=model,
-                          sampling_steps=sampling_steps, sampler=sampler, out=out)
+                          sampling_steps=sampling_steps, sampler=sampler, bank=bank, out=out)
 
 
 def prepare_host(volume, mask, *, spacing=(1.0, 1.0, 1.0)) -> HostScan:

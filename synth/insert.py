@@ -25,6 +25,7 @@ from .host import HostScan, prepare_host
 from .labels import Label
 from .records import InsertionResult, Lesion
 from .types import (
+    TypeBank,
     TypeCount,
     TypeMethod,
     TypeModel,
@@ -64,6 +65,7 @@ def insert_tumor(
     model: TypeModel = None,
     sampling_steps: int | None = None,
     sampler: TypeSampler | None = None,
+    bank: TypeBank = None,
     out: TypeOut | None = None,
 ) -> tuple[Any, Any]:
     """Insert synthetic tumours into the liver of a CT scan.
@@ -88,12 +90,16 @@ def insert_tumor(
         ``"mix"`` or a ``{name: weight}`` dict.
     seed : int, optional / rng : numpy.random.Generator, optional
         Source of randomness (give at most one). The same seed gives the same output.
-    method : ``"heuristic"`` or ``"diffusion"``
-        Who draws the lesion's appearance: the numpy texture model, or a trained diffusion
-        model that inpaints the lesion (``model`` required; see ``docs/diffusion.md``). Size,
-        shape, location, edge and label rules are the same for both.
+    method : ``"heuristic"``, ``"diffusion"`` or ``"copy-paste"``
+        Who draws the lesion's appearance: the numpy texture model, a trained diffusion
+        model that inpaints the lesion (``model`` required; see ``docs/diffusion.md``), or a real
+        lesion from a bank, turned, scaled to the drawn size and pasted with its contrast to the
+        liver kept (``bank`` required; its mask is also the lesion's shape; see
+        ``docs/copy_paste.md``). Size, location, edge and label rules are the same for all.
     model : path or synth.diffusion.DiffusionModel, optional
         The diffusion model folder (``config.json`` + ``weights.safetensors``) or a loaded model.
+    bank : path or synth.copy_paste.LesionBank, optional
+        The lesion bank folder (``tumorsynth bank build``) or a loaded bank.
     edge_mm, subcapsular_probability, mass_effect, partial_volume, max_attempts, sampling_steps, sampler, out
         See :func:`synthesize`. ``out=(volume, mask)`` inserts in place (arrays only; the mask
         must then be a C-ordered uint8 label map).
@@ -121,7 +127,8 @@ def insert_tumor(
     result = prepare_host(volume, mask, spacing=(1.0, 1.0, 1.0) if spacing is None else spacing).insert(
         size=size, count=count, phenotype=phenotype, seed=seed, rng=rng, edge_mm=edge_mm,
         subcapsular_probability=subcapsular_probability, mass_effect=mass_effect, partial_volume=partial_volume,
-        max_attempts=max_attempts, method=method, model=model, sampling_steps=sampling_steps, sampler=sampler, out=out)
+        max_attempts=max_attempts, method=method, model=model, sampling_steps=sampling_steps, sampler=sampler,
+        bank=bank, out=out)
     if images is None:
         return result.volume, result.label
     return _like(image, result.volume), _like(image, result.label)
@@ -144,6 +151,7 @@ def synthesize(
     model: TypeModel = None,
     sampling_steps: int | None = None,
     sampler: TypeSampler | None = None,
+    bank: TypeBank = None,
     out: TypeOut | None = None,
 ) -> InsertionResult:
     """Insert lesions into a prepared scan and return the new arrays with lesion records.
@@ -165,7 +173,7 @@ def synthesize(
         or near-isotropic scans are drawn directly, as before.
     max_attempts : int
         Candidate centres tried per lesion before :class:`LesionPlacementError` is raised.
-    method, model
+    method, model, bank
         As in :func:`insert_tumor`.
     sampling_steps : int, optional / sampler : str, optional
         Diffusion only: sampler steps (default the model's, 10) and ``"ddim"`` or
@@ -188,7 +196,7 @@ def synthesize(
         raise ValueError(f"subcapsular_probability must be in [0, 1]; got {subcapsular_probability}")
     if max_attempts < 1:
         raise ValueError(f"max_attempts must be at least 1; got {max_attempts}")
-    painter = _painter(method, model, sampling_steps, sampler)
+    painter = _painter(method, model, sampling_steps, sampler, bank, host)
     smallest_ml = np.pi * size_spec.smallest_mm**3 / 6.0 / 1000.0
     if low * smallest_ml > host.stats.volume_ml:
         raise LesionPlacementError(
@@ -221,23 +229,37 @@ class _Request:
     mass_effect: bool
     max_attempts: int
     n_lesions: int
-    painter: object = None  # None: the heuristic texture; else a synth.diffusion.DiffusionPainter
+    painter: object = None  # None: the heuristic texture; else a DiffusionPainter or CopyPastePainter
     sub_slices: int = 1  # per slice, to draw lesions on (synth.heuristic.partial_volume); 1: none
 
 
-def _painter(method, model, sampling_steps, sampler):
-    """The diffusion painter for ``method="diffusion"``, None for the heuristic."""
+def _painter(method, model, sampling_steps, sampler, bank, host):
+    """The painter of ``method``: None for the heuristic, a diffusion or copy-paste painter."""
+    diffusion_only = [name for name, value in (("model", model), ("sampling_steps", sampling_steps),
+                                               ("sampler", sampler)) if value is not None]
+    if method != "copy-paste" and bank is not None:
+        raise ValueError("bank only applies to method='copy-paste'")
+    if method in ("heuristic", "copy-paste") and diffusion_only:
+        raise ValueError(f"{', '.join(diffusion_only)} only apply to method='diffusion'")
     if method == "heuristic":
-        extra = [name for name, value in (("model", model), ("sampling_steps", sampling_steps),
-                                          ("sampler", sampler)) if value is not None]
-        if extra:
-            raise ValueError(f"{', '.join(extra)} only apply to method='diffusion'")
         return None
+    if method == "copy-paste":
+        from .copy_paste.insertion import CopyPastePainter
+
+        return CopyPastePainter(bank, liver_hu=host.stats.median_hu, noise_hu=host.stats.noise_hu)
     if method != "diffusion":
-        raise ValueError(f"method must be 'heuristic' or 'diffusion'; got {method!r}")
+        raise ValueError(f"method must be 'heuristic', 'diffusion' or 'copy-paste'; got {method!r}")
     from .diffusion.insertion import DiffusionPainter  # torch is imported only here
 
     return DiffusionPainter(model, steps=sampling_steps, sampler=sampler)
+
+
+def _stencil(painter, diameter, size_range, voxel_count, spacing, pad, rng, *, sub_slices=1):
+    """The lesion's stencil: a painter's own (a donor's shape, drawn on the scan's own slices), else
+    a heuristic shape (on sub-slices on thick-slice scans)."""
+    if hasattr(painter, "stencil"):
+        return painter.stencil(diameter, voxel_count, spacing, pad_mm=pad, rng=rng, size_range=size_range)
+    return lesion_stencil(sample_shape(diameter, rng), voxel_count, spacing, pad_mm=pad, sub_slices=sub_slices, rng=rng)
 
 
 def _insert_one(host: HostScan, volume, label, index: int, request: _Request, rng) -> Lesion:
@@ -258,8 +280,8 @@ def _insert_one(host: HostScan, volume, label, index: int, request: _Request, rn
             vessel_tolerance=_VESSEL_TOLERANCE[round_],
         )
         pad = max(rules.capsule_margin_mm, appearance.edge_mm + rules.gap_mm)
-        stencil = lesion_stencil(sample_shape(diameter, rng), voxel_count, spacing, pad_mm=pad,
-                                 sub_slices=request.sub_slices, rng=rng)
+        stencil = _stencil(request.painter, diameter, size_range, voxel_count, spacing, pad, rng,
+                           sub_slices=request.sub_slices)
         placed = sample_location(host, label, stencil, rules, appearance.edge_mm, rng,
                                  attempts=max(1, request.max_attempts // _PLACEMENT_ROUNDS))
         if placed is not None:
@@ -298,7 +320,8 @@ def _paint(host, volume, label, index, center, box, stencil, appearance, subcaps
         np.copyto(volume[effect_box], pushed_region, where=movable)
         changed_box = _union(paint_box, effect_box)
 
-    weight = edge_weight(changed, appearance.edge_mm)  # on thick slices, averaged over the slice profile
+    weight = (painter.edge_weight(changed.distance_mm, appearance.edge_mm) if hasattr(painter, "edge_weight")
+              else edge_weight(changed, appearance.edge_mm))  # on thick slices, averaged over the slice profile
     weight *= label[paint_box] == Label.LIVER  # only tumour-free liver changes
     if painter is None:
         change = lesion_change(appearance, changed, spacing, rng)
@@ -323,6 +346,7 @@ def _paint(host, volume, label, index, center, box, stencil, appearance, subcaps
         subcapsular=subcapsular,
         mass_effect=pushed,
         bbox=(box_x, box_y, box_z),
+        donor=getattr(stencil, "donor", None),
     )
 
 

@@ -52,8 +52,12 @@ def insert_lesions(host: Any, options: SynthesisOptions, seed: int, *, in_place:
     back with ``host.restore(result)`` before the next insertion.
     """
     with input_errors():
-        if options.method != "heuristic" and not options.model:
+        if options.method == "diffusion" and not options.model:
             raise ValueError("--method diffusion needs --model MODEL_DIR")
+        if options.method == "copy-paste" and not options.bank:
+            raise ValueError("--method copy-paste needs --bank BANK_DIR (build one with 'tumorsynth bank build')")
+        if options.method != "copy-paste" and options.bank:
+            raise ValueError("--bank only applies to --method copy-paste")
         return host.insert(
             size=options.size, count=options.count, phenotype=options.phenotype, seed=seed,
             out=(host.volume, host.label) if in_place else None, **options.method_options(),

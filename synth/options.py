@@ -31,6 +31,7 @@ class SynthesisOptions:
     method: str = "heuristic"
     model: str | None = None  # diffusion model folder
     sampling_steps: int | None = None
+    bank: str | None = None  # copy-paste lesion bank folder
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -44,13 +45,16 @@ class SynthesisOptions:
         """Keyword arguments of ``synthesize`` for the method (none for the heuristic)."""
         if self.method == "heuristic":
             return {}
+        if self.method == "copy-paste":
+            return {"method": self.method, "bank": self.bank}
         return {"method": self.method, "model": self.model, "sampling_steps": self.sampling_steps}
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> SynthesisOptions:
         return cls(size=args.size, count=args.count, phenotype=args.phenotype,
                    method=getattr(args, "method", "heuristic"), model=getattr(args, "model", None),
-                   sampling_steps=getattr(args, "sampling_steps", None))
+                   sampling_steps=getattr(args, "sampling_steps", None),
+                   bank=None if getattr(args, "bank", None) is None else str(args.bank))
 
 
 def parse_size(text: str) -> str | tuple[float, float]:
@@ -157,12 +161,17 @@ def add_synthesis_options(
 
 
 def add_method_options(parser: argparse.ArgumentParser) -> None:
-    """Add ``--method``, ``--model``, ``--sampling-steps`` (the diffusion synthesiser)."""
+    """Add ``--method``, ``--model``, ``--sampling-steps`` (the diffusion synthesiser) and ``--bank``
+    (copy-paste)."""
     parser.add_argument(
         "--method",
-        choices=("heuristic", "diffusion"),
+        choices=("heuristic", "diffusion", "copy-paste"),
         default="heuristic",
-        help="heuristic texture model, or a trained diffusion model (--model) (default: heuristic)",
+        help="heuristic texture model, a trained diffusion model (--model), or real lesions pasted from a "
+             "lesion bank (--bank) (default: heuristic)",
+    )
+    parser.add_argument(
+        "--bank", help="copy-paste lesion bank folder (tumorsynth bank build)"
     )
     parser.add_argument(
         "--model", help="diffusion model folder (config.json + weights.safetensors)"

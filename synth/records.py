@@ -28,6 +28,7 @@ class Lesion:
     subcapsular: bool
     mass_effect: bool
     bbox: tuple[tuple[int, int], tuple[int, int], tuple[int, int]]
+    donor: str | None = None  # copy-paste: the bank lesion it was made from
 
     def to_dict(self) -> dict:
         """A JSON-ready dict (plain floats, ints and lists)."""
@@ -37,6 +38,8 @@ class Lesion:
         out["bbox"] = [list(pair) for pair in self.bbox]
         for key in ("diameter_mm", "mean_hu_change", "edge_mm"):
             out[key] = round(float(out[key]), 3)
+        if self.donor is None:  # only copy-paste lesions have a donor
+            del out["donor"]
         return out
 
 

@@ -9,10 +9,11 @@ from typing import TYPE_CHECKING, Any, Literal, Union
 import numpy as np
 
 if TYPE_CHECKING:
+    from .copy_paste.bank import LesionBank
     from .diffusion.weights import DiffusionModel
 
-__all__ = ["TypeCount", "TypeMethod", "TypeModel", "TypeOut", "TypePhenotype", "TypeRange", "TypeSampler", "TypeSize",
-           "TypeSpacing", "TypeVolume"]
+__all__ = ["TypeBank", "TypeCount", "TypeMethod", "TypeModel", "TypeOut", "TypePhenotype", "TypeRange", "TypeSampler",
+           "TypeSize", "TypeSpacing", "TypeVolume"]
 
 #: A CT volume or label map: an ``(X, Y, Z)`` array, or a nibabel image (its zooms give the spacing).
 TypeVolume = Union[np.ndarray, Any]
@@ -29,9 +30,11 @@ TypePhenotype = Union[str, Mapping[str, float]]
 #: A ``(low, high)`` range, e.g. of edge widths in mm.
 TypeRange = tuple[float, float]
 #: Who draws the lesion's appearance.
-TypeMethod = Literal["heuristic", "diffusion"]
+TypeMethod = Literal["heuristic", "diffusion", "copy-paste"]
 #: A diffusion model: its folder or a loaded model.
 TypeModel = Union[str, "os.PathLike[str]", "DiffusionModel", None]
+#: A lesion bank for copy-paste: its folder (``tumorsynth bank build``) or a loaded bank.
+TypeBank = Union[str, "os.PathLike[str]", "LesionBank", None]
 #: The diffusion sampler.
 TypeSampler = Literal["ddim", "dpm-solver"]
 #: Where an insertion writes: ``(volume, label)`` arrays of the scan's shape, the volume's dtype

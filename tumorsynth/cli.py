@@ -43,6 +43,7 @@ COMMANDS: dict[str, CommandEntry] = {
     "synthesize": CommandEntry("synth.commands:synthesize",
                                "build a synthetic data set from a folder of cases (resumable)"),
     "export": CommandEntry("synth.commands:export", "write a data set in nnU-Net v2's layout ('export nnunet')"),
+    "bank": CommandEntry("synth.copy_paste.commands", "build a bank of real lesions for copy-paste ('bank build')"),
     "realism": CommandEntry("synth.realism.commands", "measure how close synthetic lesions are to real ones"),
     "diffusion": CommandEntry("synth.diffusion.commands", "train the diffusion synthesiser"),
     "evaluate": CommandEntry("train.metrics.commands", "lesion-wise evaluation of predicted tumours"),

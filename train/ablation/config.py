@@ -23,6 +23,7 @@ silently run the default)::
         "training part": true                   # the training cases themselves (their healthy liver)
       },
       "arms": ["real", "real+heuristic", "synthetic-only"],   # "real" is required: the baseline
+                                                # (also "real+diffusion", "real+copy-paste")
       "seeds": [0, 1],
       "train": {...},                           # train.loop.TrainConfig fields, except seed and
                                                 # synthetic_* (they come from "seeds" and "synthetic")
@@ -44,6 +45,9 @@ Arms:
   real tumours are left out of the loss (``TrainConfig.host_tumors = "ignore"``).
 * ``real+diffusion``: as ``real+heuristic``, with the lesions painted by the diffusion synthesiser
   whose model folder is ``"diffusion": {"model": PATH}`` (``tumorsynth diffusion train``).
+* ``real+copy-paste``: as ``real+heuristic``, with real lesions pasted from a lesion bank
+  (:mod:`synth.copy_paste`). Each fold's bank is built from that fold's training part only
+  (:mod:`train.ablation.bank`), so no test lesion is ever pasted into a training patch.
 * ``+torchio`` suffix (any arm): every training patch also goes through the TorchIO spatial and
   intensity augmentation of :mod:`augment.pipelines` (``TrainConfig.augmentation = "torchio"``).
 """
@@ -57,7 +61,7 @@ import math
 from importlib import resources
 from pathlib import Path
 
-BASE_ARMS = ("real", "real+heuristic", "synthetic-only", "real+diffusion")
+BASE_ARMS = ("real", "real+heuristic", "synthetic-only", "real+diffusion", "real+copy-paste")
 BASELINE_ARM = "real"
 SOURCES = ("lits117-kfold", "lits117-axial", "folder")
 PROFILES = ("cpu-quick", "gpu-sample", "gpu")
@@ -77,7 +81,7 @@ POSTPROCESS_KEYS = {"largest_liver", "min_tumor_mm3", "liver_margin_mm"}
 DEFAULT_POSTPROCESS = {"largest_liver": True, "min_tumor_mm3": 0.0, "liver_margin_mm": 2.0}
 # Fields of TrainConfig the ablation sets itself, so a config may not set them under "train".
 RESERVED_TRAIN_KEYS = {"seed", "synthetic_probability", "synthetic_size", "synthetic_count",
-                       "synthetic_method", "synthetic_model", "augmentation", "host_tumors"}
+                       "synthetic_method", "synthetic_model", "synthetic_bank", "augmentation", "host_tumors"}
 
 DEFAULT_PHANTOM_SHAPE_MM = (300.0, 240.0, 200.0)
 DEFAULT_BOOTSTRAP = 2000

@@ -30,6 +30,7 @@ import numpy as np
 
 from synth.io import atomic_output_path, write_json_atomic
 
+from .bank import fold_bank
 from .config import load_config, parse_arm
 from .data import AblationData, prepare_data
 from .report import write_report
@@ -48,8 +49,9 @@ def run_dir(out_dir, arm: str, seed: int, fold: int | None = None) -> Path:
     return folder if fold is None else folder / f"fold-{fold}"
 
 
-def train_config(cfg: dict, arm: str, seed: int):
-    """The TrainConfig of one run: ``cfg["train"]`` plus the seed and the arm's synthetic share."""
+def train_config(cfg: dict, arm: str, seed: int, *, bank=None):
+    """The TrainConfig of one run: ``cfg["train"]`` plus the seed and the arm's synthetic share;
+    ``bank`` is the fold's lesion bank folder of a ``real+copy-paste`` arm."""
     from train.loop import TrainConfig
 
     base, torchio = parse_arm(arm)
@@ -61,12 +63,18 @@ def train_config(cfg: dict, arm: str, seed: int):
         fields["synthetic_count"] = synthetic["count"]
     fields["synthetic_probability"] = {"real": 0.0, "real+heuristic": synthetic["probability"],
                                        "real+diffusion": synthetic["probability"],
+                                       "real+copy-paste": synthetic["probability"],
                                        "synthetic-only": 1.0}[base]
     if base == "synthetic-only":
         fields["host_tumors"] = "ignore"
     if base == "real+diffusion":
         fields["synthetic_method"] = "diffusion"
         fields["synthetic_model"] = str(cfg["diffusion"]["model"])
+    if base == "real+copy-paste":
+        if bank is None:
+            raise ValueError(f"arm {arm!r} needs its fold's lesion bank (train.ablation.bank.fold_bank)")
+        fields["synthetic_method"] = "copy-paste"
+        fields["synthetic_bank"] = str(bank)
     return TrainConfig.from_dict(fields)
 
 
@@ -75,7 +83,7 @@ def arm_inputs(arm: str, data: AblationData) -> tuple[list, list]:
     base, _ = parse_arm(arm)
     if base == "real":
         return data.train, []
-    if base in ("real+heuristic", "real+diffusion"):
+    if base in ("real+heuristic", "real+diffusion", "real+copy-paste"):
         return data.train, data.heuristic_hosts
     if base == "synthetic-only":  # the same livers; their real tumours are left out of the loss
         if not data.heuristic_hosts:
@@ -104,7 +112,9 @@ def run_one(cfg: dict, arm: str, seed: int, data: AblationData, out_dir, *,
     from train.postprocess import postprocess
 
     folder = run_dir(out_dir, arm, seed, data.fold)
-    config = train_config(cfg, arm, seed)
+    # The fold's bank holds the training part's lesions only: never a test lesion.
+    bank = fold_bank(out_dir, data) if parse_arm(arm)[0] == "real+copy-paste" else None
+    config = train_config(cfg, arm, seed, bank=bank)
     train_cases, hosts = arm_inputs(arm, data)
     t0 = time.perf_counter()
     # Resume only an interrupted run; a fresh folder starts a new one.

@@ -47,10 +47,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "tumour-free training cases)")
     parser.add_argument("--synthetic-probability", type=float,
                         help="share of samples with synthetic tumours (overrides the config)")
-    parser.add_argument("--synthetic-method", choices=("heuristic", "diffusion"),
+    parser.add_argument("--synthetic-method", choices=("heuristic", "diffusion", "copy-paste"),
                         help="synthesiser of the synthetic tumours (overrides the config)")
     parser.add_argument("--synthetic-model", type=Path,
                         help="diffusion model folder for --synthetic-method diffusion (overrides the config)")
+    parser.add_argument("--synthetic-bank", type=Path,
+                        help="lesion bank folder for --synthetic-method copy-paste (tumorsynth bank build; "
+                             "overrides the config)")
     # The values of train.loop.config.AUGMENTATIONS (not imported: that loads torch).
     parser.add_argument("--augmentation", choices=("none", "torchio", "device"),
                         help="spatial and intensity augmentation of every patch: 'torchio' on the CPU, "
@@ -77,7 +80,8 @@ def _config(args):
     overrides = {"steps": args.steps, "patch_size": args.patch, "seed": args.seed, "device": args.device,
                  "synthetic_probability": args.synthetic_probability,
                  "synthetic_method": args.synthetic_method, "augmentation": args.augmentation,
-                 "synthetic_model": None if args.synthetic_model is None else str(args.synthetic_model)}
+                 "synthetic_model": None if args.synthetic_model is None else str(args.synthetic_model),
+                 "synthetic_bank": None if args.synthetic_bank is None else str(args.synthetic_bank)}
     fields.update({k: v for k, v in overrides.items() if v is not None})
     return TrainConfig.from_dict(fields)
 

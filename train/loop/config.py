@@ -10,7 +10,7 @@ from synth.deprecation import warn_renamed
 __all__ = ["AUGMENTATIONS", "SYNTHETIC_METHODS", "TrainConfig", "parse_synthetic_size"]
 
 #: Values of ``TrainConfig.synthetic_method``: the synthesiser that draws a lesion's appearance.
-SYNTHETIC_METHODS = ("heuristic", "diffusion")
+SYNTHETIC_METHODS = ("heuristic", "diffusion", "copy-paste")
 #: Values of ``TrainConfig.augmentation``: what happens to every patch after it is drawn.
 AUGMENTATIONS = ("none", "torchio", "device")
 NETWORKS = ("dynunet", "unet2d")  # train.model.build_model's networks (defined here: no torch import)
@@ -61,11 +61,16 @@ class TrainConfig:
             (labelled tumour, as they are) or ``"ignore"`` (left out of the loss,
             :class:`train.losses.IgnoreRegion`), so that a model trained with
             ``synthetic_probability=1`` on real livers never learns from a real tumour.
-        synthetic_method: ``"heuristic"`` (:mod:`synth`'s numpy synthesiser) or ``"diffusion"``
-            (:mod:`synth.diffusion`: lesion appearance inpainted by a trained model).
+        synthetic_method: ``"heuristic"`` (:mod:`synth`'s numpy synthesiser), ``"diffusion"``
+            (:mod:`synth.diffusion`: lesion appearance inpainted by a trained model) or
+            ``"copy-paste"`` (:mod:`synth.copy_paste`: real lesions from ``synthetic_bank``).
         synthetic_model: folder of a diffusion model (``config.json`` + ``weights.safetensors``);
             required with ``synthetic_method="diffusion"``, not allowed otherwise. Loaded once per
             run; a missing folder is an error when :func:`train.loop.train_model` starts.
+        synthetic_bank: folder of a lesion bank (``tumorsynth bank build``, :mod:`synth.copy_paste`);
+            required with ``synthetic_method="copy-paste"`` (real lesions turned, scaled and pasted
+            into the hosts), not allowed otherwise. Loaded and checked when
+            :func:`train.loop.train_model` starts.
         augmentation: ``"none"``, ``"torchio"`` or ``"device"``: every training patch (real or
             synthetic) goes through the spatial and intensity steps of
             :func:`augment.pipelines.training_pipeline` (affine, elastic, CT noise, gamma, blur,
@@ -101,6 +106,7 @@ class TrainConfig:
     host_tumors: str = "keep"
     synthetic_method: str = "heuristic"
     synthetic_model: str | None = None
+    synthetic_bank: str | None = None
     augmentation: str = "none"
     val_every: int = 0
     checkpoint_every: int = 100
@@ -145,6 +151,14 @@ class TrainConfig:
                              "trained diffusion model (config.json + weights.safetensors)")
         if self.synthetic_method != "diffusion" and self.synthetic_model is not None:
             raise ValueError(f"synthetic_model is only used with synthetic_method='diffusion'; "
+                             f"got synthetic_method={self.synthetic_method!r}")
+        if self.synthetic_bank is not None:
+            object.__setattr__(self, "synthetic_bank", str(self.synthetic_bank))
+        if self.synthetic_method == "copy-paste" and not self.synthetic_bank:
+            raise ValueError("synthetic_method='copy-paste' needs synthetic_bank: the folder of a lesion bank "
+                             "(tumorsynth bank build)")
+        if self.synthetic_method != "copy-paste" and self.synthetic_bank is not None:
+            raise ValueError(f"synthetic_bank is only used with synthetic_method='copy-paste'; "
                              f"got synthetic_method={self.synthetic_method!r}")
         if self.network not in NETWORKS:
             raise ValueError(f"network must be one of {', '.join(NETWORKS)}; got {self.network!r}")

@@ -21,8 +21,8 @@ from synth.seeding import rng_for
 
 from .config import TrainConfig, parse_synthetic_size
 
-__all__ = ["PatchSampler", "PreparedCase", "check_diffusion_folder", "denormalise_hu", "load_diffusion_model",
-           "normalise_hu", "prepare_case", "step_rng"]
+__all__ = ["PatchSampler", "PreparedCase", "check_diffusion_folder", "denormalise_hu", "load_bank",
+           "load_diffusion_model", "normalise_hu", "prepare_case", "step_rng"]
 
 # HU of the padding around hosts smaller than a patch: air.
 PAD_HU = -1000.0
@@ -47,6 +47,17 @@ def load_diffusion_model(folder, *, device=None):
         return load_model(folder, device=device)
     except FileNotFoundError as exc:
         raise ValueError(f"synthetic_model {str(folder)!r} is not a diffusion model folder: {exc}") from None
+
+
+def load_bank(folder):
+    """The lesion bank of ``TrainConfig.synthetic_bank``, loaded (once per process) and checked: a
+    missing, empty or corrupt bank is a ``ValueError`` naming it."""
+    from synth.copy_paste import cached_bank
+
+    try:
+        return cached_bank(folder)
+    except FileNotFoundError as exc:
+        raise ValueError(f"synthetic_bank: {exc}") from None
 
 
 def step_rng(seed: int, step: int, rank: int = 0) -> np.random.Generator:
@@ -157,6 +168,8 @@ class PatchSampler:
             if diffusion_model is None:
                 diffusion_model = load_diffusion_model(config.synthetic_model, device="cpu")
             self.insert_options = {"method": "diffusion", "model": diffusion_model}
+        if config.synthetic_method == "copy-paste" and self.hosts:
+            self.insert_options = {"method": "copy-paste", "bank": load_bank(config.synthetic_bank)}
 
     def _prepare_host(self, case) -> _Host:
         import synth

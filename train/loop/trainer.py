@@ -27,7 +27,7 @@ from .config import RESUMABLE_CHANGES, TrainConfig
 from .distributed import setup_distributed
 from .files import load_torch, save_torch, write_logs
 from .inference import validate
-from .sampling import PatchSampler, check_diffusion_folder, load_diffusion_model
+from .sampling import PatchSampler, check_diffusion_folder, load_bank, load_diffusion_model
 
 __all__ = ["TrainResult", "poly_learning_rate", "train_model"]
 
@@ -135,6 +135,8 @@ def train_model(config: TrainConfig, train_cases: Sequence, *, val_cases: Sequen
     if config.synthetic_method == "diffusion":
         # Checked here, not when the first synthetic sample is drawn hundreds of steps later.
         check_diffusion_folder(config.synthetic_model)
+    if config.synthetic_method == "copy-paste":
+        load_bank(config.synthetic_bank)  # a missing or corrupt bank fails now, not at the first patch
     ddp, device = setup_distributed(config.device)
     try:
         if ddp.is_main:

@@ -1,0 +1,43 @@
+"""The lesion bank of the ``real+copy-paste`` arm, one per fold, built from that fold's training
+part only.
+
+A bank built from every real lesion of the case would put the fold's test lesions into its
+training patches (pasted elsewhere, but the same lesions), so each fold's bank is cut from its
+own training cases (the training slabs of a k-fold split, the training cases of a case split).
+The slabs are cut with a gap around the test slab, and lesions touching a slab's border are not
+banked (:func:`synth.copy_paste.build_bank`'s ``exclude_border``), so no piece of a lesion that
+crosses into the gap or the test slab becomes a donor either.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .data import AblationData
+
+__all__ = ["BANKS_FOLDER", "fold_bank", "fold_bank_dir"]
+
+BANKS_FOLDER = "banks"
+
+
+def fold_bank_dir(out_dir, data: AblationData) -> Path:
+    """``<out_dir>/banks/fold-<k>`` (``banks/split`` for a single split)."""
+    name = "split" if data.fold is None else f"fold-{data.fold}"
+    return Path(out_dir) / BANKS_FOLDER / name
+
+
+def fold_bank(out_dir, data: AblationData) -> Path:
+    """The bank folder of ``data``'s fold, built from ``data.train`` alone the first time (atomically;
+    a later call, or a resumed ablation, loads and checks the one already there)."""
+    from synth.copy_paste import LesionBank, build_bank
+
+    folder = fold_bank_dir(out_dir, data)
+    if not folder.exists():
+        build_bank(data.train, folder)
+    bank = LesionBank.load(folder)
+    banked = set(bank.index["cases"])
+    allowed = {case.case_id for case in data.train}
+    if not banked <= allowed:  # a folder left by another split: never train on its lesions
+        raise ValueError(f"lesion bank {folder} was built from {sorted(banked)}, not from this fold's training "
+                         f"cases {sorted(allowed)}; remove it to rebuild")
+    return folder
