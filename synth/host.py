@@ -14,7 +14,9 @@ decides later, and :meth:`HostScan.restore` can put the scan back as it was.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy import ndimage
@@ -34,6 +36,9 @@ from .types import (
     TypeSize,
 )
 from .validation import EMPTY_MASK, check_label_map, check_spacing, check_volume
+
+if TYPE_CHECKING:
+    from .realism.gate import QualityGate
 
 _BLOCK_MM = 16.0  # side of a vessel-map block: about one small lesion
 _CLEARANCE_CELL_MM = 4.0  # grid of the coarse clearance map
@@ -260,6 +265,7 @@ class HostScan:
         sampling_steps: int | None = None,
         sampler: TypeSampler | None = None,
         out: TypeOut | None = None,
+        quality_filter: QualityGate | str | os.PathLike[str] | None = None,
     ) -> InsertionResult:
         """Insert lesions into this scan; the options and their defaults are those of
         :func:`synth.insert.synthesize` (and :func:`synth.insert_tumor`)."""
@@ -268,7 +274,7 @@ class HostScan:
         return synthesize(self, size=size, count=count, phenotype=phenotype, seed=seed, rng=rng, edge_mm=edge_mm,
                           subcapsular_probability=subcapsular_probability, mass_effect=mass_effect,
                           max_attempts=max_attempts, method=method, model=model, sampling_steps=sampling_steps,
-                          sampler=sampler, out=out)
+                          sampler=sampler, out=out, quality_filter=quality_filter)
 
 
 def prepare_host(volume, mask, *, spacing=(1.0, 1.0, 1.0)) -> HostScan:

@@ -13,7 +13,9 @@ class Lesion:
 
     ``center_mm`` is the centre voxel times the spacing (voxel-grid millimetres; the CLI adds world
     coordinates from the affine). ``bbox`` is the box of voxels the insertion may have changed,
-    as ``(start, stop)`` per axis; every voxel outside all boxes is unchanged.
+    as ``(start, stop)`` per axis; every voxel outside all boxes is unchanged. With a quality gate
+    (``quality_filter=``), ``quality_tries`` counts the draws (0 without a gate) and
+    ``quality_score`` is the kept draw's probability "real" (None without a gate).
     """
 
     index: int
@@ -28,6 +30,8 @@ class Lesion:
     subcapsular: bool
     mass_effect: bool
     bbox: tuple[tuple[int, int], tuple[int, int], tuple[int, int]]
+    quality_tries: int = 0
+    quality_score: float | None = None
 
     def to_dict(self) -> dict:
         """A JSON-ready dict (plain floats, ints and lists)."""
@@ -37,6 +41,8 @@ class Lesion:
         out["bbox"] = [list(pair) for pair in self.bbox]
         for key in ("diameter_mm", "mean_hu_change", "edge_mm"):
             out[key] = round(float(out[key]), 3)
+        if self.quality_score is not None:
+            out["quality_score"] = round(float(self.quality_score), 4)
         return out
 
 
