@@ -67,7 +67,7 @@ def test_tumorsynth_realism_forwards_to_the_report(tmp_path, capsys):
 def test_cli_protocol_with_thick_slice_healthy_host_and_gate(shared_data, tmp_path, capsys):
     gate_path = tmp_path / "gate.json"
     code = main(["--data", str(shared_data / "lits117"), "--out", str(tmp_path), "--per-real", "1",
-                 "--max-real", "14", "--no-figures", "--quiet", "--thick-slice", "2.8",
+                 "--max-real", "10", "--no-figures", "--quiet", "--thick-slice", "2.8",
                  "--host", str(shared_data / "totalseg_example"), "--real-vs-real", "1", "--n-boot", "50",
                  "--save-gate", str(gate_path), "--gate-classifier", "logistic"])
     assert code == 0

@@ -105,7 +105,7 @@ def realism_report(
     min_diameter_mm : float
         Real lesions below this equivalent diameter are left out.
     max_real_per_case : int, optional
-        Keep at most this many real lesions per case (of the part), spread evenly over the sorted
+        Keep at most this many real lesions per case and part, spread evenly over the sorted
         diameters (for quick runs).
     n_boot : int
         Bootstrap resamples for the AUC intervals.
@@ -251,12 +251,16 @@ def _describe_options(options: dict | None) -> dict:
 def _case_samples(case: Case, parts: set, *, key, seed, per_real, match, synth_options, min_diameter_mm,
                   max_real_per_case, progress):
     """Real lesions of ``parts`` in one case and synthetic lesions size-matched to them."""
-    found = [s for s in extract_real_lesions(case.image, case.label, case.spacing, case=case.case_id,
-                                             min_diameter_mm=min_diameter_mm) if s.part in parts]
-    if max_real_per_case is not None and len(found) > max_real_per_case:
-        order = np.argsort([s.diameter_mm for s in found])
-        keep = order[np.linspace(0, len(found) - 1, max_real_per_case).round().astype(int)]
-        found = [found[i] for i in sorted(set(keep))]
+    every = extract_real_lesions(case.image, case.label, case.spacing, case=case.case_id,
+                                 min_diameter_mm=min_diameter_mm)
+    found = []
+    for part in sorted(parts):
+        in_part = [s for s in every if s.part == part]
+        if max_real_per_case is not None and len(in_part) > max_real_per_case:
+            order = np.argsort([s.diameter_mm for s in in_part])
+            keep = order[np.linspace(0, len(in_part) - 1, max_real_per_case).round().astype(int)]
+            in_part = [in_part[i] for i in sorted(set(keep))]
+        found += in_part
     sizes = matched_sizes(found, per_real=per_real, match=match)
     tags = [s.part for s in found for _ in range(per_real)]
     with tqdm(total=len(sizes), desc=f"insert {case.case_id}", disable=not progress, leave=False) as bar:
