@@ -34,14 +34,16 @@ class Lesion:
     quality_score: float | None = None
 
     def to_dict(self) -> dict:
-        """A JSON-ready dict (plain floats, ints and lists)."""
+        """A JSON-ready dict (plain floats, ints and lists); the quality fields only when a gate ran."""
         out = asdict(self)
         out["center_voxel"] = list(self.center_voxel)
         out["center_mm"] = [round(float(v), 3) for v in self.center_mm]
         out["bbox"] = [list(pair) for pair in self.bbox]
         for key in ("diameter_mm", "mean_hu_change", "edge_mm"):
             out[key] = round(float(out[key]), 3)
-        if self.quality_score is not None:
+        if self.quality_tries == 0:  # no quality gate: the record reads as it always did
+            del out["quality_tries"], out["quality_score"]
+        else:
             out["quality_score"] = round(float(self.quality_score), 4)
         return out
 

@@ -105,6 +105,8 @@ def test_permissive_gate_takes_the_first_draw_like_no_gate(host):
     assert [lesion.quality_tries for lesion in gated.lesions] == [1, 1]
     assert [lesion.quality_tries for lesion in plain.lesions] == [0, 0]
     assert plain.lesions[0].quality_score is None
+    assert "quality_tries" not in plain.lesions[0].to_dict()  # records without a gate read as before
+    assert gated.lesions[0].to_dict()["quality_tries"] == 1
     np.testing.assert_array_equal(gated.volume, plain.volume)
     np.testing.assert_array_equal(gated.label, plain.label)
 
