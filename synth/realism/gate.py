@@ -168,7 +168,7 @@ def as_gate(gate: QualityGate | str | os.PathLike[str]) -> QualityGate:
                     f"got {type(gate).__name__}")
 
 
-def train_gate(table: dict[str, np.ndarray], feature_names, *, classifier: str = "boosting",
+def train_gate(table: dict[str, np.ndarray], feature_names, *, classifier: str = "logistic",
                real_pass: float = 0.9, max_tries: int = DEFAULT_MAX_TRIES) -> QualityGate:
     """Fit a gate on a feature table of real and synthetic lesions (the tune part).
 
@@ -179,7 +179,7 @@ def train_gate(table: dict[str, np.ndarray], feature_names, *, classifier: str =
         features).
     feature_names : sequence of str
         Features the model reads (without size: sizes are the caller's choice, not a defect).
-    classifier : ``"boosting"`` or ``"logistic"``
+    classifier : ``"logistic"`` (default) or ``"boosting"``
     real_pass : float
         Share of real lesions that pass, out of fold: the threshold is their ``1 - real_pass``
         quantile of the probability "real".
@@ -195,7 +195,8 @@ def train_gate(table: dict[str, np.ndarray], feature_names, *, classifier: str =
     oof = out_of_fold_scores(features, is_real, folds, kind=classifier)
     probability = 1.0 / (1.0 + np.exp(-np.clip(oof, -700, 700)))
     real_scores = probability[(is_real == 1) & np.isfinite(oof)]
-    threshold = float(np.quantile(real_scores, 1.0 - real_pass))
+    # "lower": a real lesion's own score, so that at least real_pass of them pass (ties included).
+    threshold = float(np.quantile(real_scores, 1.0 - real_pass, method="lower"))
     synthetic_scores = probability[(is_real == 0) & np.isfinite(oof)]
     model = fit_classifier(features, is_real, kind=classifier)
     info = {"classifier": classifier, "trained_on": "tune part", "folds": scheme,

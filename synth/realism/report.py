@@ -68,7 +68,7 @@ def realism_report(
     n_boot: int = 2000,
     real_vs_real_repeats: int = 5,
     save_gate=None,
-    gate_classifier: str = "boosting",
+    gate_classifier: str = "logistic",
     figures_on: bool = True,
     progress: bool = True,
 ) -> dict:
