@@ -270,6 +270,7 @@ def _insert_gated(host: HostScan, volume, label, index: int, request: _Request, 
         if best is None or score > best[0]:
             best = (score, box, volume[box].copy(), label[box].copy(), record)
         volume[box], label[box] = volume_before, label_before
+    assert best is not None  # max_tries >= 1: at least one draw was scored
     score, box, volume_after, label_after, record = best
     volume[box], label[box] = volume_after, label_after
     return replace(record, quality_tries=gate.max_tries, quality_score=score)

@@ -44,7 +44,7 @@ class Lesion:
         if self.quality_tries == 0:  # no quality gate: the record reads as it always did
             del out["quality_tries"], out["quality_score"]
         else:
-            out["quality_score"] = round(float(self.quality_score), 4)
+            out["quality_score"] = None if self.quality_score is None else round(float(self.quality_score), 4)
         return out
 
 

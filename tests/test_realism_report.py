@@ -36,7 +36,8 @@ def test_report_writes_its_files(lits117, tmp_path):
 
 def test_cli_on_the_shared_data(shared_data, tmp_path, capsys):
     code = main(["--data", str(shared_data / "lits117"), "--out", str(tmp_path), "--seed", "2", "--per-real", "1",
-                 "--max-real", "6", "--no-figures", "--quiet", "--classifier", "logistic", "--synth-options", '{"phenotype": "hypodense"}'])
+                 "--max-real", "6", "--no-figures", "--quiet", "--classifier", "logistic",
+                 "--synth-options", '{"phenotype": "hypodense"}'])
     assert code == 0
     assert "classifier logistic AUC" in capsys.readouterr().out
     written = json.loads((tmp_path / "realism.json").read_text())

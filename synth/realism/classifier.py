@@ -2,7 +2,8 @@
 
 Two models (numpy + scipy, no scikit-learn): an L2-regularised logistic regression on
 standardised features, fitted with L-BFGS, and gradient-boosted shallow trees
-(:mod:`synth.realism.boosting`), which also catch differences that are not linear in the features. The AUC is computed from ranks (the Mann-Whitney
+(:mod:`synth.realism.boosting`), which also catch differences that are not linear in the features.
+The AUC is computed from ranks (the Mann-Whitney
 statistic) on out-of-fold scores: every lesion is scored by a model that never saw it, nor any
 lesion of its case (several cases) or of its spatial block (one case), so a classifier cannot
 win by recognising a scan or a neighbourhood. 0.5 means real and synthetic lesions cannot be told
@@ -15,9 +16,18 @@ reflects the finite number of lesions, not the variability of refitting the mode
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 import numpy as np
 from scipy import optimize, stats
+
+
+class FittedModel(Protocol):
+    """What every fitted classifier offers: log-odds of the positive class, and its parameters."""
+
+    def decision(self, features: np.ndarray) -> np.ndarray: ...
+
+    def to_dict(self) -> dict: ...
 
 
 @dataclass(frozen=True)
@@ -46,7 +56,8 @@ class LogisticModel:
         arrays = [np.asarray(params[k], dtype=np.float64) for k in ("mean", "scale", "fill", "weights")]
         if len({a.shape for a in arrays}) != 1 or arrays[0].ndim != 1:
             raise ValueError(f"logistic parameters disagree in shape: {[a.shape for a in arrays]}")
-        return cls(*arrays, float(params["bias"]))
+        mean, scale, fill, weights = arrays
+        return cls(mean, scale, fill, weights, float(params["bias"]))
 
 
 def fit_logistic(features: np.ndarray, labels: np.ndarray, *, l2: float = 1.0) -> LogisticModel:
@@ -80,7 +91,7 @@ def fit_logistic(features: np.ndarray, labels: np.ndarray, *, l2: float = 1.0) -
     return LogisticModel(mean, scale, fill, result.x[:-1], float(result.x[-1]))
 
 
-def fit_classifier(features: np.ndarray, labels: np.ndarray, *, kind: str = "logistic", seed=0):
+def fit_classifier(features: np.ndarray, labels: np.ndarray, *, kind: str = "logistic") -> Any:
     """Fit the classifier named ``kind`` (a key of :data:`CLASSIFIERS`); returns a model with
     ``decision(features)`` (log-odds of the positive class) and ``to_dict()``."""
     if kind == "logistic":
@@ -95,11 +106,11 @@ def fit_classifier(features: np.ndarray, labels: np.ndarray, *, kind: str = "log
 CLASSIFIERS = ("logistic", "boosting")
 
 
-def model_from_dict(params: dict):
+def model_from_dict(params: dict) -> FittedModel:
     """A fitted model from its ``to_dict()`` output (``kind`` says which)."""
     from .boosting import BoostedTrees
 
-    kinds = {"logistic": LogisticModel, "boosting": BoostedTrees}
+    kinds: dict[str, Any] = {"logistic": LogisticModel, "boosting": BoostedTrees}
     kind = params.get("kind") if isinstance(params, dict) else None
     if kind not in kinds:
         raise ValueError(f"model kind must be one of {sorted(kinds)}; got {kind!r}")

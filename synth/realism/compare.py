@@ -250,7 +250,8 @@ def matched_sizes(real: list[LesionSample], *, per_real: int = 2, match: str = "
 
 def feature_table(samples: list[LesionSample], *, progress=None) -> dict[str, np.ndarray]:
     """Features of every sample as columns, with ``source``, ``case``, ``size_class``,
-    ``phenotype``, ``center_mm``, ``part``, ``host`` and ``size_bin`` columns beside :data:`~realism.features.FEATURE_NAMES`."""
+    ``phenotype``, ``center_mm``, ``part``, ``host`` and ``size_bin`` columns beside
+    :data:`~realism.features.FEATURE_NAMES`."""
     rows = []
     for sample in samples:
         rows.append(lesion_features(sample.volume, sample.lesion, sample.spacing, liver=sample.liver))

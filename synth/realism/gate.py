@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from ..io import write_json_atomic
-from .classifier import case_or_slab_folds, fit_classifier, model_from_dict, out_of_fold_scores
+from .classifier import FittedModel, case_or_slab_folds, fit_classifier, model_from_dict, out_of_fold_scores
 from .features import FEATURE_VERSION, lesion_features
 
 __all__ = ["GATE_FORMAT", "QualityGate", "as_gate", "train_gate"]
@@ -54,7 +54,7 @@ class QualityGate:
         How it was trained (counts, pass rates), for people.
     """
 
-    model: object
+    model: FittedModel
     feature_names: tuple[str, ...]
     threshold: float
     feature_version: int = FEATURE_VERSION
@@ -151,7 +151,7 @@ class QualityGate:
             threshold = float(document["threshold"])
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"quality gate {path} is corrupt: {exc!r}") from None
-        width = (model.fill if hasattr(model, "fill") else model.mean).size
+        width = np.asarray(model.to_dict()["fill"]).size  # both models keep one fill value per feature
         if width != len(names):
             raise ValueError(f"quality gate {path} is corrupt: the model reads {width} features, "
                              f"the file names {len(names)}")

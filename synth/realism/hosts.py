@@ -81,7 +81,7 @@ def read_host(path: str | os.PathLike[str]) -> list[Case]:
         if "no cases found" not in str(exc) or not folder.is_dir():
             raise
     niftis = sorted((p for p in folder.iterdir() if nifti_stem(p.name)), key=lambda p: natural_key(p.name))
-    images = [p for p in niftis if nifti_stem(p.name).lower().startswith(_IMAGE_WORDS)]
+    images = [p for p in niftis if (nifti_stem(p.name) or "").lower().startswith(_IMAGE_WORDS)]
     if len(niftis) != 2 or len(images) != 1:
         raise ValueError(f"{folder}: expected a data set folder or exactly one CT (ct*.nii.gz) and one liver "
                          f"mask NIfTI; found {[p.name for p in niftis]}")

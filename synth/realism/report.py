@@ -147,7 +147,9 @@ def realism_report(
     settings = dict(seed=seed, per_real=per_real, match=match, synth_options=synth_options or {},
                     min_diameter_mm=min_diameter_mm, max_real_per_case=max_real_per_case, progress=progress)
 
-    native_real, native_synthetic, failures = [], [], {}
+    native_real: list = []
+    native_synthetic: list = []
+    failures: dict[str, int] = {}
     for case in tqdm(cases, desc="cases", disable=not progress or len(cases) == 1):
         real, synthetic, failed = _case_samples(case, gate_parts, key=("native", case.case_id), **settings)
         native_real += real
@@ -214,18 +216,19 @@ def realism_report(
         gate.save(save_gate)
         summary["gate"] = {"path": str(save_gate), "threshold": gate.threshold, **gate.info}
     if figures_on:
-        in_part = [s for s in samples["native"] if s.part in wanted]
+        shown = [s for s in samples["native"] if s.part in wanted]
         table = subset(tables["native"], np.isin(tables["native"]["part"], list(wanted)))
         summary["figures"] = {
             "histograms": figures.feature_histograms(table, out_dir / "histograms.png",
                                                      distances=native["distances"]["all"]).name,
-            "gallery": figures.lesion_gallery(in_part, out_dir / "gallery.png", outlined=False, seed=seed).name,
-            "gallery_labelled": figures.lesion_gallery(in_part, out_dir / "gallery_labelled.png", outlined=True,
+            "gallery": figures.lesion_gallery(shown, out_dir / "gallery.png", outlined=False, seed=seed).name,
+            "gallery_labelled": figures.lesion_gallery(shown, out_dir / "gallery_labelled.png", outlined=True,
                                                        seed=seed).name,
             "roc": figures.roc_figure(curves["native"], out_dir / "roc.png").name,
         }
         for index, name in enumerate(n for n in analyses if n != "native"):
-            summary["figures"][f"roc {name}"] = figures.roc_figure(curves[name], out_dir / f"roc_host{index + 1}.png").name
+            path = out_dir / f"roc_host{index + 1}.png"
+            summary["figures"][f"roc {name}"] = figures.roc_figure(curves[name], path).name
     summary["runtime_s"] = round(time.perf_counter() - started, 2)
     write_json_atomic(_plain(summary), out_dir / "realism.json")
     with atomic_output_path(out_dir / "realism.md") as tmp:
@@ -285,8 +288,9 @@ def _analyse(table, *, classifiers, by_place: bool, n_boot: int, seed: int, repe
     if is_real.sum() < 2 or (1 - is_real).sum() < 2:
         raise ValueError(f"nothing to compare: {int(is_real.sum())} real and {int((1 - is_real).sum())} "
                          f"synthetic lesions in this part")
-    where = {"groups": table["case"], "centers_mm": table["center_mm"]} if by_place else {}
-    results, curves = {}, {}
+    where: dict[str, Any] = {"groups": table["case"], "centers_mm": table["center_mm"]} if by_place else {}
+    results: dict[str, dict] = {}
+    curves: dict[str, tuple] = {}
     for kind in classifiers:
         results[kind] = {}
         for name, features in CLASSIFIER_SETS.items():
@@ -349,7 +353,7 @@ def _real_vs_real(table, *, classifiers, where: bool, repeats: int, seed: int) -
             for size in SIZE_CLASSES:
                 members = rng.permutation(np.flatnonzero(real["size_class"] == size))
                 halves[members[: members.size // 2 + rng.integers(0, 2) * (members.size % 2)]] = 1
-            place = {"groups": real["case"], "centers_mm": real["center_mm"]} if where else {}
+            place: dict[str, Any] = {"groups": real["case"], "centers_mm": real["center_mm"]} if where else {}
             aucs.append(cross_validated_auc(matrix, halves, n_boot=1, seed=seed, classifier=kind, **place)["auc"])
         out[kind] = {"auc_mean": float(np.nanmean(aucs)), "auc_min": float(np.nanmin(aucs)),
                      "auc_max": float(np.nanmax(aucs)), "repeats": repeats, "n_real": int(n)}
@@ -397,7 +401,7 @@ def _fmt(value, digits=2) -> str:
 
 def markdown(summary: dict) -> str:
     """The report as Markdown: protocol, classifier AUCs per host and size, noise floor, features."""
-    settings, counts = summary["settings"], summary["counts"]
+    settings = summary["settings"]
     bins = [b[0] for b in SIZE_BINS]
     lines = ["# Realism report: real vs synthetic liver lesions", "",
              f"Cases: {', '.join(settings['cases'])}. Part: **{settings['part']}** (real lesions in liver slabs "

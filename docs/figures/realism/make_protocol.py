@@ -13,7 +13,6 @@ docs/realism.md. Re-run it after changing the synthesiser's defaults with anothe
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -87,10 +86,12 @@ def markdown(results: dict) -> str:
                              f"{row['real_vs_real'].get(kind, float('nan')):.2f} |")
     if "gate" in results:
         g = results["gate"]
-        lines += ["", f"Gate: {g['info']['classifier']}, threshold {g['threshold']:.3f}; out of fold on the tune part "
-                      f"{g['info']['real_pass_out_of_fold']:.0%} of real and {g['info']['synthetic_pass_out_of_fold']:.0%} "
+        info = g["info"]
+        lines += ["", f"Gate: {info['classifier']}, threshold {g['threshold']:.3f}; out of fold on the tune part "
+                      f"{info['real_pass_out_of_fold']:.0%} of real and {info['synthetic_pass_out_of_fold']:.0%} "
                       f"of synthetic lesions pass.", "",
-                  "| | s per lesion | mean tries | native AUC logistic | native AUC boosting |", "|---|---|---|---|---|"]
+                  "| | s per lesion | mean tries | native AUC logistic | native AUC boosting |",
+                  "|---|---|---|---|---|"]
         for name, timing in g["timing"].items():
             run_ = g["with_gate"] if name == "gate" else results["seeds"][str(g["seed"])]
             native = run_["hosts"]["native"]
