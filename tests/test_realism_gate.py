@@ -79,10 +79,12 @@ def test_bad_quality_filter_arguments(host):
         toy_gate(1.5)
 
 
-def test_unpassable_gate_tries_max_tries_and_still_inserts_the_best(host):
+@pytest.mark.parametrize("size", ["small", (22.0, 26.0)])  # 22-26 mm: with mass effect
+def test_unpassable_gate_tries_max_tries_and_still_inserts_the_best(host, size):
     gate = toy_gate(1.0, max_tries=3)
     scan = prepare_host(host.volume, host.label, spacing=host.spacing)
-    result = scan.insert(size="small", count=2, seed=4, quality_filter=gate)
+    result = scan.insert(size=size, count=2, seed=4, quality_filter=gate)
+    assert all(lesion.mass_effect == (size != "small") for lesion in result.lesions)
     assert [lesion.quality_tries for lesion in result.lesions] == [3, 3]
     assert all(0.0 <= lesion.quality_score < 1.0 for lesion in result.lesions)
     # Rejected draws were undone: exactly the two kept lesions are new, nothing outside their boxes changed.

@@ -228,7 +228,8 @@ def realism_report(
         }
         for index, name in enumerate(n for n in analyses if n != "native"):
             path = out_dir / f"roc_host{index + 1}.png"
-            summary["figures"][f"roc {name}"] = figures.roc_figure(curves[name], path).name
+            summary["figures"][f"roc {name}"] = figures.roc_figure(
+                curves[name], path, title=f"Real vs synthetic, host {name} (out-of-fold)").name
     summary["runtime_s"] = round(time.perf_counter() - started, 2)
     write_json_atomic(_plain(summary), out_dir / "realism.json")
     with atomic_output_path(out_dir / "realism.md") as tmp:
