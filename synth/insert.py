@@ -263,10 +263,14 @@ def _insert_gated(host: HostScan, volume, label, index: int, request: _Request, 
     for tries in range(1, gate.max_tries + 1):
         snapshot: list = []
         record = _insert_one(host, volume, label, index, request, rng, snapshot=snapshot)
+        box, volume_before, label_before = snapshot[0]
+        if any(b.start > lo or b.stop < hi for b, (lo, hi) in zip(box, record.bbox)):
+            # _paint wrote outside the saved box: undoing would leave part of the lesion behind.
+            raise RuntimeError(f"lesion {index} changed the box {record.bbox}, outside the saved {box}; the "
+                               f"quality gate's snapshot in _insert_one must cover everything _paint writes")
         score = gate.score_inserted(volume, label, record, host.spacing)
         if gate.passes(score):
             return replace(record, quality_tries=tries, quality_score=score)
-        box, volume_before, label_before = snapshot[0]
         if best is None or score > best[0]:
             best = (score, box, volume[box].copy(), label[box].copy(), record)
         volume[box], label[box] = volume_before, label_before
