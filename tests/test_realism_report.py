@@ -105,3 +105,12 @@ def test_report_parts_hold_disjoint_real_lesions(lits117, tmp_path):
     assert counts["tune"] + counts["report"] == counts["all"]
     with pytest.raises(ValueError, match="part"):
         realism_report([case], out_dir=tmp_path, part="test")
+
+
+def test_cli_refuses_a_thick_slice_thinner_than_the_scan(shared_data, tmp_path, capsys):
+    assert main(["--data", str(shared_data / "lits117"), "--out", str(tmp_path), "--quiet", "--no-figures",
+                 "--thick-slice", "1.0"]) == 2
+    assert "thicker than the scan's 1.40 mm" in capsys.readouterr().err
+    assert main(["--data", str(shared_data / "lits117"), "--out", str(tmp_path), "--quiet",
+                 "--host", str(tmp_path)]) == 2
+    assert "--host" in capsys.readouterr().err

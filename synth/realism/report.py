@@ -142,6 +142,8 @@ def realism_report(
     hosts = [_as_case(h) for h in hosts]
     if not cases:
         raise ValueError("no cases given")
+    # Made first: a thickness the scans cannot take is refused before minutes of work.
+    thick = [thick_slice_case(case, thick_mm=thick_slice_mm) for case in cases] if thick_slice_mm else []
     wanted = {"tune", "report"} if part == "all" else {part}
     gate_parts = wanted | ({"tune"} if save_gate is not None else set())
     settings = dict(seed=seed, per_real=per_real, match=match, synth_options=synth_options or {},
@@ -157,8 +159,7 @@ def realism_report(
         failures["native"] = failures.get("native", 0) + failed
     tables = {"native": _table(native_real + native_synthetic, progress)}
     samples = {"native": native_real + native_synthetic}
-    if thick_slice_mm is not None:
-        thick = [thick_slice_case(case, thick_mm=thick_slice_mm) for case in cases]
+    if thick:
         name = f"thick {thick[0].spacing[2]:.1f} mm"
         made, failures[name] = [], 0
         for case in thick:
