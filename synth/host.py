@@ -14,7 +14,9 @@ decides later, and :meth:`HostScan.restore` can put the scan back as it was.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy import ndimage
@@ -35,6 +37,9 @@ from .types import (
     TypeSize,
 )
 from .validation import EMPTY_MASK, check_label_map, check_spacing, check_volume
+
+if TYPE_CHECKING:
+    from .realism.gate import QualityGate
 
 _BLOCK_MM = 16.0  # side of a vessel-map block: about one small lesion
 _CLEARANCE_CELL_MM = 4.0  # grid of the coarse clearance map
@@ -263,6 +268,7 @@ class HostScan:
         sampler: TypeSampler | None = None,
         bank: TypeBank = None,
         out: TypeOut | None = None,
+        quality_filter: QualityGate | str | os.PathLike[str] | None = None,
     ) -> InsertionResult:
         """Insert lesions into this scan; the options and their defaults are those of
         :func:`synth.insert.synthesize` (and :func:`synth.insert_tumor`)."""
@@ -271,7 +277,8 @@ class HostScan:
         return synthesize(self, size=size, count=count, phenotype=phenotype, seed=seed, rng=rng, edge_mm=edge_mm,
                           subcapsular_probability=subcapsular_probability, mass_effect=mass_effect,
                           partial_volume=partial_volume, max_attempts=max_attempts, method=method, model=model,
-                          sampling_steps=sampling_steps, sampler=sampler, bank=bank, out=out)
+                          sampling_steps=sampling_steps, sampler=sampler, bank=bank, out=out,
+                          quality_filter=quality_filter)
 
 
 def prepare_host(volume, mask, *, spacing=(1.0, 1.0, 1.0)) -> HostScan:

@@ -7,8 +7,9 @@ insertions share one prepared scan.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+import os
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -39,6 +40,9 @@ from .types import (
 )
 from .validation import check_count, check_seed
 
+if TYPE_CHECKING:  # the realism code is imported only when a quality gate is used
+    from .realism.gate import QualityGate
+
 # Each round draws a new size and shape and relaxes the rules: more vessel overlap allowed, then a
 # thinner layer of liver towards the capsule, so crowded livers still take lesions.
 _VESSEL_TOLERANCE = (0.02, 0.10, 0.25)
@@ -67,6 +71,7 @@ def insert_tumor(
     sampler: TypeSampler | None = None,
     bank: TypeBank = None,
     out: TypeOut | None = None,
+    quality_filter: QualityGate | str | os.PathLike[str] | None = None,
 ) -> tuple[Any, Any]:
     """Insert synthetic tumours into the liver of a CT scan.
 
@@ -100,7 +105,8 @@ def insert_tumor(
         The diffusion model folder (``config.json`` + ``weights.safetensors``) or a loaded model.
     bank : path or synth.copy_paste.LesionBank, optional
         The lesion bank folder (``tumorsynth bank build``) or a loaded bank.
-    edge_mm, subcapsular_probability, mass_effect, partial_volume, max_attempts, sampling_steps, sampler, out
+    edge_mm, subcapsular_probability, mass_effect, partial_volume, max_attempts, sampling_steps, sampler, out,
+    quality_filter
         See :func:`synthesize`. ``out=(volume, mask)`` inserts in place (arrays only; the mask
         must then be a C-ordered uint8 label map).
 
@@ -128,7 +134,7 @@ def insert_tumor(
         size=size, count=count, phenotype=phenotype, seed=seed, rng=rng, edge_mm=edge_mm,
         subcapsular_probability=subcapsular_probability, mass_effect=mass_effect, partial_volume=partial_volume,
         max_attempts=max_attempts, method=method, model=model, sampling_steps=sampling_steps, sampler=sampler,
-        bank=bank, out=out)
+        bank=bank, out=out, quality_filter=quality_filter)
     if images is None:
         return result.volume, result.label
     return _like(image, result.volume), _like(image, result.label)
@@ -153,6 +159,7 @@ def synthesize(
     sampler: TypeSampler | None = None,
     bank: TypeBank = None,
     out: TypeOut | None = None,
+    quality_filter: QualityGate | str | os.PathLike[str] | None = None,
 ) -> InsertionResult:
     """Insert lesions into a prepared scan and return the new arrays with lesion records.
 
@@ -185,6 +192,11 @@ def synthesize(
         :meth:`HostScan.restore` puts the scan back afterwards. Other arrays first receive a copy of
         the scan (no allocation). Checked before anything is written; when a lesion cannot be
         placed (or anything else fails), the lesions already written are undone.
+    quality_filter : synth.realism.QualityGate or path, optional
+        A quality gate (``tumorsynth realism --save-gate``; see ``docs/realism.md``). Each painted
+        lesion is scored on its crop; below the gate's threshold it is undone and drawn again, at
+        most ``gate.max_tries`` times (5), keeping the best-scoring draw when none passes. The
+        records count the tries (``quality_tries``) and keep the score (``quality_score``).
     """
     rng = check_seed(seed, rng)
     size_spec = parse_size(size)
@@ -197,6 +209,7 @@ def synthesize(
     if max_attempts < 1:
         raise ValueError(f"max_attempts must be at least 1; got {max_attempts}")
     painter = _painter(method, model, sampling_steps, sampler, bank, host)
+    gate = None if quality_filter is None else _quality_gate(quality_filter)
     smallest_ml = np.pi * size_spec.smallest_mm**3 / 6.0 / 1000.0
     if low * smallest_ml > host.stats.volume_ml:
         raise LesionPlacementError(
@@ -210,7 +223,10 @@ def synthesize(
     lesions: list[Lesion] = []
     try:
         for index in range(1, request.n_lesions + 1):
-            lesions.append(_insert_one(host, volume, label, index, request, rng))
+            if gate is None:
+                lesions.append(_insert_one(host, volume, label, index, request, rng))
+            else:
+                lesions.append(_insert_gated(host, volume, label, index, request, rng, gate))
     except BaseException:
         if out is not None:  # the caller's arrays: put the scan back, nothing half-inserted stays
             host.restore(InsertionResult(volume=volume, label=label, lesions=lesions, spacing=host.spacing))
@@ -262,8 +278,44 @@ def _stencil(painter, diameter, size_range, voxel_count, spacing, pad, rng, *, s
     return lesion_stencil(sample_shape(diameter, rng), voxel_count, spacing, pad_mm=pad, sub_slices=sub_slices, rng=rng)
 
 
-def _insert_one(host: HostScan, volume, label, index: int, request: _Request, rng) -> Lesion:
-    """Draw, place and paint lesion ``index``, writing into ``volume`` and ``label``."""
+def _quality_gate(quality_filter):
+    """The gate object of ``quality_filter=`` (imported here: ``synth.insert`` stays light)."""
+    from .realism.gate import as_gate
+
+    return as_gate(quality_filter)
+
+
+def _insert_gated(host: HostScan, volume, label, index: int, request: _Request, rng, gate) -> Lesion:
+    """Insert lesion ``index`` and redraw it while the quality gate scores it below its threshold.
+
+    Each draw's box is saved before painting and restored when the draw is rejected (not from the
+    host's arrays: earlier lesions of this call may lie in the box). With no passing draw after
+    ``gate.max_tries``, the best-scoring one is written back.
+    """
+    best = None
+    for tries in range(1, gate.max_tries + 1):
+        snapshot: list = []
+        record = _insert_one(host, volume, label, index, request, rng, snapshot=snapshot)
+        box, volume_before, label_before = snapshot[0]
+        if any(b.start > lo or b.stop < hi for b, (lo, hi) in zip(box, record.bbox)):
+            # _paint wrote outside the saved box: undoing would leave part of the lesion behind.
+            raise RuntimeError(f"lesion {index} changed the box {record.bbox}, outside the saved {box}; the "
+                               f"quality gate's snapshot in _insert_one must cover everything _paint writes")
+        score = gate.score_inserted(volume, label, record, host.spacing)
+        if gate.passes(score):
+            return replace(record, quality_tries=tries, quality_score=score)
+        if best is None or score > best[0]:
+            best = (score, box, volume[box].copy(), label[box].copy(), record)
+        volume[box], label[box] = volume_before, label_before
+    assert best is not None  # max_tries >= 1: at least one draw was scored
+    score, box, volume_after, label_after, record = best
+    volume[box], label[box] = volume_after, label_after
+    return replace(record, quality_tries=gate.max_tries, quality_score=score)
+
+
+def _insert_one(host: HostScan, volume, label, index: int, request: _Request, rng, snapshot=None) -> Lesion:
+    """Draw, place and paint lesion ``index``, writing into ``volume`` and ``label``; with a
+    ``snapshot`` list, first append ``(box, volume[box], label[box])`` of every voxel it may change."""
     spacing = host.spacing
     voxel_volume = float(np.prod(spacing))
     subcapsular = bool(rng.random() < request.subcapsular_probability)
@@ -293,7 +345,13 @@ def _insert_one(host: HostScan, volume, label, index: int, request: _Request, rn
             f"liver ({host.stats.volume_ml:.0f} mL) has no room for it away from the capsule, vessels "
             f"and other tumours; ask for a smaller size or fewer lesions")
     center, box, local = placed
-    return _paint(host, volume, label, index, center, box, stencil.crop(local), appearance,
+    stencil = stencil.crop(local)
+    if snapshot is not None:  # the stencil's box, and the mass effect's reach when it may apply
+        reach = box
+        if request.mass_effect and stencil.diameter_mm >= MASS_EFFECT_FROM_MM:
+            reach = _union(box, displacement_box(center, stencil.diameter_mm / 2.0, spacing, volume.shape))
+        snapshot.append((reach, volume[reach].copy(), label[reach].copy()))
+    return _paint(host, volume, label, index, center, box, stencil, appearance,
                   subcapsular, request.mass_effect, rng, request.painter)
 
 

@@ -13,7 +13,9 @@ class Lesion:
 
     ``center_mm`` is the centre voxel times the spacing (voxel-grid millimetres; the CLI adds world
     coordinates from the affine). ``bbox`` is the box of voxels the insertion may have changed,
-    as ``(start, stop)`` per axis; every voxel outside all boxes is unchanged.
+    as ``(start, stop)`` per axis; every voxel outside all boxes is unchanged. With a quality gate
+    (``quality_filter=``), ``quality_tries`` counts the draws (0 without a gate) and
+    ``quality_score`` is the kept draw's probability "real" (None without a gate).
     """
 
     index: int
@@ -29,9 +31,11 @@ class Lesion:
     mass_effect: bool
     bbox: tuple[tuple[int, int], tuple[int, int], tuple[int, int]]
     donor: str | None = None  # copy-paste: the bank lesion it was made from
+    quality_tries: int = 0
+    quality_score: float | None = None
 
     def to_dict(self) -> dict:
-        """A JSON-ready dict (plain floats, ints and lists)."""
+        """A JSON-ready dict (plain floats, ints and lists); the quality fields only when a gate ran."""
         out = asdict(self)
         out["center_voxel"] = list(self.center_voxel)
         out["center_mm"] = [round(float(v), 3) for v in self.center_mm]
@@ -40,6 +44,10 @@ class Lesion:
             out[key] = round(float(out[key]), 3)
         if self.donor is None:  # only copy-paste lesions have a donor
             del out["donor"]
+        if self.quality_tries == 0:  # no quality gate: the record reads as it always did
+            del out["quality_tries"], out["quality_score"]
+        else:
+            out["quality_score"] = None if self.quality_score is None else round(float(self.quality_score), 4)
         return out
 
 

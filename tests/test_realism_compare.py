@@ -76,3 +76,28 @@ def test_feature_table_and_per_class_comparison(lits117):
     result = compare_tables(table)
     assert "all" in result and set(result) - {"all"} <= {"tiny", "small", "medium", "large"}
     assert result["all"]["contrast_hu"]["n_real"] == len(real)
+
+
+def test_realism_part_cuts_the_liver_into_four_interleaved_slabs():
+    from synth.realism.compare import realism_part
+
+    z = np.array([0.5, 30.0, 49.9, 50.1, 74.0, 76.0, 99.0, -3.0, 104.0])
+    centers = np.stack([np.zeros_like(z), np.zeros_like(z), z], axis=1)
+    parts = realism_part(centers, (0.0, 100.0))
+    assert list(parts) == ["tune", "report", "report", "tune", "tune", "report", "report", "tune", "report"]
+    with pytest.raises(ValueError, match="high > low"):
+        realism_part(centers, (5.0, 5.0))
+
+
+def test_real_lesions_carry_their_part_and_synthetic_their_matchs(lits117):
+    from synth.realism.compare import liver_z_extent_mm, realism_part
+
+    real = extract_real_lesions(lits117.volume, lits117.label, lits117.spacing)
+    extent = liver_z_extent_mm(lits117.label, lits117.spacing)
+    assert [s.part for s in real] == list(realism_part([s.center_mm for s in real], extent))
+    assert {s.part for s in real} == {"tune", "report"}
+    made, _ = synthesize_lesions(lits117.volume, lits117.label, lits117.spacing, ["small", "small"],
+                                 parts=["report", "tune"], seed=1)
+    assert [s.part for s in made] == ["report", "tune"][: len(made)]
+    with pytest.raises(ValueError, match="parts"):
+        synthesize_lesions(lits117.volume, lits117.label, lits117.spacing, ["small"], parts=[])

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from synth.realism.features import FEATURE_NAMES, lesion_features, signed_distance
+from synth.realism.features import FEATURE_NAMES, FEATURE_VERSION, lesion_features, shape_features, signed_distance
 
 BACKGROUND_HU = 110.0
 LESION_HU = 60.0
@@ -38,7 +38,7 @@ def test_sphere_size_contrast_and_roundness():
     assert set(features) == set(FEATURE_NAMES)
     assert features["diameter_mm"] == pytest.approx(16.0, abs=1.0)  # within a voxel
     assert features["contrast_hu"] == pytest.approx(LESION_HU - BACKGROUND_HU, abs=3.0)
-    assert 0.9 < features["sphericity"] < 1.1
+    assert 0.93 < features["sphericity"] <= 1.0
     assert features["elongation"] == pytest.approx(1.0, abs=0.05)
     assert features["roughness"] < 0.05
     assert features["solidity"] > 0.95
@@ -121,3 +121,30 @@ def test_bad_input():
         lesion_features(np.zeros((5, 5, 5)), np.zeros((5, 5, 5), dtype=bool), (1, 1, 1))
     with pytest.raises(ValueError, match="one shape"):
         lesion_features(np.zeros((5, 5, 5)), np.ones((5, 5, 4), dtype=bool), (1, 1, 1))
+
+
+@pytest.mark.parametrize("spacing", [(1.0, 1.0, 1.0), (0.7, 0.7, 2.0)])
+def test_sphericity_of_a_sphere_is_close_to_and_at_most_one(spacing):
+    for radius in (3.0, 8.0):
+        mask = ellipsoid((radius, radius, radius), spacing)
+        assert 0.85 < shape_features(mask, spacing)["sphericity"] <= 1.0
+
+
+def test_sphericity_of_an_elongated_ellipsoid_is_clearly_below_one():
+    spacing = (1.0, 1.0, 1.0)
+    assert shape_features(ellipsoid((20.0, 6.0, 6.0), spacing), spacing)["sphericity"] < 0.85
+
+
+def test_sphericity_of_every_real_lesion_is_at_most_one(lits117):
+    from synth.realism.compare import extract_real_lesions
+
+    lesions = extract_real_lesions(lits117.volume, lits117.label, lits117.spacing, min_diameter_mm=0.0,
+                                   exclude_border=False)
+    assert len(lesions) > 50
+    values = [shape_features(s.lesion, s.spacing)["sphericity"] for s in lesions]
+    assert max(values) <= 1.0
+    assert min(values) > 0.3
+
+
+def test_feature_version_is_a_positive_int():
+    assert isinstance(FEATURE_VERSION, int) and FEATURE_VERSION >= 2

@@ -1,7 +1,9 @@
 """A real-versus-synthetic classifier on lesion features, and its cross-validated ROC AUC.
 
-The model is an L2-regularised logistic regression on standardised features, fitted with
-L-BFGS (numpy + scipy, no scikit-learn). The AUC is computed from ranks (the Mann-Whitney
+Two models (numpy + scipy, no scikit-learn): an L2-regularised logistic regression on
+standardised features, fitted with L-BFGS, and gradient-boosted shallow trees
+(:mod:`synth.realism.boosting`), which also catch differences that are not linear in the features.
+The AUC is computed from ranks (the Mann-Whitney
 statistic) on out-of-fold scores: every lesion is scored by a model that never saw it, nor any
 lesion of its case (several cases) or of its spatial block (one case), so a classifier cannot
 win by recognising a scan or a neighbourhood. 0.5 means real and synthetic lesions cannot be told
@@ -14,9 +16,18 @@ reflects the finite number of lesions, not the variability of refitting the mode
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 import numpy as np
 from scipy import optimize, stats
+
+
+class FittedModel(Protocol):
+    """What every fitted classifier offers: log-odds of the positive class, and its parameters."""
+
+    def decision(self, features: np.ndarray) -> np.ndarray: ...
+
+    def to_dict(self) -> dict: ...
 
 
 @dataclass(frozen=True)
@@ -33,6 +44,20 @@ class LogisticModel:
         """Log-odds of the positive class for each row of ``features``."""
         x = np.where(np.isfinite(features), features, self.fill)
         return ((x - self.mean) / self.scale) @ self.weights + self.bias
+
+    def to_dict(self) -> dict:
+        """JSON-ready parameters (plain lists); :meth:`from_dict` reads them back."""
+        return {"kind": "logistic", "mean": self.mean.tolist(), "scale": self.scale.tolist(),
+                "fill": self.fill.tolist(), "weights": self.weights.tolist(), "bias": float(self.bias)}
+
+    @classmethod
+    def from_dict(cls, params: dict) -> LogisticModel:
+        """The model of :meth:`to_dict`'s output; ValueError when the arrays disagree in length."""
+        arrays = [np.asarray(params[k], dtype=np.float64) for k in ("mean", "scale", "fill", "weights")]
+        if len({a.shape for a in arrays}) != 1 or arrays[0].ndim != 1:
+            raise ValueError(f"logistic parameters disagree in shape: {[a.shape for a in arrays]}")
+        mean, scale, fill, weights = arrays
+        return cls(mean, scale, fill, weights, float(params["bias"]))
 
 
 def fit_logistic(features: np.ndarray, labels: np.ndarray, *, l2: float = 1.0) -> LogisticModel:
@@ -64,6 +89,32 @@ def fit_logistic(features: np.ndarray, labels: np.ndarray, *, l2: float = 1.0) -
 
     result = optimize.minimize(loss, np.zeros(x.shape[1] + 1), jac=True, method="L-BFGS-B")
     return LogisticModel(mean, scale, fill, result.x[:-1], float(result.x[-1]))
+
+
+def fit_classifier(features: np.ndarray, labels: np.ndarray, *, kind: str = "logistic") -> Any:
+    """Fit the classifier named ``kind`` (a key of :data:`CLASSIFIERS`); returns a model with
+    ``decision(features)`` (log-odds of the positive class) and ``to_dict()``."""
+    if kind == "logistic":
+        return fit_logistic(features, labels)
+    if kind == "boosting":
+        from .boosting import fit_boosting
+
+        return fit_boosting(features, labels)
+    raise ValueError(f"classifier must be one of {CLASSIFIERS}; got {kind!r}")
+
+
+CLASSIFIERS = ("logistic", "boosting")
+
+
+def model_from_dict(params: dict) -> FittedModel:
+    """A fitted model from its ``to_dict()`` output (``kind`` says which)."""
+    from .boosting import BoostedTrees
+
+    kinds: dict[str, Any] = {"logistic": LogisticModel, "boosting": BoostedTrees}
+    kind = params.get("kind") if isinstance(params, dict) else None
+    if kind not in kinds:
+        raise ValueError(f"model kind must be one of {sorted(kinds)}; got {kind!r}")
+    return kinds[kind].from_dict(params)
 
 
 def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float:
@@ -133,9 +184,37 @@ def stratified_folds(labels: np.ndarray, *, n_folds: int = 5, seed=0) -> np.ndar
     return folds
 
 
+def case_or_slab_folds(labels, *, groups=None, centers_mm=None, n_folds: int = 5, seed=0) -> tuple[np.ndarray, str]:
+    """Fold ids and how they were made: whole cases with two or more cases, else spatial slabs of
+    the centres, else random stratified folds."""
+    labels = np.asarray(labels).astype(int)
+    if groups is not None and len(set(groups)) >= 2:
+        names = sorted(set(groups))
+        fold_of = {name: i % n_folds for i, name in enumerate(names)}
+        return np.array([fold_of[g] for g in groups]), "by case"
+    if centers_mm is not None:
+        return spatial_folds(centers_mm, n_folds=n_folds), "by spatial slab"
+    return stratified_folds(labels, n_folds=n_folds, seed=seed), "random stratified"
+
+
+def out_of_fold_scores(features, labels, folds, *, kind: str = "logistic") -> np.ndarray:
+    """Each row's score from a model fitted on the other folds (NaN where a fold cannot be fitted)."""
+    features = np.asarray(features, dtype=np.float64)
+    labels = np.asarray(labels).astype(int)
+    scores = np.full(labels.size, np.nan)
+    for fold in np.unique(folds):
+        held_out = folds == fold
+        train = ~held_out
+        if len(np.unique(labels[train])) < 2:  # a fold without both classes cannot be fitted
+            continue
+        scores[held_out] = fit_classifier(features[train], labels[train], kind=kind).decision(features[held_out])
+    return scores
+
+
 def cross_validated_auc(features, labels, *, groups=None, centers_mm=None, n_folds: int = 5,
-                        l2: float = 1.0, n_boot: int = 2000, seed=0) -> dict:
-    """Out-of-fold ROC AUC of the logistic classifier with a bootstrap 95 % interval.
+                        l2: float = 1.0, n_boot: int = 2000, seed=0, classifier: str = "logistic") -> dict:
+    """Out-of-fold ROC AUC of a classifier (``"logistic"`` or ``"boosting"``) with a bootstrap
+    95 % interval.
 
     Parameters
     ----------
@@ -155,30 +234,29 @@ def cross_validated_auc(features, labels, *, groups=None, centers_mm=None, n_fol
     -------
     dict
         ``auc``, ``ci`` (low, high), ``scheme`` (how folds were made), ``n_folds``, ``scores``
-        (out-of-fold log-odds), ``labels`` and ``weights`` (standardised coefficients of a model
-        fitted on all lesions: which features separate the classes, and in which direction).
+        (out-of-fold log-odds), ``labels`` and ``weights``: for the logistic model the standardised
+        coefficients of a model fitted on all lesions (which features separate the classes, and in
+        which direction); for boosting each feature's share of the total split gain.
     """
     features = np.asarray(features, dtype=np.float64)
     labels = np.asarray(labels).astype(int)
-    if groups is not None and len(set(groups)) >= 2:
-        names = sorted(set(groups))
-        fold_of = {name: i % n_folds for i, name in enumerate(names)}
-        folds, scheme = np.array([fold_of[g] for g in groups]), "by case"
-    elif centers_mm is not None:
-        folds, scheme = spatial_folds(centers_mm, n_folds=n_folds), "by spatial slab"
+    folds, scheme = case_or_slab_folds(labels, groups=groups, centers_mm=centers_mm, n_folds=n_folds, seed=seed)
+    if classifier == "logistic":
+        scores = np.full(labels.size, np.nan)
+        for fold in np.unique(folds):
+            train = folds != fold
+            if len(np.unique(labels[train])) >= 2:
+                scores[~train] = fit_logistic(features[train], labels[train], l2=l2).decision(features[~train])
     else:
-        folds, scheme = stratified_folds(labels, n_folds=n_folds, seed=seed), "random stratified"
-    scores = np.full(labels.size, np.nan)
-    for fold in np.unique(folds):
-        held_out = folds == fold
-        train = ~held_out
-        if len(np.unique(labels[train])) < 2:  # a fold without both classes cannot be fitted
-            continue
-        scores[held_out] = fit_logistic(features[train], labels[train], l2=l2).decision(features[held_out])
+        scores = out_of_fold_scores(features, labels, folds, kind=classifier)
     scored = np.isfinite(scores)
     auc = roc_auc(scores[scored], labels[scored])
     low, high = bootstrap_auc(scores[scored], labels[scored], n_boot=n_boot, seed=seed)
-    full = fit_logistic(features, labels, l2=l2)
+    if classifier == "logistic":
+        weights = fit_logistic(features, labels, l2=l2).weights
+    else:
+        gain = fit_classifier(features, labels, kind=classifier).gain
+        weights = gain / max(float(gain.sum()), 1e-12)
     return {"auc": auc, "ci": (low, high), "scheme": scheme, "n_folds": int(np.unique(folds).size),
             "n_positive": int(labels[scored].sum()), "n_negative": int((1 - labels[scored]).sum()),
-            "scores": scores, "labels": labels, "weights": full.weights}
+            "scores": scores, "labels": labels, "weights": weights}

@@ -10,7 +10,7 @@ difference between the lesions, not between two measurement paths.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy import ndimage, stats
@@ -22,6 +22,49 @@ from ..labels import Label
 from .features import FEATURE_NAMES, lesion_features
 
 SIZE_CLASSES = ("tiny", "small", "medium", "large")
+# Size bins of the evaluation (equivalent diameter, mm): where segmentation fails, under 10 mm.
+SIZE_BINS = (("< 10 mm", 0.0, 10.0), ("10-20 mm", 10.0, 20.0), (">= 20 mm", 20.0, np.inf))
+PARTS = ("report", "tune", "all")
+# Slabs of the liver's axial extent in each part (see realism_part).
+_TUNE_SLABS = (0, 2)
+
+
+def liver_z_extent_mm(label: np.ndarray, spacing) -> tuple[float, float]:
+    """The liver's (liver or tumour voxels') extent along axis 2 in voxel-grid mm: from the lower
+    face of its first slice to the upper face of its last (voxel ``i``'s centre at ``i * dz``)."""
+    slices = np.flatnonzero(np.asarray(label != Label.BACKGROUND).any(axis=(0, 1)))
+    if slices.size == 0:
+        raise ValueError("the label map has no liver: the liver's axial extent is undefined")
+    dz = float(spacing[2])
+    return (slices[0] - 0.5) * dz, (slices[-1] + 0.5) * dz
+
+
+def realism_part(centers_mm, liver_z_extent: tuple[float, float]) -> np.ndarray:
+    """``"tune"`` or ``"report"`` for each lesion centre: the fixed split of real lesions.
+
+    The liver's axial extent (``liver_z_extent``, mm, from :func:`liver_z_extent_mm`) is cut into
+    four equal slabs; lesions whose centroid lies in slabs 0 and 2 form the tune part, slabs 1
+    and 3 the report part. Defaults may be chosen by looking at the tune part only; quoted results
+    come from the report part. Interleaved slabs keep both parts spread over the whole liver.
+
+    Parameters
+    ----------
+    centers_mm : (N, 3) array
+        Lesion centroids in voxel-grid mm (axis 2 axial).
+    liver_z_extent : (float, float)
+        Lower and upper axial bound of the liver in mm.
+    """
+    low, high = (float(v) for v in liver_z_extent)
+    if not high > low:
+        raise ValueError(f"liver_z_extent must be (low, high) with high > low; got {liver_z_extent!r}")
+    z = np.asarray(centers_mm, dtype=np.float64).reshape(-1, 3)[:, 2]
+    slab = np.clip(np.floor(4.0 * (z - low) / (high - low)), 0, 3).astype(int)
+    return np.where(np.isin(slab, _TUNE_SLABS), "tune", "report").astype(object)
+
+
+def size_bin(diameter_mm: float) -> str:
+    """The evaluation size bin (:data:`SIZE_BINS`) of an equivalent diameter in mm."""
+    return next(name for name, low, high in SIZE_BINS if low <= diameter_mm < high)
 
 
 @dataclass(frozen=True)
@@ -38,6 +81,8 @@ class LesionSample:
     liver: np.ndarray  # bool, tumour-free liver (label 1) in the crop
     spacing: tuple[float, float, float]
     phenotype: str = ""  # the synthesiser's phenotype; empty for real lesions
+    part: str = ""  # "tune" or "report" (realism_part); a synthetic lesion takes its real match's
+    host: str = ""  # the scan it was inserted into (synthetic) or cut from (real)
 
 
 def crop_around(mask_box, spacing, shape, *, margin_mm: float) -> tuple[slice, slice, slice]:
@@ -47,7 +92,7 @@ def crop_around(mask_box, spacing, shape, *, margin_mm: float) -> tuple[slice, s
     return x, y, z
 
 
-def _sample(source, case, volume, label, component, box, spacing, phenotype="") -> LesionSample:
+def _sample(source, case, volume, label, component, box, spacing, phenotype="", part="") -> LesionSample:
     """Cut one lesion's crop; ``component`` is its full-scan-box mask restricted to ``box``."""
     index = np.argwhere(component)
     offset = np.array([b.start for b in box])
@@ -60,7 +105,8 @@ def _sample(source, case, volume, label, component, box, spacing, phenotype="") 
         center_mm=(cx, cy, cz),
         diameter_mm=float(diameter), size_class=size_class(diameter),
         volume=np.asarray(volume[box], dtype=np.float32), lesion=component,
-        liver=np.asarray(label[box] == Label.LIVER), spacing=(sx, sy, sz), phenotype=phenotype)
+        liver=np.asarray(label[box] == Label.LIVER), spacing=(sx, sy, sz), phenotype=phenotype, part=part,
+        host=case)
 
 
 def _touches_border(box, shape) -> bool:
@@ -84,8 +130,11 @@ def extract_real_lesions(volume, label, spacing, *, case: str = "case", min_diam
         Skip components that touch the scan's border: their shape and size are cut off.
     margin_mm : float
         Margin kept around the lesion's box, for the parenchyma shell and the edge profile.
+
+    Each sample's ``part`` is its :func:`realism_part` in this scan.
     """
     spacing = tuple(float(s) for s in spacing)
+    extent = liver_z_extent_mm(label, spacing)
     components, count = lesion_components(np.asarray(label) == Label.TUMOR)
     voxel_volume = float(np.prod(spacing))
     sizes = np.bincount(components.ravel(), minlength=count + 1)
@@ -97,13 +146,15 @@ def extract_real_lesions(volume, label, spacing, *, case: str = "case", min_diam
         if diameter < min_diameter_mm or (exclude_border and _touches_border(box, label.shape)):
             continue
         crop = crop_around(box, spacing, label.shape, margin_mm=margin_mm)
-        samples.append(_sample("real", case, volume, label, components[crop] == index, crop, spacing))
+        sample = _sample("real", case, volume, label, components[crop] == index, crop, spacing)
+        samples.append(replace(sample, part=str(realism_part([sample.center_mm], extent)[0])))
     return samples
 
 
 def synthesize_lesions(volume, label, spacing, size_classes, *, case: str = "case", seed=0,
                        margin_mm: float = 8.0, exclude_border: bool = True,
-                       synth_options: dict | None = None, progress=None) -> tuple[list[LesionSample], int]:
+                       synth_options: dict | None = None, parts=None,
+                       progress=None) -> tuple[list[LesionSample], int]:
     """Insert one synthetic lesion per entry of ``size_classes`` into the scan's tumour-free liver.
 
     Each insertion starts from the original scan (one ``prepare_host``, reused), so lesions are
@@ -118,6 +169,8 @@ def synthesize_lesions(volume, label, spacing, size_classes, *, case: str = "cas
         Source of the insertions' randomness.
     synth_options : dict, optional
         Further keyword options of :func:`synth.synthesize` (``phenotype``, ``edge_mm``, ...).
+    parts : sequence of str, optional
+        The ``part`` of each insertion's sample (the part of the real lesion it is matched to).
     progress : callable, optional
         Called once per insertion (a tqdm ``update``, for instance).
 
@@ -132,7 +185,10 @@ def synthesize_lesions(volume, label, spacing, size_classes, *, case: str = "cas
     rng = np.random.default_rng(seed)
     options = dict(synth_options or {})
     samples, failures = [], 0
-    for size in size_classes:
+    parts = [""] * len(size_classes) if parts is None else list(parts)
+    if len(parts) != len(size_classes):
+        raise ValueError(f"parts has {len(parts)} entries for {len(size_classes)} insertions; give one each")
+    for size, part in zip(size_classes, parts):
         try:
             result = host.insert(size=size, count=1, rng=rng, **options)
         except LesionPlacementError:
@@ -142,20 +198,33 @@ def synthesize_lesions(volume, label, spacing, size_classes, *, case: str = "cas
             if progress is not None:
                 progress()
         record = result.lesions[0]
-        new_tumor_box = tuple(slice(a, b) for a, b in record.bbox)
-        crop = crop_around(new_tumor_box, spacing, label.shape, margin_mm=margin_mm)
-        new = (result.label[crop] == Label.TUMOR) & (host.label[crop] != Label.TUMOR)
-        parts, _ = lesion_components(new)
-        centre = tuple(c - b.start for c, b in zip(record.center_voxel, crop))
-        component = parts == parts[centre] if parts[centre] else parts > 0
+        crop, component = inserted_lesion(result.label, record, spacing, margin_mm=margin_mm, before=host.label)
         body = ndimage.find_objects(component.astype(np.int8))[0]
         body = tuple(slice(b.start + c.start, b.stop + c.start) for b, c in zip(body, crop))
         if exclude_border and _touches_border(body, label.shape):
             failures += 1
             continue
         samples.append(_sample("synthetic", case, result.volume, result.label, component, crop, spacing,
-                               phenotype=record.phenotype))
+                               phenotype=record.phenotype, part=part))
     return samples, failures
+
+
+def inserted_lesion(label: np.ndarray, record, spacing, *, margin_mm: float = 8.0,
+                    before: np.ndarray | None = None) -> tuple[tuple[slice, slice, slice], np.ndarray]:
+    """The crop box around an inserted lesion and its mask in that crop.
+
+    The crop is the record's change box grown by ``margin_mm``; the mask is the tumour voxels
+    (new ones only, when the label map ``before`` the insertion is given) connected to the
+    record's centre, or all of them when the centre voxel is not tumour (a lobulated body).
+    """
+    box = tuple(slice(a, b) for a, b in record.bbox)
+    crop = crop_around(box, spacing, label.shape, margin_mm=margin_mm)
+    new = label[crop] == Label.TUMOR
+    if before is not None:
+        new &= before[crop] != Label.TUMOR
+    parts, _ = lesion_components(new)
+    centre = tuple(c - b.start for c, b in zip(record.center_voxel, crop))
+    return crop, (parts == parts[centre]) if parts[centre] else parts > 0
 
 
 def matched_sizes(real: list[LesionSample], *, per_real: int = 2, match: str = "class") -> list:
@@ -181,7 +250,8 @@ def matched_sizes(real: list[LesionSample], *, per_real: int = 2, match: str = "
 
 def feature_table(samples: list[LesionSample], *, progress=None) -> dict[str, np.ndarray]:
     """Features of every sample as columns, with ``source``, ``case``, ``size_class``,
-    ``phenotype`` and ``center_mm`` columns beside :data:`~realism.features.FEATURE_NAMES`."""
+    ``phenotype``, ``center_mm``, ``part``, ``host`` and ``size_bin`` columns beside
+    :data:`~realism.features.FEATURE_NAMES`."""
     rows = []
     for sample in samples:
         rows.append(lesion_features(sample.volume, sample.lesion, sample.spacing, liver=sample.liver))
@@ -193,6 +263,9 @@ def feature_table(samples: list[LesionSample], *, progress=None) -> dict[str, np
     table["size_class"] = np.array([s.size_class for s in samples], dtype=object)
     table["phenotype"] = np.array([s.phenotype for s in samples], dtype=object)
     table["center_mm"] = np.array([s.center_mm for s in samples], dtype=np.float64).reshape(-1, 3)
+    table["part"] = np.array([s.part for s in samples], dtype=object)
+    table["host"] = np.array([s.host for s in samples], dtype=object)
+    table["size_bin"] = np.array([size_bin(s.diameter_mm) for s in samples], dtype=object)
     return table
 
 

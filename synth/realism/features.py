@@ -24,8 +24,11 @@ Shape
     ``diameter_mm``
         Equivalent diameter, of the sphere with the lesion's volume (voxel count x voxel volume).
     ``sphericity``
-        pi^(1/3) (6 V)^(2/3) / A: 1 for a sphere, lower for elongated or irregular bodies; A from a
-        marching-cubes surface of the mask lightly smoothed (0.5 voxel) to remove voxel steps.
+        pi^(1/3) (6 V)^(2/3) / A: 1 for a sphere, lower for elongated or irregular bodies. V and A
+        both come from one closed marching-cubes surface of the mask lightly smoothed (0.5 voxel)
+        to remove voxel steps: A is the sum of the triangles' areas, V the enclosed volume by the
+        divergence theorem. Measured on one closed surface, the isoperimetric inequality keeps
+        it at most 1 (a voxel-count volume over a smoothed area could exceed 1).
     ``elongation``
         Longest over shortest principal axis, from the covariance of the voxel centres in mm.
     ``major_axis_mm``, ``minor_axis_mm``
@@ -49,6 +52,10 @@ import numpy as np
 from scipy import ndimage, optimize, spatial, special
 from skimage.feature import graycomatrix, graycoprops
 from skimage.measure import marching_cubes, mesh_surface_area
+
+# Bumped whenever a feature's definition changes, so that a stored model (a quality gate) trained
+# on older features is refused instead of silently misread. 2: sphericity from one closed mesh.
+FEATURE_VERSION = 2
 
 FEATURE_NAMES = (
     "contrast_hu",
@@ -236,7 +243,7 @@ def shape_features(mask: np.ndarray, spacing) -> dict[str, float]:
 
     vertices, faces = _surface(mask, spacing)
     area = mesh_surface_area(vertices, faces)
-    sphericity = np.pi ** (1.0 / 3.0) * (6.0 * volume_mm3) ** (2.0 / 3.0) / area
+    sphericity = np.pi ** (1.0 / 3.0) * (6.0 * mesh_volume(vertices, faces)) ** (2.0 / 3.0) / area
     # Surface vs moment ellipsoid, per triangle (area-weighted: vertices are not evenly spread).
     triangles = vertices[faces]
     centres = triangles.mean(axis=1) - centroid
@@ -261,6 +268,14 @@ def shape_features(mask: np.ndarray, spacing) -> dict[str, float]:
         "roughness": roughness,
         "solidity": solidity,
     }
+
+
+def mesh_volume(vertices: np.ndarray, faces: np.ndarray) -> float:
+    """Volume in mm^3 enclosed by a closed triangle mesh (vertices in mm), by the divergence
+    theorem: the sum of the signed tetrahedra from the origin to each triangle. The absolute
+    value makes it independent of the faces' orientation."""
+    a, b, c = (vertices[faces[:, i]].astype(np.float64) for i in range(3))
+    return abs(float(np.einsum("ij,ij->i", a, np.cross(b, c)).sum()) / 6.0)
 
 
 def _surface(mask, spacing):

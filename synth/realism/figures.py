@@ -126,7 +126,7 @@ def _show_lesion(axis, sample: LesionSample, *, outlined: bool, window_hu) -> No
                      colors="yellow", linewidths=0.8, origin="lower")
 
 
-def roc_figure(curves: dict[str, tuple], path) -> Path:
+def roc_figure(curves: dict[str, tuple], path, *, title: str = "Real-vs-synthetic classifier (out-of-fold)") -> Path:
     """ROC curves of the real-vs-synthetic classifiers: ``{name: (fpr, tpr, auc, (low, high))}``."""
     plt = _pyplot()
     figure, axis = plt.subplots(figsize=(4.2, 4.2))
@@ -136,7 +136,7 @@ def roc_figure(curves: dict[str, tuple], path) -> Path:
     axis.set_xlabel("synthetic called real (false-positive rate)", fontsize=8)
     axis.set_ylabel("real called real (true-positive rate)", fontsize=8)
     axis.legend(fontsize=7, loc="lower right")
-    axis.set_title("Real-vs-synthetic classifier (out-of-fold)", fontsize=9)
+    axis.set_title(title, fontsize=9)
     figure.tight_layout()
     return _save(figure, path)
 

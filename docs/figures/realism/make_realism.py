@@ -127,7 +127,10 @@ def measure(cases, name, options, constants, *, seed=0):
     out = FIGURES.get(name, ROOT / "build" / "realism" / name.replace(" ", "_")) if seed == 0 else \
         ROOT / "build" / "realism" / f"{name.replace(' ', '_')}_seed{seed}"
     with patched(**constants):
+        # The measurement these tables were made with: all lesions, sizes matched by class, the
+        # logistic classifier (the protocol of docs/realism.md is make_protocol.py).
         summary = realism_report(cases, out_dir=out, seed=seed, per_real=PER_REAL, synth_options=options,
+                                 part="all", match="class", classifiers=("logistic",), real_vs_real_repeats=0,
                                  figures_on=seed == 0 and name in FIGURES, progress=False)
     row = {"options": _jsonable(options), "constants": _jsonable(constants), "seed": seed,
            "runtime_s": summary["runtime_s"],
