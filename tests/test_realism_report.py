@@ -34,6 +34,17 @@ def test_report_writes_its_files(lits117, tmp_path):
     assert "## Host: native" in text and "![gallery](gallery.png)" in text
 
 
+def test_report_draws_a_gallery_per_host(lits117, tmp_path):
+    case = ("volume-117", lits117.volume, lits117.label, lits117.spacing)
+    summary = realism_report([case], out_dir=tmp_path, seed=1, per_real=1, max_real_per_case=8, n_boot=50,
+                             real_vs_real_repeats=0, classifiers=("logistic",), thick_slice_mm=2.8,
+                             progress=False)
+    thick = [name for name in summary["hosts"] if name.startswith("thick")]
+    assert thick, summary["hosts"].keys()
+    assert summary["figures"][f"gallery {thick[0]}"] == "gallery_host1.png"
+    assert (tmp_path / "gallery_host1.png").stat().st_size > 0
+
+
 def test_cli_on_the_shared_data(shared_data, tmp_path, capsys):
     code = main(["--data", str(shared_data / "lits117"), "--out", str(tmp_path), "--seed", "2", "--per-real", "1",
                  "--max-real", "6", "--no-figures", "--quiet", "--classifier", "logistic",

@@ -82,11 +82,12 @@ def pick_gallery(samples: list[LesionSample], *, per_class: int = 3, seed=0) -> 
 
 
 def lesion_gallery(samples: list[LesionSample], path, *, outlined: bool, per_class: int = 3, seed=0,
-                   window_hu=WINDOW_HU) -> Path:
+                   window_hu=WINDOW_HU, title: str = "") -> Path:
     """Axial slices through each lesion's centre, real on the left, synthetic on the right.
 
     One row per size class; every panel at the same HU window, with a field of view of three
-    diameters (at least 20 mm) around the lesion. ``outlined`` draws the label's contour.
+    diameters (at least 20 mm) around the lesion. ``outlined`` draws the label's contour; ``title``
+    (the host, for instance) is added to the figure's title.
     """
     plt = _pyplot()
     picked = pick_gallery(samples, per_class=per_class, seed=seed)
@@ -103,8 +104,8 @@ def lesion_gallery(samples: list[LesionSample], path, *, outlined: bool, per_cla
                 axis.set_title(f"{source} {size}\n{sample.diameter_mm:.1f} mm", fontsize=7,
                                color=REAL_COLOUR if source == "real" else SYNTHETIC_COLOUR)
     label = "with label outlines" if outlined else "unlabelled"
-    figure.suptitle(f"Real (left) and synthetic (right) lesions, axial, window {window_hu[0]:g} to "
-                    f"{window_hu[1]:g} HU, {label}", fontsize=9)
+    figure.suptitle(f"{title + ': ' if title else ''}real (left) and synthetic (right) lesions, axial, window "
+                    f"{window_hu[0]:g} to {window_hu[1]:g} HU, {label}", fontsize=9)
     figure.tight_layout()
     return _save(figure, path)
 

@@ -231,6 +231,11 @@ def realism_report(
             path = out_dir / f"roc_host{index + 1}.png"
             summary["figures"][f"roc {name}"] = figures.roc_figure(
                 curves[name], path, title=f"Real vs synthetic, host {name} (out-of-fold)").name
+            # The same side-by-side gallery on every host, so thick-slice and healthy hosts can be seen.
+            shown = [s for s in samples[name] if s.part in wanted]
+            summary["figures"][f"gallery {name}"] = figures.lesion_gallery(
+                shown, out_dir / f"gallery_host{index + 1}.png", outlined=True, seed=seed,
+                title=f"host {name}").name
     summary["runtime_s"] = round(time.perf_counter() - started, 2)
     write_json_atomic(_plain(summary), out_dir / "realism.json")
     with atomic_output_path(out_dir / "realism.md") as tmp:
