@@ -20,7 +20,7 @@ import numpy as np
 from scipy import ndimage
 
 from ._arrays import bounding_slices
-from .defaults import EDGE_MM, MAX_ATTEMPTS, SUBCAPSULAR_PROBABILITY
+from .defaults import EDGE_MM, MAX_ATTEMPTS, PHASE, SUBCAPSULAR_PROBABILITY
 from .labels import Label
 from .records import InsertionResult
 from .types import (
@@ -28,6 +28,7 @@ from .types import (
     TypeMethod,
     TypeModel,
     TypeOut,
+    TypePhase,
     TypePhenotype,
     TypeRange,
     TypeSampler,
@@ -251,7 +252,8 @@ class HostScan:
         phenotype: TypePhenotype = "mix",
         seed: int | None = None,
         rng: np.random.Generator | None = None,
-        edge_mm: TypeRange = EDGE_MM,
+        edge_mm: TypeRange | None = EDGE_MM,
+        phase: TypePhase = PHASE,
         subcapsular_probability: float = SUBCAPSULAR_PROBABILITY,
         mass_effect: bool = True,
         max_attempts: int = MAX_ATTEMPTS,
@@ -266,7 +268,7 @@ class HostScan:
         from .insert import synthesize
 
         return synthesize(self, size=size, count=count, phenotype=phenotype, seed=seed, rng=rng, edge_mm=edge_mm,
-                          subcapsular_probability=subcapsular_probability, mass_effect=mass_effect,
+                          phase=phase, subcapsular_probability=subcapsular_probability, mass_effect=mass_effect,
                           max_attempts=max_attempts, method=method, model=model, sampling_steps=sampling_steps,
                           sampler=sampler, out=out)
 

@@ -12,14 +12,16 @@ from typing import Any
 
 import numpy as np
 
-from .defaults import EDGE_MM, MAX_ATTEMPTS, SUBCAPSULAR_PROBABILITY
+from .defaults import EDGE_MM, MAX_ATTEMPTS, PHASE, SUBCAPSULAR_PROBABILITY
 from .errors import LesionPlacementError
 from .heuristic.blend import soft_edge, to_dtype
+from .heuristic.cluster import sample_body
 from .heuristic.location import PlacementRules, sample_location
 from .heuristic.mass_effect import MASS_EFFECT_FROM_MM, displacement_box, push_outward
-from .heuristic.shape import rasterize, sample_shape
 from .heuristic.size import SizeSpec, parse_size, sample_diameter, size_class, voxel_count_for
-from .heuristic.texture import intensity_change, parse_phenotype, sample_appearance, sample_phenotype
+from .heuristic.paint import heuristic_change
+from .heuristic.phase import check_phase, resolve_phase
+from .heuristic.texture import parse_phenotype, sample_appearance, sample_phenotype
 from .host import HostScan, prepare_host
 from .labels import Label
 from .records import InsertionResult, Lesion
@@ -28,6 +30,7 @@ from .types import (
     TypeMethod,
     TypeModel,
     TypeOut,
+    TypePhase,
     TypePhenotype,
     TypeRange,
     TypeSampler,
@@ -54,7 +57,8 @@ def insert_tumor(
     phenotype: TypePhenotype = "mix",
     seed: int | None = None,
     rng: np.random.Generator | None = None,
-    edge_mm: TypeRange = EDGE_MM,
+    edge_mm: TypeRange | None = EDGE_MM,
+    phase: TypePhase = PHASE,
     subcapsular_probability: float = SUBCAPSULAR_PROBABILITY,
     mass_effect: bool = True,
     max_attempts: int = MAX_ATTEMPTS,
@@ -83,7 +87,11 @@ def insert_tumor(
         Number of lesions, or an inclusive range to draw it from.
     phenotype : str or dict
         ``"hypodense"``, ``"isodense"``, ``"hyperdense"``, ``"rim-enhancing"``, ``"necrotic"``,
-        ``"mix"`` or a ``{name: weight}`` dict.
+        ``"mix"`` (realistic: 92.5 % hypodense, 1.5 % iso- or hyperdense), ``"diverse"`` (a
+        deliberately varied mix) or a ``{name: weight}`` dict.
+    phase : ``"auto"``, ``"portal-venous"``, ``"arterial"`` or ``"unenhanced"``
+        The host's contrast phase, which sets the lesions' contrast; ``"auto"`` estimates it from
+        the liver's median HU (below 80 HU unenhanced, else portal-venous).
     seed : int, optional / rng : numpy.random.Generator, optional
         Source of randomness (give at most one). The same seed gives the same output.
     method : ``"heuristic"`` or ``"diffusion"``
@@ -117,7 +125,7 @@ def insert_tumor(
         volume, mask, image, header_spacing = images
         spacing = header_spacing if spacing is None else spacing
     result = prepare_host(volume, mask, spacing=(1.0, 1.0, 1.0) if spacing is None else spacing).insert(
-        size=size, count=count, phenotype=phenotype, seed=seed, rng=rng, edge_mm=edge_mm,
+        size=size, count=count, phenotype=phenotype, seed=seed, rng=rng, edge_mm=edge_mm, phase=phase,
         subcapsular_probability=subcapsular_probability, mass_effect=mass_effect, max_attempts=max_attempts,
         method=method, model=model, sampling_steps=sampling_steps, sampler=sampler, out=out)
     if images is None:
@@ -133,7 +141,8 @@ def synthesize(
     phenotype: TypePhenotype = "mix",
     seed: int | None = None,
     rng: np.random.Generator | None = None,
-    edge_mm: TypeRange = EDGE_MM,
+    edge_mm: TypeRange | None = EDGE_MM,
+    phase: TypePhase = PHASE,
     subcapsular_probability: float = SUBCAPSULAR_PROBABILITY,
     mass_effect: bool = True,
     max_attempts: int = MAX_ATTEMPTS,
@@ -147,8 +156,12 @@ def synthesize(
 
     Parameters beyond :func:`insert_tumor`'s
     ----------------------------------------
-    edge_mm : (float, float)
-        Range of the soft edge's 10-90 % width in mm.
+    edge_mm : (float, float), optional
+        Range of the soft edge's 10-90 % width in mm; by default (None) it grows with the lesion's
+        size (:data:`synth.defaults.EDGE_MM_BY_SIZE`: 1.5-2.5 mm under 10 mm, 2-3 mm to 20 mm,
+        3.5-4.5 mm beyond).
+    phase : str
+        As in :func:`insert_tumor`.
     subcapsular_probability : float
         Chance that a lesion may touch the liver capsule; the others keep about half their radius
         (1.5-5 mm) of liver between their surface and the capsule.
@@ -173,7 +186,8 @@ def synthesize(
     size_spec = parse_size(size)
     low, high = check_count(count)
     phenotype_weights = parse_phenotype(phenotype)
-    edge_low, edge_high = _check_range(edge_mm, "edge_mm")
+    edge_range = None if edge_mm is None else _check_range(edge_mm, "edge_mm")
+    phase = resolve_phase(check_phase(phase), host.stats.median_hu)
     if not 0.0 <= subcapsular_probability <= 1.0:
         raise ValueError(f"subcapsular_probability must be in [0, 1]; got {subcapsular_probability}")
     if max_attempts < 1:
@@ -185,9 +199,9 @@ def synthesize(
             f"count {low} is impossible: {low} lesions of at least {size_spec.smallest_mm:g} mm "
             f"need {low * smallest_ml:.1f} mL, more than the {host.stats.volume_ml:.1f} mL of free liver")
 
-    request = _Request(size_spec, phenotype_weights, (edge_low, edge_high), subcapsular_probability,
+    request = _Request(size_spec, phenotype_weights, edge_range, subcapsular_probability,
                        mass_effect, max_attempts, n_lesions=int(rng.integers(low, high + 1)),
-                       painter=painter)
+                       painter=painter, phase=phase)
     volume, label = _output_arrays(host, out)
     lesions: list[Lesion] = []
     try:
@@ -206,12 +220,13 @@ class _Request:
 
     size: SizeSpec
     phenotype_weights: dict
-    edge_mm: tuple[float, float]
+    edge_mm: tuple[float, float] | None  # None: by size
     subcapsular_probability: float
     mass_effect: bool
     max_attempts: int
     n_lesions: int
     painter: object = None  # None: the heuristic texture; else a synth.diffusion.DiffusionPainter
+    phase: str = "portal-venous"  # resolved: never "auto"
 
 
 def _painter(method, model, sampling_steps, sampler):
@@ -239,7 +254,7 @@ def _insert_one(host: HostScan, volume, label, index: int, request: _Request, rn
         voxel_count = voxel_count_for(diameter, size_range, voxel_volume)
         phenotype = sample_phenotype(request.phenotype_weights, diameter, rng)
         appearance = sample_appearance(phenotype, diameter, host.stats.median_hu, host.stats.noise_hu, rng,
-                                       edge_mm=request.edge_mm)
+                                       edge_mm=request.edge_mm, phase=request.phase)
         rules = PlacementRules(
             capsule_margin_mm=0.0 if subcapsular else
             _CAPSULE_MARGIN_SCALE[round_] * float(np.clip(0.25 * diameter, 1.5, 5.0)),
@@ -247,7 +262,7 @@ def _insert_one(host: HostScan, volume, label, index: int, request: _Request, rn
             vessel_tolerance=_VESSEL_TOLERANCE[round_],
         )
         pad = max(rules.capsule_margin_mm, appearance.edge_mm + rules.gap_mm)
-        stencil = rasterize(sample_shape(diameter, rng), voxel_count, spacing, pad_mm=pad)
+        stencil = sample_body(diameter, voxel_count, spacing, rng, pad_mm=pad)
         placed = sample_location(host, label, stencil, rules, appearance.edge_mm, rng,
                                  attempts=max(1, request.max_attempts // _PLACEMENT_ROUNDS))
         if placed is not None:
@@ -288,8 +303,11 @@ def _paint(host, volume, label, index, center, box, stencil, appearance, subcaps
 
     weight = soft_edge(changed.distance_mm, appearance.edge_mm)
     weight *= label[paint_box] == Label.LIVER  # only tumour-free liver changes
-    if painter is None:
-        change = intensity_change(appearance, changed.distance_mm, changed.depth, spacing, rng)
+    requested = float("nan")
+    if painter is None:  # calibrated: the measured contrast is the requested one
+        change, requested = heuristic_change(
+            volume, label, paint_box, changed.inside, changed.distance_mm, changed.depth, weight, appearance,
+            spacing, rng, liver_hu=host.stats.median_hu, vessel_threshold_hu=host.vessel_threshold_hu)
     else:  # the model's target values, blended in with the same soft edge
         change = painter(volume, paint_box, center, changed, spacing, rng) - volume[paint_box].astype(np.float32)
     new_region = to_dtype(volume[paint_box].astype(np.float32) + weight * change, volume.dtype)
@@ -309,6 +327,7 @@ def _paint(host, volume, label, index, center, box, stencil, appearance, subcaps
         mean_hu_change=float((new_region[changed.inside].astype(np.float32) - before).mean()),
         edge_mm=appearance.edge_mm,
         subcapsular=subcapsular,
+        contrast_hu=requested,
         mass_effect=pushed,
         bbox=(box_x, box_y, box_z),
     )

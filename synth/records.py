@@ -28,6 +28,9 @@ class Lesion:
     subcapsular: bool
     mass_effect: bool
     bbox: tuple[tuple[int, int], tuple[int, int], tuple[int, int]]
+    # Requested lesion-minus-liver contrast (HU), as the realism features measure it (lesion
+    # mean minus the tumour-free liver 1-4 mm around); NaN when a model painted the lesion.
+    contrast_hu: float = float("nan")
 
     def to_dict(self) -> dict:
         """A JSON-ready dict (plain floats, ints and lists)."""
@@ -35,7 +38,7 @@ class Lesion:
         out["center_voxel"] = list(self.center_voxel)
         out["center_mm"] = [round(float(v), 3) for v in self.center_mm]
         out["bbox"] = [list(pair) for pair in self.bbox]
-        for key in ("diameter_mm", "mean_hu_change", "edge_mm"):
+        for key in ("diameter_mm", "mean_hu_change", "edge_mm", "contrast_hu"):
             out[key] = round(float(out[key]), 3)
         return out
 
