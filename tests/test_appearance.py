@@ -163,7 +163,7 @@ def test_vessels_inside_a_large_lesion_lose_their_excess(lits_host):
 
 
 def test_same_seed_same_lesions(lits_host):
-    a = lits_host.insert(size="large", count=1, seed=4)
-    b = lits_host.insert(size="large", count=1, seed=4)
+    a = lits_host.insert(size=(20.0, 25.0), count=1, seed=0)
+    b = lits_host.insert(size=(20.0, 25.0), count=1, seed=0)
     assert a.lesions == b.lesions
     assert np.array_equal(a.volume, b.volume) and np.array_equal(a.label, b.label)
