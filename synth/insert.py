@@ -15,7 +15,7 @@ import numpy as np
 from .defaults import EDGE_MM, MAX_ATTEMPTS, PHASE, SUBCAPSULAR_PROBABILITY
 from .errors import LesionPlacementError
 from .heuristic.blend import soft_edge, to_dtype
-from .heuristic.cluster import sample_body
+from .heuristic.cluster import CLUSTER_PROBABILITY, sample_body
 from .heuristic.location import PlacementRules, sample_location
 from .heuristic.mass_effect import MASS_EFFECT_FROM_MM, displacement_box, push_outward
 from .heuristic.size import SizeSpec, parse_size, sample_diameter, size_class, voxel_count_for
@@ -44,6 +44,13 @@ from .validation import check_count, check_seed
 # thinner layer of liver towards the capsule, so crowded livers still take lesions.
 _VESSEL_TOLERANCE = (0.02, 0.10, 0.25)
 _CAPSULE_MARGIN_SCALE = (1.0, 0.5, 0.0)
+# Multinodular bodies take more room: only the first round draws them, so a crowded liver that
+# has no room for one still takes a single body as often as it did before clusters existed.
+_CLUSTER_SCALE = (1.0, 0.0, 0.0)
+# The clear zone kept free of other tumours is the edge width plus 1 mm, counting at most this
+# much edge: a wide soft edge changes only tumour-free liver anyway, and large lesions' 4-5 mm
+# edges would otherwise keep them out of crowded livers.
+_PLACEMENT_EDGE_MAX_MM = 3.0
 _PLACEMENT_ROUNDS = len(_VESSEL_TOLERANCE)
 
 
@@ -262,8 +269,9 @@ def _insert_one(host: HostScan, volume, label, index: int, request: _Request, rn
             vessel_tolerance=_VESSEL_TOLERANCE[round_],
         )
         pad = max(rules.capsule_margin_mm, appearance.edge_mm + rules.gap_mm)
-        stencil = sample_body(diameter, voxel_count, spacing, rng, pad_mm=pad)
-        placed = sample_location(host, label, stencil, rules, appearance.edge_mm, rng,
+        stencil = sample_body(diameter, voxel_count, spacing, rng, pad_mm=pad,
+                              cluster_probability=_CLUSTER_SCALE[round_] * CLUSTER_PROBABILITY)
+        placed = sample_location(host, label, stencil, rules, min(appearance.edge_mm, _PLACEMENT_EDGE_MAX_MM), rng,
                                  attempts=max(1, request.max_attempts // _PLACEMENT_ROUNDS))
         if placed is not None:
             break

@@ -3,9 +3,9 @@
 Large real liver tumours are seldom one smooth oval: many are a main mass with satellite nodules
 or a confluent cluster of several (LiTS-117's tumours of 20 mm and more: solidity about 0.72,
 sphericity about 0.73). A cluster is built from ordinary shapes (:func:`~.shape.sample_shape`),
-each rasterised on the scan's grid; the nodules' centres lie just inside the main body's surface
-in random directions, so every nodule overlaps the body and the lesion is one connected
-component. The union's signed distance is the smallest of the parts' (exact outside each part,
+each rasterised on the scan's grid; each nodule's centre lies 20-60 % of its radius outside the
+main body's surface in a random direction, so it bulges out yet overlaps the body, and the lesion
+is one connected component (checked; a cluster that would split is drawn as a single body). The union's signed distance is the smallest of the parts' (exact outside each part,
 the deeper one inside), and its level is moved so that exactly the requested number of voxels is
 inside, as for a single shape: the lesion's size is the one asked for.
 """
@@ -21,8 +21,8 @@ from .shape import LesionStencil, rasterize, sample_shape
 from .size import equivalent_diameter
 
 CLUSTER_FROM_MM = 20.0  # smaller lesions are single bodies
-CLUSTER_PROBABILITY = 0.6  # share of lesions of CLUSTER_FROM_MM and more that are multinodular
-_MAIN_SHARE = (0.45, 0.8)  # the main body's share of the lesion's volume
+CLUSTER_PROBABILITY = 0.8  # share of lesions of CLUSTER_FROM_MM and more that are multinodular
+_MAIN_SHARE = (0.35, 0.7)  # the main body's share of the lesion's volume
 _FAR = np.float32(1e6)
 
 
@@ -52,29 +52,28 @@ def sample_cluster(diameter_mm: float, voxel_count: int, spacing, rng: np.random
     offsets = [np.zeros(3, dtype=int)]
     for part in parts[1:]:
         radius = 0.5 * part.diameter_mm
-        offsets.append(_offset_inside(main, rng.normal(size=3), depth_mm=0.3 * radius, spacing=spacing))
+        # Centred outside the body by a share of its radius: it bulges out, and still overlaps.
+        offsets.append(_offset_beyond_surface(main, rng.normal(size=3), beyond_mm=float(rng.uniform(0.2, 0.6)) * radius,
+                                              spacing=spacing))
     union = _union(main, parts, offsets, voxel_count, spacing)
     if union is None:  # cannot happen with nodules centred inside the body; never return a split lesion
         return rasterize(shapes[0], voxel_count, spacing, pad_mm=pad_mm)
     return union
 
 
-def _offset_inside(main: LesionStencil, direction: np.ndarray, *, depth_mm: float, spacing) -> np.ndarray:
-    """Voxel offset from the main centre, along ``direction``, of the last voxel at least
-    ``depth_mm`` inside the main body (the centre itself when none is that deep)."""
+def _offset_beyond_surface(main: LesionStencil, direction: np.ndarray, *, beyond_mm: float, spacing) -> np.ndarray:
+    """Voxel offset from the main centre, along ``direction``, of the point ``beyond_mm`` outside
+    the main body's surface (the last voxel inside it, moved on by ``beyond_mm``)."""
     direction = direction / np.linalg.norm(direction)
     centre = np.array(main.half_size)
     step = 0.5 * float(min(spacing))
-    best = np.zeros(3, dtype=int)
+    surface_mm = 0.0
     for t in np.arange(step, 10.0 * max(main.half_size) * float(max(spacing)), step):
         index = np.rint(centre + direction * t / spacing).astype(int)
-        if np.any(index < 0) or np.any(index >= main.distance_mm.shape):
+        if np.any(index < 0) or np.any(index >= main.distance_mm.shape) or main.distance_mm[tuple(index)] > 0:
             break
-        if main.distance_mm[tuple(index)] <= -depth_mm:
-            best = index - centre
-        elif main.distance_mm[tuple(index)] > 0:
-            break
-    return best
+        surface_mm = t
+    return np.rint(direction * (surface_mm + beyond_mm) / spacing).astype(int)
 
 
 def _union(main: LesionStencil, parts, offsets, voxel_count: int, spacing) -> LesionStencil | None:

@@ -182,12 +182,12 @@ def sample_appearance(
     common = dict(texture_hu=texture_hu, texture_mm=texture_mm, edge_mm=edge, phase=phase)
     if diameter_mm >= HETEROGENEOUS_FROM_MM:
         # Large tumours are heterogeneous at the scale of centimetres (mottled, partly necrotic).
-        common.update(mottle=float(rng.uniform(0.15, 0.35)), mottle_mm=float(rng.uniform(4.0, 10.0)))
+        common.update(mottle=float(rng.uniform(0.1, 0.25)), mottle_mm=float(rng.uniform(4.0, 10.0)))
     if phenotype == "hypodense":
         contrast = hypodense_contrast_hu(phase, liver_hu, rng)
         if diameter_mm < STRUCTURED_FROM_MM:  # small lesions that are annotated are visible ones
             contrast = min(contrast, -1.5 * float(noise_hu))
-        centre = float(rng.uniform(0.0, 0.5)) if diameter_mm >= HETEROGENEOUS_FROM_MM else 0.0
+        centre = float(rng.uniform(0.0, 0.4)) if diameter_mm >= HETEROGENEOUS_FROM_MM else 0.0
         return Appearance("hypodense", contrast, centre_gain=centre, **common)
     if phenotype == "isodense":
         contrast = float(rng.choice([-1.0, 1.0]) * rng.uniform(2.0, 8.0))
