@@ -139,7 +139,7 @@ def test_cluster_is_one_connected_lesion_of_lower_solidity():
 def test_vessels_inside_a_large_lesion_lose_their_excess(lits_host):
     """A vessel the lesion covers is encased: it is no brighter than the lesion around it."""
     checked = 0
-    for seed in range(10):
+    for seed in range(30):
         try:
             result = lits_host.insert(size="large", count=1, seed=seed, phenotype="hypodense")
         except LesionPlacementError:
@@ -147,8 +147,8 @@ def test_vessels_inside_a_large_lesion_lose_their_excess(lits_host):
         (x0, x1), (y0, y1), (z0, z1) = result.lesions[0].bbox
         box = (slice(x0, x1), slice(y0, y1), slice(z0, z1))
         lesion = (result.label[box] == Label.TUMOR) & (lits_host.label[box] != Label.TUMOR)
-        # Deeper than the widest soft edge, where the lesion has its full change.
-        deep = ndimage.distance_transform_edt(lesion, sampling=lits_host.spacing) > 4.5
+        # Deeper than the soft edge, where the lesion has its full change.
+        deep = ndimage.distance_transform_edt(lesion, sampling=lits_host.spacing) > result.lesions[0].edge_mm
         vessels = lits_host.vessel_mask(box) & deep
         lesion = deep
         if np.count_nonzero(vessels) < 5:
@@ -159,6 +159,8 @@ def test_vessels_inside_a_large_lesion_lose_their_excess(lits_host):
         assert before[vessels].mean() - np.median(before[lesion & ~vessels]) > 20.0
         assert after[vessels].mean() - after[lesion & ~vessels].mean() < 12.0
         checked += 1
+        if checked == 2:
+            break
     assert checked >= 1
 
 
