@@ -11,9 +11,9 @@ import math
 # overrides them for every size.
 EDGE_MM = None
 EDGE_MM_BY_SIZE: tuple[tuple[float, tuple[float, float]], ...] = (
-    (10.0, (2.0, 3.0)),  # below 10 mm
-    (20.0, (2.25, 3.25)),  # 10-20 mm
-    (math.inf, (4.0, 5.0)),  # 20 mm and more
+    (10.0, (2.25, 3.25)),  # below 10 mm
+    (20.0, (2.5, 3.5)),  # 10-20 mm
+    (math.inf, (4.25, 5.25)),  # 20 mm and more
 )
 PHASE = "auto"  # contrast phase of the host: estimated from its liver (synth.heuristic.phase)
 SUBCAPSULAR_PROBABILITY = 0.1  # chance that a lesion may touch the liver capsule

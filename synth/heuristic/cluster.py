@@ -3,7 +3,7 @@
 Large real liver tumours are seldom one smooth oval: many are a main mass with satellite nodules
 or a confluent cluster of several (LiTS-117's tumours of 20 mm and more: solidity about 0.72,
 sphericity about 0.73). A cluster is built from ordinary shapes (:func:`~.shape.sample_shape`),
-each rasterised on the scan's grid; each nodule's centre lies 20-60 % of its radius outside the
+each rasterised on the scan's grid; each nodule's centre lies 0-40 % of its radius outside the
 main body's surface in a random direction, so it bulges out yet overlaps the body, and the lesion
 is one connected component (checked; a cluster that would split is drawn as a single body). The union's signed distance is the smallest of the parts' (exact outside each part,
 the deeper one inside), and its level is moved so that exactly the requested number of voxels is
@@ -53,7 +53,7 @@ def sample_cluster(diameter_mm: float, voxel_count: int, spacing, rng: np.random
     for part in parts[1:]:
         radius = 0.5 * part.diameter_mm
         # Centred outside the body by a share of its radius: it bulges out, and still overlaps.
-        offsets.append(_offset_beyond_surface(main, rng.normal(size=3), beyond_mm=float(rng.uniform(0.2, 0.6)) * radius,
+        offsets.append(_offset_beyond_surface(main, rng.normal(size=3), beyond_mm=float(rng.uniform(0.0, 0.4)) * radius,
                                               spacing=spacing))
     union = _union(main, parts, offsets, voxel_count, spacing)
     if union is None:  # cannot happen with nodules centred inside the body; never return a split lesion
