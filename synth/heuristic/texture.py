@@ -3,7 +3,7 @@
 Contrast follows the host's phase (:mod:`synth.heuristic.phase`) and published lesion-to-liver
 differences (sources in ``docs/synthesis.md``, "Contrast"):
 
-- unenhanced: tumours are mildly darker than the liver, about 12 HU (4-30 HU);
+- unenhanced: tumours are mildly darker than the liver, about 12 HU (6-30 HU);
 - portal-venous: that same difference plus a share of the liver's enhancement over its unenhanced
   level (``liver_hu - 55``), since hypovascular tumours enhance much less than parenchyma. The
   share is 0.55 +- 0.2, which in a 118 HU liver gives about -47 HU (published hypovascular
@@ -66,8 +66,11 @@ UNIFORM_PHENOTYPES = ("hypodense", "isodense", "hyperdense")
 HETEROGENEOUS_FROM_MM = 20.0
 
 UNENHANCED_LIVER_HU = 55.0  # a typical unenhanced liver: the zero of its enhancement
-_UNENHANCED_DIFFERENCE_HU = (12.0, 5.0, 4.0, 30.0)  # lesion darker than liver: mean, sd, clip
+_UNENHANCED_DIFFERENCE_HU = (12.0, 5.0, 6.0, 30.0)  # lesion darker than liver: mean, sd, clip
 _ENHANCEMENT_SHARE = (0.55, 0.2, 0.15, 1.1)  # share of the liver's enhancement the lesion lacks
+# Lesions under 10 mm are at least this many noise sigmas darker: a faint small lesion is one a
+# reader (and a model) cannot see, so it would teach labels on invisible tissue.
+_SMALL_VISIBLE_NOISES = 2.0
 _TEXTURE_OF_NOISE = (0.15, 0.45)  # extra inner texture, as a fraction of the host's noise
 _TEXTURE_FROM_VOXELS = 64  # texture finer than a lesion this small is invisible
 
@@ -114,7 +117,7 @@ def parse_phenotype(phenotype) -> dict[str, float]:
         if not total > 0 or min(phenotype.values()) < 0:
             raise ValueError(f"phenotype weights must be non-negative with a positive sum; got {dict(phenotype)}")
         return {name: float(w) / total for name, w in phenotype.items()}
-    raise TypeError(f"phenotype must be a name, 'mix', 'diverse' or a dict of weights; got {phenotype!r}")
+    raise TypeError(f"phenotype must be a name, 'mix' or a dict of weights (or the preset 'diverse'); got {phenotype!r}")
 
 
 def sample_phenotype(weights: dict[str, float], diameter_mm: float, rng: np.random.Generator) -> str:
@@ -185,8 +188,8 @@ def sample_appearance(
         common.update(mottle=float(rng.uniform(0.1, 0.25)), mottle_mm=float(rng.uniform(4.0, 10.0)))
     if phenotype == "hypodense":
         contrast = hypodense_contrast_hu(phase, liver_hu, rng)
-        if diameter_mm < STRUCTURED_FROM_MM:  # small lesions that are annotated are visible ones
-            contrast = min(contrast, -1.5 * float(noise_hu))
+        if diameter_mm < STRUCTURED_FROM_MM:
+            contrast = min(contrast, -_SMALL_VISIBLE_NOISES * float(noise_hu))
         centre = float(rng.uniform(0.0, 0.4)) if diameter_mm >= HETEROGENEOUS_FROM_MM else 0.0
         return Appearance("hypodense", contrast, centre_gain=centre, **common)
     if phenotype == "isodense":
