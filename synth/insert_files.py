@@ -55,7 +55,7 @@ def insert_lesions(host: Any, options: SynthesisOptions, seed: int, *, in_place:
         if options.method != "heuristic" and not options.model:
             raise ValueError("--method diffusion needs --model MODEL_DIR")
         return host.insert(
-            size=options.size, count=options.count, phenotype=options.phenotype, seed=seed,
+            size=options.size, count=options.count, phenotype=options.phenotype, phase=options.phase, seed=seed,
             out=(host.volume, host.label) if in_place else None, **options.method_options(),
         )
 

@@ -40,6 +40,8 @@ class Lesion:
         out["bbox"] = [list(pair) for pair in self.bbox]
         for key in ("diameter_mm", "mean_hu_change", "edge_mm", "contrast_hu"):
             out[key] = round(float(out[key]), 3)
+        if out["contrast_hu"] != out["contrast_hu"]:  # NaN (a model painted it): JSON has no NaN
+            out["contrast_hu"] = None
         return out
 
 
