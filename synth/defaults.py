@@ -11,7 +11,7 @@ import math
 # overrides them for every size.
 EDGE_MM = None
 EDGE_MM_BY_SIZE: tuple[tuple[float, tuple[float, float]], ...] = (
-    (10.0, (2.0, 3.0)),  # below 10 mm
+    (10.0, (2.1, 3.1)),  # below 10 mm
     (20.0, (2.5, 3.5)),  # 10-20 mm
     (math.inf, (4.25, 5.25)),  # 20 mm and more
 )

@@ -6,7 +6,7 @@ differences (sources in ``docs/synthesis.md``, "Contrast"):
 - unenhanced: tumours are mildly darker than the liver, about 12 HU (6-30 HU);
 - portal-venous: that same difference plus a share of the liver's enhancement over its unenhanced
   level (``liver_hu - 55``), since hypovascular tumours enhance much less than parenchyma. The
-  share is 0.6 +- 0.2, which in a 118 HU liver gives about -50 HU (published hypovascular
+  share is 0.55 +- 0.2, which in a 118 HU liver gives about -47 HU (published hypovascular
   metastases about -57 +- 18 HU; LiTS-117's own tumours about -47 HU);
 - arterial: the liver has enhanced less, so hypodense lesions are less dark and hyperdense
   (hypervascular) ones brighter.
@@ -67,7 +67,7 @@ HETEROGENEOUS_FROM_MM = 20.0
 
 UNENHANCED_LIVER_HU = 55.0  # a typical unenhanced liver: the zero of its enhancement
 _UNENHANCED_DIFFERENCE_HU = (12.0, 5.0, 6.0, 30.0)  # lesion darker than liver: mean, sd, clip
-_ENHANCEMENT_SHARE = (0.6, 0.2, 0.15, 1.1)  # share of the liver's enhancement the lesion lacks
+_ENHANCEMENT_SHARE = (0.55, 0.2, 0.15, 1.1)  # share of the liver's enhancement the lesion lacks
 # Lesions under 10 mm are at least this many noise sigmas darker: a faint small lesion is one a
 # reader (and a model) cannot see, so it would teach labels on invisible tissue.
 _SMALL_VISIBLE_NOISES = 2.0
