@@ -18,9 +18,9 @@ from .heuristic.blend import soft_edge, to_dtype
 from .heuristic.cluster import CLUSTER_PROBABILITY, sample_body
 from .heuristic.location import PlacementRules, sample_location
 from .heuristic.mass_effect import MASS_EFFECT_FROM_MM, displacement_box, push_outward
-from .heuristic.size import SizeSpec, parse_size, sample_diameter, size_class, voxel_count_for
 from .heuristic.paint import heuristic_change
 from .heuristic.phase import check_phase, resolve_phase
+from .heuristic.size import SizeSpec, parse_size, sample_diameter, size_class, voxel_count_for
 from .heuristic.texture import parse_phenotype, sample_appearance, sample_phenotype
 from .host import HostScan, prepare_host
 from .labels import Label
@@ -194,7 +194,7 @@ def synthesize(
     low, high = check_count(count)
     phenotype_weights = parse_phenotype(phenotype)
     edge_range = None if edge_mm is None else _check_range(edge_mm, "edge_mm")
-    phase = resolve_phase(check_phase(phase), host.stats.median_hu)
+    drawn_phase = resolve_phase(check_phase(phase), host.stats.median_hu)
     if not 0.0 <= subcapsular_probability <= 1.0:
         raise ValueError(f"subcapsular_probability must be in [0, 1]; got {subcapsular_probability}")
     if max_attempts < 1:
@@ -208,7 +208,7 @@ def synthesize(
 
     request = _Request(size_spec, phenotype_weights, edge_range, subcapsular_probability,
                        mass_effect, max_attempts, n_lesions=int(rng.integers(low, high + 1)),
-                       painter=painter, phase=phase)
+                       painter=painter, phase=drawn_phase)
     volume, label = _output_arrays(host, out)
     lesions: list[Lesion] = []
     try:

@@ -53,7 +53,8 @@ class SynthesisOptions:
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> SynthesisOptions:
         return cls(size=args.size, count=args.count, phenotype=args.phenotype,
-                   phase=getattr(args, "phase", "auto"), method=getattr(args, "method", "heuristic"), model=getattr(args, "model", None),
+                   phase=getattr(args, "phase", "auto"), method=getattr(args, "method", "heuristic"),
+                   model=getattr(args, "model", None),
                    sampling_steps=getattr(args, "sampling_steps", None))
 
 

@@ -11,8 +11,8 @@ import numpy as np
 if TYPE_CHECKING:
     from .diffusion.weights import DiffusionModel
 
-__all__ = ["TypeCount", "TypeMethod", "TypeModel", "TypeOut", "TypePhase", "TypePhenotype", "TypeRange", "TypeSampler", "TypeSize",
-           "TypeSpacing", "TypeVolume"]
+__all__ = ["TypeCount", "TypeMethod", "TypeModel", "TypeOut", "TypePhase", "TypePhenotype", "TypeRange", "TypeSampler",
+           "TypeSize", "TypeSpacing", "TypeVolume"]
 
 #: A CT volume or label map: an ``(X, Y, Z)`` array, or a nibabel image (its zooms give the spacing).
 TypeVolume = Union[np.ndarray, Any]

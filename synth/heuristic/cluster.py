@@ -5,8 +5,9 @@ or a confluent cluster of several (LiTS-117's tumours of 20 mm and more: solidit
 sphericity about 0.73). A cluster is built from ordinary shapes (:func:`~.shape.sample_shape`),
 each rasterised on the scan's grid; each nodule's centre lies 0-40 % of its radius outside the
 main body's surface in a random direction, so it bulges out yet overlaps the body, and the lesion
-is one connected component (checked; a cluster that would split is drawn as a single body). The union's signed distance is the smallest of the parts' (exact outside each part,
-the deeper one inside), and its level is moved so that exactly the requested number of voxels is
+is one connected component (checked; a cluster that would split is drawn as a single body). The
+union's signed distance is the smallest of the parts' (exact outside each part, the deeper one
+inside), and its level is moved so that exactly the requested number of voxels is
 inside, as for a single shape: the lesion's size is the one asked for.
 """
 
@@ -99,20 +100,20 @@ def _union(main: LesionStencil, parts, offsets, voxel_count: int, spacing) -> Le
     if count_parts != 1:
         return None
     index = np.nonzero(inside)
-    body_box = tuple(slice(int(i.min()), int(i.max()) + 1) for i in index)
+    bx, by, bz = (slice(int(i.min()), int(i.max()) + 1) for i in index)
     axes = [(np.arange(n) - h) * s for n, h, s in zip(shape, half, spacing)]
     rho = np.sqrt(axes[0][:, None, None] ** 2 + axes[1][None, :, None] ** 2 + axes[2][None, None, :] ** 2)
     count = int(np.count_nonzero(inside))
     return replace(
         main,
-        half_size=tuple(int(h) for h in half),
+        half_size=(int(half[0]), int(half[1]), int(half[2])),
         distance_mm=distance,
         depth=depth,
         inside=inside,
         voxel_count=count,
         diameter_mm=equivalent_diameter(count, float(np.prod(spacing))),
         inner_radius_mm=float(rho[~inside].min()),
-        body_box=body_box,
+        body_box=(bx, by, bz),
         offset=None,
     )
 

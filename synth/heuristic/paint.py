@@ -31,7 +31,7 @@ _VESSEL_SMOOTH_MM = 1.0  # as the host's vessel map
 def heuristic_change(
     volume: np.ndarray,
     label: np.ndarray,
-    paint_box: tuple[slice, slice, slice],
+    paint_box: tuple[slice, ...],
     inside: np.ndarray,
     distance_mm: np.ndarray,
     depth: np.ndarray,

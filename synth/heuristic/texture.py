@@ -32,7 +32,7 @@ hyperdense); ``"diverse"`` the earlier, deliberately varied one (:data:`DIVERSE_
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy import ndimage
@@ -115,9 +115,11 @@ def parse_phenotype(phenotype) -> dict[str, float]:
             raise ValueError(f"unknown phenotype(s) {sorted(unknown)}; use {', '.join(PHENOTYPES)}")
         total = float(sum(phenotype.values()))
         if not total > 0 or min(phenotype.values()) < 0:
-            raise ValueError(f"phenotype weights must be non-negative with a positive sum; got {dict(phenotype)}")
+            raise ValueError(f"phenotype weights must be non-negative with a positive sum; "
+                             f"got {dict(phenotype)}")
         return {name: float(w) / total for name, w in phenotype.items()}
-    raise TypeError(f"phenotype must be a name, 'mix' or a dict of weights (or the preset 'diverse'); got {phenotype!r}")
+    raise TypeError(f"phenotype must be a name, 'mix' or a dict of weights (or the preset 'diverse'); "
+                    f"got {phenotype!r}")
 
 
 def sample_phenotype(weights: dict[str, float], diameter_mm: float, rng: np.random.Generator) -> str:
@@ -182,35 +184,33 @@ def sample_appearance(
     texture_hu = float(rng.uniform(*_TEXTURE_OF_NOISE)) * float(noise_hu)
     texture_mm = float(rng.uniform(1.5, 3.0))
     enhancement = max(liver_hu - UNENHANCED_LIVER_HU, 0.0) if phase != "unenhanced" else 0.0
-    common = dict(texture_hu=texture_hu, texture_mm=texture_mm, edge_mm=edge, phase=phase)
+    base = Appearance(phenotype, 0.0, texture_hu=texture_hu, texture_mm=texture_mm, edge_mm=edge, phase=phase)
     if diameter_mm >= HETEROGENEOUS_FROM_MM:
         # Large tumours are heterogeneous at the scale of centimetres (mottled, partly necrotic).
-        common.update(mottle=float(rng.uniform(0.1, 0.25)), mottle_mm=float(rng.uniform(4.0, 10.0)))
+        base = replace(base, mottle=float(rng.uniform(0.1, 0.25)), mottle_mm=float(rng.uniform(4.0, 10.0)))
     if phenotype == "hypodense":
         contrast = hypodense_contrast_hu(phase, liver_hu, rng)
         if diameter_mm < STRUCTURED_FROM_MM:
             contrast = min(contrast, -_SMALL_VISIBLE_NOISES * float(noise_hu))
         centre = float(rng.uniform(0.0, 0.4)) if diameter_mm >= HETEROGENEOUS_FROM_MM else 0.0
-        return Appearance("hypodense", contrast, centre_gain=centre, **common)
+        return replace(base, contrast_hu=contrast, centre_gain=centre)
     if phenotype == "isodense":
         contrast = float(rng.choice([-1.0, 1.0]) * rng.uniform(2.0, 8.0))
-        common["texture_hu"] = texture_hu + 0.3 * float(noise_hu)
-        return Appearance("isodense", contrast, **common)
+        return replace(base, contrast_hu=contrast, texture_hu=texture_hu + 0.3 * float(noise_hu))
     if phenotype == "hyperdense":
         brightest = {"unenhanced": 20.0, "portal-venous": 40.0, "arterial": 60.0}[phase]
-        return Appearance("hyperdense", float(rng.uniform(0.25 * brightest, brightest)), **common)
+        return replace(base, contrast_hu=float(rng.uniform(0.25 * brightest, brightest)))
     if phenotype == "rim-enhancing":
         contrast = float(rng.uniform(1.0, 1.3)) * hypodense_contrast_hu(phase, liver_hu, rng)
         rim_mm = float(np.clip(rng.uniform(0.08, 0.15) * diameter_mm, 1.5, 3.0))
         # The ring is enhancing tissue: it needs contrast agent (weak without it).
         rim_hu = float(rng.uniform(0.15, 0.6)) * max(enhancement, 10.0)
-        return Appearance("rim-enhancing", contrast, rim_hu=rim_hu, rim_mm=rim_mm, **common)
+        return replace(base, contrast_hu=contrast, rim_hu=rim_hu, rim_mm=rim_mm)
     if phenotype == "necrotic":
         contrast = float(rng.uniform(0.6, 1.0)) * hypodense_contrast_hu(phase, liver_hu, rng)
         # The core is fluid-like: close to water (about 10 HU), whatever the phase.
         core = -float(rng.uniform(0.7, 0.95)) * max(liver_hu - 10.0, 20.0)
-        return Appearance("necrotic", contrast, core_hu=min(core, contrast), core_depth=float(rng.uniform(0.4, 0.7)),
-                          **common)
+        return replace(base, contrast_hu=contrast, core_hu=min(core, contrast), core_depth=float(rng.uniform(0.4, 0.7)))
     raise ValueError(f"unknown phenotype {phenotype!r}")
 
 
