@@ -165,8 +165,8 @@ def synthesize(
     ----------------------------------------
     edge_mm : (float, float), optional
         Range of the soft edge's 10-90 % width in mm; by default (None) it grows with the lesion's
-        size (:data:`synth.defaults.EDGE_MM_BY_SIZE`: 1.5-2.5 mm under 10 mm, 2-3 mm to 20 mm,
-        3.5-4.5 mm beyond).
+        size (:data:`synth.defaults.EDGE_MM_BY_SIZE`: 2.1-3.1 mm under 10 mm, 2.5-3.5 mm to 20 mm,
+        4.25-5.25 mm beyond), as real tumours' margins soften with size.
     phase : str
         As in :func:`insert_tumor`.
     subcapsular_probability : float
