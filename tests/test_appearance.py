@@ -169,3 +169,41 @@ def test_same_seed_same_lesions(lits_host):
     b = lits_host.insert(size=(20.0, 25.0), count=1, seed=0)
     assert a.lesions == b.lesions
     assert np.array_equal(a.volume, b.volume) and np.array_equal(a.label, b.label)
+
+
+@pytest.fixture(scope="module")
+def quiet_lits_host(lits117):
+    """LiTS-117 smoothed to about a third of its noise: a fixed texture would stand out there."""
+    volume = ndimage.gaussian_filter(lits117.volume.astype(np.float32), 1.0)
+    return prepare_host(volume, lits117.label, spacing=lits117.spacing)
+
+
+@pytest.mark.parametrize("case", ["lits_host", "quiet_lits_host"])
+def test_lesions_are_about_as_noisy_inside_as_their_liver(request, case):
+    """The inner texture is scaled to the host's noise: inside-to-liver SD near real tumours' 0.94,
+    in a noisy scan and in a smooth one."""
+    lits_host = request.getfixturevalue(case)
+    ratios = []
+    for size in ("medium", "large"):
+        for seed in range(8):
+            try:
+                result = lits_host.insert(size=size, count=1, seed=seed, phenotype="hypodense")
+            except LesionPlacementError:
+                continue
+            box = crop_around(tuple(slice(a, b) for a, b in result.lesions[0].bbox), lits_host.spacing,
+                              lits_host.label.shape, margin_mm=8.0)
+            lesion = (result.label[box] == Label.TUMOR) & (lits_host.label[box] != Label.TUMOR)
+            volume = result.volume[box].astype(np.float32)
+            inner = ndimage.distance_transform_edt(lesion, sampling=lits_host.spacing) > 1.5
+            outside = ndimage.distance_transform_edt(~lesion, sampling=lits_host.spacing)
+            shell = (result.label[box] == Label.LIVER) & (outside >= 2.0) & (outside <= 6.0)
+            ratios.append(volume[inner].std() / volume[shell].std())
+    assert len(ratios) >= 6
+    assert 0.6 <= np.median(ratios) <= 1.1, ratios
+
+
+def test_texture_follows_the_host_noise():
+    quiet = sample_appearance("hypodense", 15.0, 118.0, 4.0, np.random.default_rng(0))
+    noisy = sample_appearance("hypodense", 15.0, 118.0, 20.0, np.random.default_rng(0))
+    assert noisy.texture_hu == pytest.approx(5.0 * quiet.texture_hu)
+    assert noisy.texture_hu < 20.0
