@@ -44,9 +44,9 @@ from .validation import check_count, check_seed
 # thinner layer of liver towards the capsule, so crowded livers still take lesions.
 _VESSEL_TOLERANCE = (0.02, 0.10, 0.25)
 _CAPSULE_MARGIN_SCALE = (1.0, 0.5, 0.0)
-# Multinodular bodies take more room: only the first round draws them, so a crowded liver that
-# has no room for one still takes a single body as often as it did before clusters existed.
-_CLUSTER_SCALE = (1.0, 0.0, 0.0)
+# Multinodular bodies take more room: the last round draws single bodies only, so a crowded liver
+# that has no room for a cluster still takes a lesion about as often as before clusters existed.
+_CLUSTER_SCALE = (1.0, 1.0, 0.0)
 # The clear zone kept free of other tumours is the edge width plus 1 mm, counting at most this
 # much edge: a wide soft edge changes only tumour-free liver anyway, and large lesions' 4-5 mm
 # edges would otherwise keep them out of crowded livers.
