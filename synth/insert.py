@@ -315,7 +315,7 @@ def _paint(host, volume, label, index, center, box, stencil, appearance, subcaps
     if painter is None:  # calibrated: the measured contrast is the requested one
         change, requested = heuristic_change(
             volume, label, paint_box, changed.inside, changed.distance_mm, changed.depth, weight, appearance,
-            spacing, rng, liver_hu=host.stats.median_hu, vessel_threshold_hu=host.vessel_threshold_hu)
+            spacing, rng, liver_hu=host.stats.median_hu, liver_spread_hu=host.stats.spread_hu)
     else:  # the model's target values, blended in with the same soft edge
         change = painter(volume, paint_box, center, changed, spacing, rng) - volume[paint_box].astype(np.float32)
     new_region = to_dtype(volume[paint_box].astype(np.float32) + weight * change, volume.dtype)

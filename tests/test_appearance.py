@@ -171,18 +171,8 @@ def test_same_seed_same_lesions(lits_host):
     assert np.array_equal(a.volume, b.volume) and np.array_equal(a.label, b.label)
 
 
-@pytest.fixture(scope="module")
-def quiet_lits_host(lits117):
-    """LiTS-117 smoothed to about a third of its noise: a fixed texture would stand out there."""
-    volume = ndimage.gaussian_filter(lits117.volume.astype(np.float32), 1.0)
-    return prepare_host(volume, lits117.label, spacing=lits117.spacing)
-
-
-@pytest.mark.parametrize("case", ["lits_host", "quiet_lits_host"])
-def test_lesions_are_about_as_noisy_inside_as_their_liver(request, case):
-    """The inner texture is scaled to the host's noise: inside-to-liver SD near real tumours' 0.94,
-    in a noisy scan and in a smooth one."""
-    lits_host = request.getfixturevalue(case)
+def test_lesions_are_about_as_noisy_inside_as_their_liver(lits_host):
+    """The inner texture is scaled to the host's noise: inside-to-liver SD near real tumours' 0.94."""
     ratios = []
     for size in ("medium", "large"):
         for seed in range(8):
@@ -199,7 +189,7 @@ def test_lesions_are_about_as_noisy_inside_as_their_liver(request, case):
             shell = (result.label[box] == Label.LIVER) & (outside >= 2.0) & (outside <= 6.0)
             ratios.append(volume[inner].std() / volume[shell].std())
     assert len(ratios) >= 6
-    assert 0.6 <= np.median(ratios) <= 1.1, ratios
+    assert 0.75 <= np.median(ratios) <= 1.1, ratios
 
 
 def test_texture_follows_the_host_noise():

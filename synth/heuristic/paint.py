@@ -11,8 +11,9 @@ the lesion's voxels and its surroundings (a brighter vessel inside, darker tissu
 of the measurement and so is compensated as well.
 
 Vessels that the lesion covers do not run through it untouched: their excess over the liver level
-(from a 1 mm smoothed image) is removed inside the lesion with the same soft edge, so a tumour
-encases or replaces them; the host's noise stays.
+(found where the 1 mm smoothed image is more than the liver's robust spread, at least 15 HU,
+above the liver) is removed inside the lesion with the same soft edge, so a tumour encases or
+replaces them.
 """
 
 from __future__ import annotations
@@ -26,6 +27,9 @@ from .texture import Appearance, fine_texture, lesion_pattern
 SHELL_MM = (1.0, 4.0)  # the realism features' parenchyma shell around a lesion
 _SCALE_LIMITS = (0.3, 4.0)  # a calibration outside these means a degenerate case: stay near 1
 _VESSEL_SMOOTH_MM = 1.0  # as the host's vessel map
+# A vessel's blurred border, and vessel tissue the mass effect has smeared, are dimmer than the
+# host's vessel threshold (two spreads): inside a lesion one spread (at least 15 HU) counts.
+_VESSEL_ABOVE_LIVER_HU = 15.0
 
 
 def heuristic_change(
@@ -41,7 +45,7 @@ def heuristic_change(
     rng: np.random.Generator,
     *,
     liver_hu: float,
-    vessel_threshold_hu: float,
+    liver_spread_hu: float,
 ) -> tuple[np.ndarray, float]:
     """The HU change to blend in with ``weight`` over ``paint_box``, and the requested contrast.
 
@@ -52,10 +56,9 @@ def heuristic_change(
     paint_box : three slices
         The box of scan voxels the lesion changes; ``inside``, ``distance_mm``, ``depth`` and
         ``weight`` (the soft edge, zero off tumour-free liver) are arrays of that box.
-    liver_hu : float
-        The host liver's median (HU), the level a vessel's excess is measured from.
-    vessel_threshold_hu : float
-        Smoothed intensity above which liver counts as vessel (the host's).
+    liver_hu, liver_spread_hu : float
+        The host liver's median and robust spread (HU): the level a vessel's excess is measured
+        from, and how far above it a smoothed voxel must be to count as vessel.
 
     Returns
     -------
@@ -65,7 +68,7 @@ def heuristic_change(
     pattern = lesion_pattern(appearance, distance_mm, depth, spacing, rng)
     fixed = fine_texture(appearance, pattern.shape, int(np.count_nonzero(inside)), spacing, rng)
     excess = vessel_excess(volume[paint_box], weight > 0, spacing, liver_hu=liver_hu,
-                           vessel_threshold_hu=vessel_threshold_hu)
+                           vessel_threshold_hu=liver_hu + max(liver_spread_hu, _VESSEL_ABOVE_LIVER_HU))
     # Inside the lesion the whole excess goes (the soft edge would leave part of it on the
     # lesion's outer voxels); outside, it fades with the edge.
     excess[inside] /= np.maximum(weight[inside], np.float32(0.5))
@@ -82,13 +85,14 @@ def vessel_excess(region: np.ndarray, covered: np.ndarray, spacing, *, liver_hu:
     """HU by which vessels in ``region`` exceed the liver level, where ``covered`` (else 0).
 
     A voxel is vessel when its 1 mm smoothed value is above ``vessel_threshold_hu``, or next to
-    such a voxel (so a vessel's partial-volume border goes with it); its excess is the smoothed
-    value minus ``liver_hu``, so subtracting it leaves the host's noise.
+    such a voxel (so a vessel's partial-volume border goes with it); its excess is its own value
+    above ``liver_hu`` (a smoothed excess would leave the core of a thin vessel standing), so
+    subtracting it brings the vessel down to the liver level.
     """
-    smooth = ndimage.gaussian_filter(region.astype(np.float32), [_VESSEL_SMOOTH_MM / s for s in spacing],
-                                     mode="nearest")
+    values = region.astype(np.float32)
+    smooth = ndimage.gaussian_filter(values, [_VESSEL_SMOOTH_MM / s for s in spacing], mode="nearest")
     vessel = ndimage.binary_dilation(smooth > vessel_threshold_hu) & covered
-    return np.where(vessel, np.maximum(smooth - np.float32(liver_hu), 0.0), 0.0).astype(np.float32)
+    return np.where(vessel, np.maximum(values - np.float32(liver_hu), 0.0), 0.0).astype(np.float32)
 
 
 def contrast_scale(volume, label, paint_box, inside, weight, pattern, fixed, spacing, requested: float) -> float:
