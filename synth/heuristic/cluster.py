@@ -57,7 +57,7 @@ def sample_cluster(diameter_mm: float, voxel_count: int, spacing, rng: np.random
         offsets.append(_offset_beyond_surface(main, rng.normal(size=3), beyond_mm=float(rng.uniform(0.0, 0.4)) * radius,
                                               spacing=spacing))
     union = _union(main, parts, offsets, voxel_count, spacing)
-    if union is None:  # cannot happen with nodules centred inside the body; never return a split lesion
+    if union is None:  # rare (a thin overlap lost when the union is levelled): never a split lesion
         return rasterize(shapes[0], voxel_count, spacing, pad_mm=pad_mm)
     return union
 
