@@ -43,7 +43,9 @@ class RandTumorInsertiond(_core.InsertionSettings, RandomizableTransform, MapTra
             (20-50 mm) equivalent diameter, a ``(min_mm, max_mm)`` range, or ``"mix"``.
         count: Number of lesions per call, or an inclusive ``(min, max)`` range.
         phenotype: ``"hypodense"``, ``"isodense"``, ``"hyperdense"``, ``"rim-enhancing"``,
-            ``"necrotic"``, ``"mix"`` or a ``{name: weight}`` dict.
+            ``"necrotic"``, ``"mix"`` (realistic: mostly hypodense), ``"diverse"`` (a deliberately
+            varied mix) or a ``{name: weight}`` dict. The contrast follows the scan's phase,
+            estimated from its liver unless ``synthesis_options={"phase": ...}`` says it.
         liver_label: Label value of the liver (other organ labels are left alone).
         tumor_label: Label value of tumours: existing ones are kept and avoided, new ones get it.
         spacing: Voxel size in mm along the three spatial axes, for images without an affine.

@@ -39,7 +39,9 @@ class RandomTumorInsertion(RandomTransform):
             ``"mix"`` (real lesion statistics, median about 13 mm).
         count: Number of lesions per call, or an inclusive ``(min, max)`` range.
         phenotype: ``"hypodense"``, ``"isodense"``, ``"hyperdense"``, ``"rim-enhancing"``,
-            ``"necrotic"``, ``"mix"`` or a ``{name: weight}`` dict.
+            ``"necrotic"``, ``"mix"`` (realistic: mostly hypodense), ``"diverse"`` (a deliberately
+            varied mix) or a ``{name: weight}`` dict. The contrast follows the scan's phase,
+            estimated from its liver unless ``synthesis_options={"phase": ...}`` says it.
         liver_label: Label value of the liver in the label map (other organs may be present and
             are left alone).
         tumor_label: Label value of tumours: existing ones are kept and avoided, new ones get it.
@@ -54,7 +56,7 @@ class RandomTumorInsertion(RandomTransform):
         bank: The lesion bank: a folder (``tumorsynth bank build``, read once per process) or a
             loaded ``synth.copy_paste.LesionBank``. Only with ``method="copy-paste"``.
         synthesis_options: Further keyword arguments of :func:`synth.synthesize`
-            (``edge_mm``, ``subcapsular_probability``, ``mass_effect``, ``partial_volume``,
+            (``edge_mm``, ``phase``, ``subcapsular_probability``, ``mass_effect``, ``partial_volume``,
             ``max_attempts``).
         space_tolerance_mm: Largest distance, in mm, by which the image's and the label map's
             affines may place a voxel apart.

@@ -22,7 +22,7 @@ import numpy as np
 from scipy import ndimage
 
 from ._arrays import bounding_slices
-from .defaults import EDGE_MM, MAX_ATTEMPTS, SUBCAPSULAR_PROBABILITY
+from .defaults import EDGE_MM, MAX_ATTEMPTS, PHASE, SUBCAPSULAR_PROBABILITY
 from .labels import Label
 from .records import InsertionResult
 from .types import (
@@ -31,6 +31,7 @@ from .types import (
     TypeMethod,
     TypeModel,
     TypeOut,
+    TypePhase,
     TypePhenotype,
     TypeRange,
     TypeSampler,
@@ -257,7 +258,8 @@ class HostScan:
         phenotype: TypePhenotype = "mix",
         seed: int | None = None,
         rng: np.random.Generator | None = None,
-        edge_mm: TypeRange = EDGE_MM,
+        edge_mm: TypeRange | None = EDGE_MM,
+        phase: TypePhase = PHASE,
         subcapsular_probability: float = SUBCAPSULAR_PROBABILITY,
         mass_effect: bool = True,
         partial_volume: bool | None = None,
@@ -275,7 +277,7 @@ class HostScan:
         from .insert import synthesize
 
         return synthesize(self, size=size, count=count, phenotype=phenotype, seed=seed, rng=rng, edge_mm=edge_mm,
-                          subcapsular_probability=subcapsular_probability, mass_effect=mass_effect,
+                          phase=phase, subcapsular_probability=subcapsular_probability, mass_effect=mass_effect,
                           partial_volume=partial_volume, max_attempts=max_attempts, method=method, model=model,
                           sampling_steps=sampling_steps, sampler=sampler, bank=bank, out=out,
                           quality_filter=quality_filter)

@@ -13,12 +13,15 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .defaults import EDGE_MM, MAX_ATTEMPTS, SUBCAPSULAR_PROBABILITY
+from .defaults import EDGE_MM, MAX_ATTEMPTS, PHASE, SUBCAPSULAR_PROBABILITY
 from .errors import LesionPlacementError
 from .heuristic.blend import to_dtype
+from .heuristic.cluster import CLUSTER_FROM_MM, CLUSTER_PROBABILITY, sample_body
 from .heuristic.location import PlacementRules, sample_location
 from .heuristic.mass_effect import MASS_EFFECT_FROM_MM, displacement_box, push_outward
+from .heuristic.paint import heuristic_change
 from .heuristic.partial_volume import edge_weight, lesion_change, lesion_stencil, sub_slice_count
+from .heuristic.phase import check_phase, resolve_phase
 from .heuristic.shape import sample_shape
 from .heuristic.size import SizeSpec, parse_size, sample_diameter, size_class, voxel_count_for
 from .heuristic.texture import parse_phenotype, sample_appearance, sample_phenotype
@@ -31,6 +34,7 @@ from .types import (
     TypeMethod,
     TypeModel,
     TypeOut,
+    TypePhase,
     TypePhenotype,
     TypeRange,
     TypeSampler,
@@ -47,6 +51,13 @@ if TYPE_CHECKING:  # the realism code is imported only when a quality gate is us
 # thinner layer of liver towards the capsule, so crowded livers still take lesions.
 _VESSEL_TOLERANCE = (0.02, 0.10, 0.25)
 _CAPSULE_MARGIN_SCALE = (1.0, 0.5, 0.0)
+# Multinodular bodies take more room: the last round draws single bodies only, so a crowded liver
+# that has no room for a cluster still takes a lesion about as often as before clusters existed.
+_CLUSTER_SCALE = (1.0, 1.0, 0.0)
+# The clear zone kept free of other tumours is the edge width plus 1 mm, counting at most this
+# much edge: a wide soft edge changes only tumour-free liver anyway, and large lesions' 4-5 mm
+# edges would otherwise keep them out of crowded livers.
+_PLACEMENT_EDGE_MAX_MM = 3.0
 _PLACEMENT_ROUNDS = len(_VESSEL_TOLERANCE)
 
 
@@ -60,7 +71,8 @@ def insert_tumor(
     phenotype: TypePhenotype = "mix",
     seed: int | None = None,
     rng: np.random.Generator | None = None,
-    edge_mm: TypeRange = EDGE_MM,
+    edge_mm: TypeRange | None = EDGE_MM,
+    phase: TypePhase = PHASE,
     subcapsular_probability: float = SUBCAPSULAR_PROBABILITY,
     mass_effect: bool = True,
     partial_volume: bool | None = None,
@@ -92,7 +104,11 @@ def insert_tumor(
         Number of lesions, or an inclusive range to draw it from.
     phenotype : str or dict
         ``"hypodense"``, ``"isodense"``, ``"hyperdense"``, ``"rim-enhancing"``, ``"necrotic"``,
-        ``"mix"`` or a ``{name: weight}`` dict.
+        ``"mix"`` (realistic: 92.5 % hypodense, 1.5 % iso- or hyperdense), ``"diverse"`` (a
+        deliberately varied mix) or a ``{name: weight}`` dict.
+    phase : ``"auto"``, ``"portal-venous"``, ``"arterial"`` or ``"unenhanced"``
+        The host's contrast phase, which sets the lesions' contrast; ``"auto"`` estimates it from
+        the liver's median HU (below 80 HU unenhanced, else portal-venous).
     seed : int, optional / rng : numpy.random.Generator, optional
         Source of randomness (give at most one). The same seed gives the same output.
     method : ``"heuristic"``, ``"diffusion"`` or ``"copy-paste"``
@@ -131,7 +147,7 @@ def insert_tumor(
         volume, mask, image, header_spacing = images
         spacing = header_spacing if spacing is None else spacing
     result = prepare_host(volume, mask, spacing=(1.0, 1.0, 1.0) if spacing is None else spacing).insert(
-        size=size, count=count, phenotype=phenotype, seed=seed, rng=rng, edge_mm=edge_mm,
+        size=size, count=count, phenotype=phenotype, seed=seed, rng=rng, edge_mm=edge_mm, phase=phase,
         subcapsular_probability=subcapsular_probability, mass_effect=mass_effect, partial_volume=partial_volume,
         max_attempts=max_attempts, method=method, model=model, sampling_steps=sampling_steps, sampler=sampler,
         bank=bank, out=out, quality_filter=quality_filter)
@@ -148,7 +164,8 @@ def synthesize(
     phenotype: TypePhenotype = "mix",
     seed: int | None = None,
     rng: np.random.Generator | None = None,
-    edge_mm: TypeRange = EDGE_MM,
+    edge_mm: TypeRange | None = EDGE_MM,
+    phase: TypePhase = PHASE,
     subcapsular_probability: float = SUBCAPSULAR_PROBABILITY,
     mass_effect: bool = True,
     partial_volume: bool | None = None,
@@ -165,8 +182,12 @@ def synthesize(
 
     Parameters beyond :func:`insert_tumor`'s
     ----------------------------------------
-    edge_mm : (float, float)
-        Range of the soft edge's 10-90 % width in mm.
+    edge_mm : (float, float), optional
+        Range of the soft edge's 10-90 % width in mm; by default (None) it grows with the lesion's
+        size (:data:`synth.defaults.EDGE_MM_BY_SIZE`: 2.1-3.1 mm under 10 mm, 2.5-3.5 mm to 20 mm,
+        4.25-5.25 mm beyond), as real tumours' margins soften with size.
+    phase : str
+        As in :func:`insert_tumor`.
     subcapsular_probability : float
         Chance that a lesion may touch the liver capsule; the others keep about half their radius
         (1.5-5 mm) of liver between their surface and the capsule.
@@ -203,7 +224,8 @@ def synthesize(
     low, high = check_count(count)
     phenotype_weights = parse_phenotype(phenotype)
     sub_slices = sub_slice_count(host.spacing, partial_volume)
-    edge_low, edge_high = _check_range(edge_mm, "edge_mm")
+    edge_range = None if edge_mm is None else _check_range(edge_mm, "edge_mm")
+    drawn_phase = resolve_phase(check_phase(phase), host.stats.median_hu)
     if not 0.0 <= subcapsular_probability <= 1.0:
         raise ValueError(f"subcapsular_probability must be in [0, 1]; got {subcapsular_probability}")
     if max_attempts < 1:
@@ -216,9 +238,9 @@ def synthesize(
             f"count {low} is impossible: {low} lesions of at least {size_spec.smallest_mm:g} mm "
             f"need {low * smallest_ml:.1f} mL, more than the {host.stats.volume_ml:.1f} mL of free liver")
 
-    request = _Request(size_spec, phenotype_weights, (edge_low, edge_high), subcapsular_probability,
+    request = _Request(size_spec, phenotype_weights, edge_range, subcapsular_probability,
                        mass_effect, max_attempts, n_lesions=int(rng.integers(low, high + 1)),
-                       painter=painter, sub_slices=sub_slices)
+                       painter=painter, sub_slices=sub_slices, phase=drawn_phase)
     volume, label = _output_arrays(host, out)
     lesions: list[Lesion] = []
     try:
@@ -240,13 +262,14 @@ class _Request:
 
     size: SizeSpec
     phenotype_weights: dict
-    edge_mm: tuple[float, float]
+    edge_mm: tuple[float, float] | None  # None: by size
     subcapsular_probability: float
     mass_effect: bool
     max_attempts: int
     n_lesions: int
     painter: object = None  # None: the heuristic texture; else a DiffusionPainter or CopyPastePainter
     sub_slices: int = 1  # per slice, to draw lesions on (synth.heuristic.partial_volume); 1: none
+    phase: str = "portal-venous"  # resolved: never "auto"
 
 
 def _painter(method, model, sampling_steps, sampler, bank, host):
@@ -270,12 +293,18 @@ def _painter(method, model, sampling_steps, sampler, bank, host):
     return DiffusionPainter(model, steps=sampling_steps, sampler=sampler)
 
 
-def _stencil(painter, diameter, size_range, voxel_count, spacing, pad, rng, *, sub_slices=1):
+def _stencil(painter, diameter, size_range, voxel_count, spacing, pad, rng, *, sub_slices=1,
+             cluster_probability=CLUSTER_PROBABILITY):
     """The lesion's stencil: a painter's own (a donor's shape, drawn on the scan's own slices), else
-    a heuristic shape (on sub-slices on thick-slice scans)."""
+    a heuristic body. On thick-slice scans, lesions under ``CLUSTER_FROM_MM`` (20 mm) are drawn on
+    sub-slices (partial volume); larger ones, several slices thick and often multinodular, on the
+    scan's grid."""
     if hasattr(painter, "stencil"):
         return painter.stencil(diameter, voxel_count, spacing, pad_mm=pad, rng=rng, size_range=size_range)
-    return lesion_stencil(sample_shape(diameter, rng), voxel_count, spacing, pad_mm=pad, sub_slices=sub_slices, rng=rng)
+    if sub_slices > 1 and diameter < CLUSTER_FROM_MM:
+        return lesion_stencil(sample_shape(diameter, rng), voxel_count, spacing, pad_mm=pad, sub_slices=sub_slices,
+                              rng=rng)
+    return sample_body(diameter, voxel_count, spacing, rng, pad_mm=pad, cluster_probability=cluster_probability)
 
 
 def _quality_gate(quality_filter):
@@ -324,7 +353,7 @@ def _insert_one(host: HostScan, volume, label, index: int, request: _Request, rn
         voxel_count = voxel_count_for(diameter, size_range, voxel_volume)
         phenotype = sample_phenotype(request.phenotype_weights, diameter, rng)
         appearance = sample_appearance(phenotype, diameter, host.stats.median_hu, host.stats.noise_hu, rng,
-                                       edge_mm=request.edge_mm)
+                                       edge_mm=request.edge_mm, phase=request.phase)
         rules = PlacementRules(
             capsule_margin_mm=0.0 if subcapsular else
             _CAPSULE_MARGIN_SCALE[round_] * float(np.clip(0.25 * diameter, 1.5, 5.0)),
@@ -333,8 +362,9 @@ def _insert_one(host: HostScan, volume, label, index: int, request: _Request, rn
         )
         pad = max(rules.capsule_margin_mm, appearance.edge_mm + rules.gap_mm)
         stencil = _stencil(request.painter, diameter, size_range, voxel_count, spacing, pad, rng,
-                           sub_slices=request.sub_slices)
-        placed = sample_location(host, label, stencil, rules, appearance.edge_mm, rng,
+                           sub_slices=request.sub_slices,
+                           cluster_probability=_CLUSTER_SCALE[round_] * CLUSTER_PROBABILITY)
+        placed = sample_location(host, label, stencil, rules, min(appearance.edge_mm, _PLACEMENT_EDGE_MAX_MM), rng,
                                  attempts=max(1, request.max_attempts // _PLACEMENT_ROUNDS))
         if placed is not None:
             break
@@ -381,8 +411,11 @@ def _paint(host, volume, label, index, center, box, stencil, appearance, subcaps
     weight = (painter.edge_weight(changed.distance_mm, appearance.edge_mm) if hasattr(painter, "edge_weight")
               else edge_weight(changed, appearance.edge_mm))  # on thick slices, averaged over the slice profile
     weight *= label[paint_box] == Label.LIVER  # only tumour-free liver changes
-    if painter is None:
-        change = lesion_change(appearance, changed, spacing, rng)
+    requested = float("nan")
+    if painter is None:  # calibrated: the measured contrast is the requested one
+        change, requested = heuristic_change(
+            volume, label, paint_box, changed.inside, lesion_change(appearance, changed, spacing, rng), weight,
+            appearance, spacing, rng, liver_hu=host.stats.median_hu, liver_spread_hu=host.stats.spread_hu)
     else:  # the model's target values, blended in with the same soft edge
         change = painter(volume, paint_box, center, changed, spacing, rng) - volume[paint_box].astype(np.float32)
     new_region = to_dtype(volume[paint_box].astype(np.float32) + weight * change, volume.dtype)
@@ -402,6 +435,7 @@ def _paint(host, volume, label, index, center, box, stencil, appearance, subcaps
         mean_hu_change=float((new_region[changed.inside].astype(np.float32) - before).mean()),
         edge_mm=appearance.edge_mm,
         subcapsular=subcapsular,
+        contrast_hu=requested,
         mass_effect=pushed,
         bbox=(box_x, box_y, box_z),
         donor=getattr(stencil, "donor", None),

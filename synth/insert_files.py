@@ -59,7 +59,7 @@ def insert_lesions(host: Any, options: SynthesisOptions, seed: int, *, in_place:
         if options.method != "copy-paste" and options.bank:
             raise ValueError("--bank only applies to --method copy-paste")
         return host.insert(
-            size=options.size, count=options.count, phenotype=options.phenotype, seed=seed,
+            size=options.size, count=options.count, phenotype=options.phenotype, phase=options.phase, seed=seed,
             out=(host.volume, host.label) if in_place else None, **options.method_options(),
         )
 

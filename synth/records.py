@@ -30,6 +30,9 @@ class Lesion:
     subcapsular: bool
     mass_effect: bool
     bbox: tuple[tuple[int, int], tuple[int, int], tuple[int, int]]
+    # Requested lesion-minus-liver contrast (HU), as the realism features measure it (lesion
+    # mean minus the tumour-free liver 1-4 mm around); NaN when a model painted the lesion.
+    contrast_hu: float = float("nan")
     donor: str | None = None  # copy-paste: the bank lesion it was made from
     quality_tries: int = 0
     quality_score: float | None = None
@@ -40,8 +43,10 @@ class Lesion:
         out["center_voxel"] = list(self.center_voxel)
         out["center_mm"] = [round(float(v), 3) for v in self.center_mm]
         out["bbox"] = [list(pair) for pair in self.bbox]
-        for key in ("diameter_mm", "mean_hu_change", "edge_mm"):
+        for key in ("diameter_mm", "mean_hu_change", "edge_mm", "contrast_hu"):
             out[key] = round(float(out[key]), 3)
+        if out["contrast_hu"] != out["contrast_hu"]:  # NaN (a model painted it): JSON has no NaN
+            out["contrast_hu"] = None
         if self.donor is None:  # only copy-paste lesions have a donor
             del out["donor"]
         if self.quality_tries == 0:  # no quality gate: the record reads as it always did

@@ -12,8 +12,8 @@ if TYPE_CHECKING:
     from .copy_paste.bank import LesionBank
     from .diffusion.weights import DiffusionModel
 
-__all__ = ["TypeBank", "TypeCount", "TypeMethod", "TypeModel", "TypeOut", "TypePhenotype", "TypeRange", "TypeSampler",
-           "TypeSize", "TypeSpacing", "TypeVolume"]
+__all__ = ["TypeBank", "TypeCount", "TypeMethod", "TypeModel", "TypeOut", "TypePhase", "TypePhenotype", "TypeRange",
+           "TypeSampler", "TypeSize", "TypeSpacing", "TypeVolume"]
 
 #: A CT volume or label map: an ``(X, Y, Z)`` array, or a nibabel image (its zooms give the spacing).
 TypeVolume = Union[np.ndarray, Any]
@@ -27,6 +27,8 @@ TypeCount = Union[int, tuple[int, int]]
 #: A phenotype name ("hypodense", "isodense", "hyperdense", "rim-enhancing", "necrotic"), "mix",
 #: or ``{name: weight}``.
 TypePhenotype = Union[str, Mapping[str, float]]
+#: The host scan's contrast phase ("auto": estimated from the liver's median HU).
+TypePhase = Literal["auto", "portal-venous", "arterial", "unenhanced"]
 #: A ``(low, high)`` range, e.g. of edge widths in mm.
 TypeRange = tuple[float, float]
 #: Who draws the lesion's appearance.

@@ -43,7 +43,7 @@ from .shape import (
     surface_cells,
 )
 from .size import equivalent_diameter
-from .texture import Appearance, intensity_change
+from .texture import Appearance, lesion_pattern
 
 # Automatic rule: sub-slices when the slices are at least THICK_RATIO times the in-plane pixel
 # and at least THICK_FROM_MM thick. Thinner slices are narrower than the 1.5-3 mm soft edge, which
@@ -169,15 +169,16 @@ def edge_weight(stencil: LesionStencil, edge_mm: float) -> np.ndarray:
 
 
 def lesion_change(appearance: Appearance, stencil: LesionStencil, spacing, rng: np.random.Generator) -> np.ndarray:
-    """The HU change before the soft edge, such that ``edge_weight * lesion_change`` is the lesion's
-    change in each voxel: on sub-slices, the slice-profile mean of weight times change, over the
-    mean weight (zero where the weight is)."""
+    """The lesion's HU pattern before the soft edge (:func:`~.texture.lesion_pattern`: body, ring,
+    core, centre, mottling), such that ``edge_weight * lesion_change`` is its change in each voxel:
+    on sub-slices, the slice-profile mean of weight times pattern, over the mean weight (zero where
+    the weight is)."""
     if stencil.sub_slices is None:
-        return intensity_change(appearance, stencil.distance_mm, stencil.depth, spacing, rng)
+        return lesion_pattern(appearance, stencil.distance_mm, stencil.depth, spacing, rng)
     fine = stencil.sub_slices
     steps = (float(spacing[0]), float(spacing[1]), float(spacing[2]) / fine.count)
     weight = soft_edge(fine.distance_mm, appearance.edge_mm)
-    weighted = _profile_mean(weight * intensity_change(appearance, fine.distance_mm, fine.depth, steps, rng),
+    weighted = _profile_mean(weight * lesion_pattern(appearance, fine.distance_mm, fine.depth, steps, rng),
                              fine.count)
     mean_weight = _profile_mean(weight, fine.count)
     return np.divide(weighted, mean_weight, out=np.zeros_like(weighted), where=mean_weight > 0)

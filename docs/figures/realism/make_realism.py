@@ -28,6 +28,7 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
+import synth.heuristic.cluster  # noqa: E402
 import synth.heuristic.shape  # noqa: E402
 import synth.insert  # noqa: E402
 from synth.cases import read_cases  # noqa: E402
@@ -41,7 +42,7 @@ PER_REAL = 4  # synthetic lesions per real one: insertion is cheap, more lesions
 def patched(*, elongation_sd=None, wave_scale=None, texture_scale=None, lobulation_from_mm=None,
             hypodense_range=None):
     """Run the synthesiser with a changed shape or texture constant, restored afterwards."""
-    original_shape, original_appearance = synth.insert.sample_shape, synth.insert.sample_appearance
+    original_shape, original_appearance = synth.heuristic.cluster.sample_shape, synth.insert.sample_appearance
     original_lobulation = synth.heuristic.shape.LOBULATION_FROM_MM
     if lobulation_from_mm is not None:
         synth.heuristic.shape.LOBULATION_FROM_MM = lobulation_from_mm
@@ -68,11 +69,11 @@ def patched(*, elongation_sd=None, wave_scale=None, texture_scale=None, lobulati
             appearance = dataclasses.replace(appearance, contrast_hu=contrast)
         return appearance
 
-    synth.insert.sample_shape, synth.insert.sample_appearance = sample_shape, sample_appearance
+    synth.heuristic.cluster.sample_shape, synth.insert.sample_appearance = sample_shape, sample_appearance
     try:
         yield
     finally:
-        synth.insert.sample_shape, synth.insert.sample_appearance = original_shape, original_appearance
+        synth.heuristic.cluster.sample_shape, synth.insert.sample_appearance = original_shape, original_appearance
         synth.heuristic.shape.LOBULATION_FROM_MM = original_lobulation
 
 
