@@ -137,6 +137,9 @@ def dask_engine(*, scheduler: str | None, workers: int, timeout_s: float) -> Ite
             yield DaskEngine(client, cluster)
     except BaseException:
         if cluster is not None:
+            # Killing workers breaks the client's open connections; distributed logs each broken
+            # send with a traceback, which after an interruption is noise, not an error to report.
+            logging.getLogger("distributed").setLevel(logging.CRITICAL)
             _kill_local_workers(cluster)
         raise
     finally:
