@@ -34,7 +34,8 @@ def test_gate_suffix_is_parsed_and_limited_to_heuristic_arms():
         parse_arm("real+heuristic+torchio+gate")  # +gate comes before +torchio
 
 
-@pytest.mark.parametrize("gate, message", [({"per_real": 0}, "gate.per_real"), ({"classifier": "svm"}, "gate.classifier"),
+@pytest.mark.parametrize("gate, message", [({"per_real": 0}, "gate.per_real"),
+                                           ({"classifier": "svm"}, "gate.classifier"),
                                            ({"real_pass": 1.0}, "gate.real_pass"), ({"cap": 3}, "unknown key")])
 def test_bad_gate_settings_are_named(gate, message):
     with pytest.raises(ConfigError, match=message):
@@ -95,7 +96,8 @@ def test_each_fold_gate_is_trained_on_training_lesions_only_and_reused(folds, tm
     before = (tmp_path / "gates" / "fold-0" / "gate.json").read_bytes()
     assert gate_module.fold_gate(tmp_path, data[0], cfg["gate"]).read_bytes() == before
     # A gate of another fold found in this fold's place is refused: its lesions include this fold's test slab.
-    (tmp_path / "gates" / "fold-0" / "gate.json").write_bytes((tmp_path / "gates" / "fold-1" / "gate.json").read_bytes())
+    gates = tmp_path / "gates"
+    (gates / "fold-0" / "gate.json").write_bytes((gates / "fold-1" / "gate.json").read_bytes())
     with pytest.raises(ValueError, match="not on this fold's training cases"):
         gate_module.fold_gate(tmp_path, data[0], cfg["gate"])
 

@@ -32,8 +32,8 @@ from synth.io import atomic_output_path, write_json_atomic
 
 from .bank import fold_bank
 from .config import arm_gated, load_config, parse_arm
-from .gate import fold_gate
 from .data import AblationData, prepare_data
+from .gate import fold_gate
 from .report import write_report
 from .stats import summarise
 
