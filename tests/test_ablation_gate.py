@@ -4,6 +4,8 @@ and handed to the trainer."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -119,3 +121,13 @@ def test_gated_arm_runs_on_one_fold_with_its_gate(folds, tmp_path):
     path = tmp_path / "gates" / "fold-0" / "gate.json"
     assert path.is_file() and evaluation["train_config"]["synthetic_quality_gate"] == str(path)
     assert (run_dir(tmp_path, "real+heuristic+gate", 0, 0) / EVAL_FILE).is_file()
+
+
+def test_a_fold_without_enough_real_lesions_gets_a_clear_error(folds, tmp_path):
+    from train.ablation.gate import fold_gate
+
+    _, data = folds
+    healthy = [dataclasses.replace(case, label=np.minimum(case.label, 1)) for case in data[0].train]
+    with pytest.raises(ValueError, match="quality gate of fold 0 cannot be trained.*at least 5 real"):
+        fold_gate(tmp_path, dataclasses.replace(data[0], train=healthy))
+    assert not (tmp_path / "gates" / "fold-0" / "gate.json").exists()

@@ -80,13 +80,18 @@ def test_demo_takes_a_quality_gate(gate_file, tmp_path, capsys):
     capsys.readouterr()
 
 
-def test_synthesize_passes_the_gate_to_every_variant(shared_data, gate_file, tmp_path, capsys):
+def test_synthesize_passes_the_gate_to_every_variant(shared_data, gate_file, tmp_path, capsys, monkeypatch):
+    reads = []
+    load = gate_module.QualityGate.load.__func__
+    monkeypatch.setattr(gate_module.QualityGate, "load", classmethod(lambda cls, *a, **k: reads.append(a) or
+                                                                     load(cls, *a, **k)))
     out = tmp_path / "variants"
     assert main(["synthesize", "--data", str(shared_data / "lits117"), "--out", str(out),
-                 "--variants", "2", "--workers", "1", "--engine", "processes", "--size", "small", "--count", "1",
+                 "--variants", "3", "--workers", "1", "--engine", "processes", "--size", "small", "--count", "1",
                  "--quality-gate", str(gate_file)]) == 0
+    assert len(reads) == 1  # one process (--workers 1): the file is read once for its three variants
     reports = [_lesions(path) for path in sorted(out.glob("*/variant-*/lesions.json"))]
-    assert len(reports) == 2
+    assert len(reports) == 3
     assert all(r["quality_gate"] == str(gate_file) and r["lesions"][0]["quality_tries"] >= 1 for r in reports)
     assert main(["synthesize", "--data", str(shared_data / "lits117"), "--out", str(tmp_path / "x"),
                  "--variants", "1", "--workers", "1", "--quality-gate", str(tmp_path / "missing.json")]) == 2

@@ -57,7 +57,12 @@ def fold_gate(out_dir, data: AblationData, settings: dict | None = None, *, seed
 
     path = fold_gate_path(out_dir, data)
     if not path.is_file():
-        train_fold_gate(data.train, **{**DEFAULT_GATE_SETTINGS, **(settings or {})}, seed=seed).save(path)
+        try:
+            gate = train_fold_gate(data.train, **{**DEFAULT_GATE_SETTINGS, **(settings or {})}, seed=seed)
+        except ValueError as exc:
+            where = "the split" if data.fold is None else f"fold {data.fold}"
+            raise ValueError(f"the quality gate of {where} cannot be trained on its training part: {exc}") from None
+        gate.save(path)
     gate = QualityGate.load(path)
     used = set(gate.info.get("cases", []))
     allowed = {case.case_id for case in data.train}
@@ -100,6 +105,8 @@ def train_fold_gate(cases, *, per_real: int = 2, classifier: str = "logistic", r
             order = np.argsort([s.diameter_mm for s in found])
             keep = order[np.linspace(0, len(found) - 1, max_real_per_case).round().astype(int)]
             found = [found[i] for i in sorted(set(keep.tolist()))]
+        if not found:  # a healthy case: nothing to match
+            continue
         made, failures = synthesize_lesions(case.image, case.label, case.spacing,
                                             matched_sizes(found, per_real=per_real, match="diameter"),
                                             case=case.case_id, seed=rng_for(seed, "ablation gate", case.case_id))
