@@ -5,6 +5,7 @@ and handed to the trainer."""
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import numpy as np
 import pytest
@@ -113,14 +114,25 @@ def test_gated_arm_needs_its_gate_and_other_arms_get_none(folds):
     assert train_config(cfg, "real+heuristic", 0).synthetic_quality_gate is None
 
 
-def test_gated_arm_runs_on_one_fold_with_its_gate(folds, tmp_path):
-    from train.ablation.runner import EVAL_FILE, run_dir, run_one
+def test_gated_ablation_runs_every_fold_with_its_own_gate_and_resumes(shared_data, tmp_path, one_torch_thread):
+    from train.ablation import run_ablation
+    from train.ablation.runner import EVAL_FILE, run_dir
 
-    cfg, data = folds
-    evaluation = run_one(cfg, "real+heuristic+gate", 0, data[0], tmp_path, progress=False)
-    path = tmp_path / "gates" / "fold-0" / "gate.json"
-    assert path.is_file() and evaluation["train_config"]["synthetic_quality_gate"] == str(path)
-    assert (run_dir(tmp_path, "real+heuristic+gate", 0, 0) / EVAL_FILE).is_file()
+    config = dict(TINY_GATED, data=dict(TINY_GATED["data"], path=str(shared_data / "lits117")))
+    results = run_ablation(config, tmp_path, progress=False)
+    gates = {fold: tmp_path / "gates" / f"fold-{fold}" / "gate.json" for fold in range(3)}
+    for fold, path in gates.items():
+        evaluation = json.loads((run_dir(tmp_path, "real+heuristic+gate", 0, fold) / EVAL_FILE).read_text())
+        assert evaluation["train_config"]["synthetic_quality_gate"] == str(path)
+        assert json.loads((run_dir(tmp_path, "real", 0, fold) / EVAL_FILE).read_text())[
+            "train_config"]["synthetic_quality_gate"] is None
+        summary = results["gates"][str(fold)]
+        assert summary["path"] == str(path) and 0.0 < summary["threshold"] < 1.0 and summary["n_real"] >= 5
+        assert "real_lesions" not in summary
+    written = {fold: path.stat().st_mtime_ns for fold, path in gates.items()}
+    again = run_ablation(config, tmp_path, progress=False)
+    assert len(again["skipped_finished_runs"]) == 6
+    assert {fold: path.stat().st_mtime_ns for fold, path in gates.items()} == written
 
 
 def test_a_fold_without_enough_real_lesions_gets_a_clear_error(folds, tmp_path):

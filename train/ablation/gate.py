@@ -25,7 +25,7 @@ import numpy as np
 
 from .data import AblationData
 
-__all__ = ["DEFAULT_GATE_SETTINGS", "GATES_FOLDER", "fold_gate", "fold_gate_path", "train_fold_gate"]
+__all__ = ["DEFAULT_GATE_SETTINGS", "GATES_FOLDER", "fold_gate", "fold_gate_path", "gate_summary", "train_fold_gate"]
 
 GATES_FOLDER = "gates"
 GATE_FILE = "gate.json"
@@ -70,6 +70,16 @@ def fold_gate(out_dir, data: AblationData, settings: dict | None = None, *, seed
         raise ValueError(f"quality gate {path} was trained on {sorted(used)}, not on this fold's training cases "
                          f"{sorted(allowed)}; remove it to train it again")
     return path
+
+
+def gate_summary(path) -> dict:
+    """What ``results.json`` says of a fold's gate: its file, threshold and training counts and
+    pass rates (out of fold), without the lesion list."""
+    from synth.realism.gate import QualityGate
+
+    gate = QualityGate.load(path)
+    info = {key: value for key, value in gate.info.items() if key != "real_lesions"}
+    return {"path": str(path), "threshold": gate.threshold, **info}
 
 
 def train_fold_gate(cases, *, per_real: int = 2, classifier: str = "logistic", real_pass: float = 0.9,

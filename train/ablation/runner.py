@@ -33,7 +33,7 @@ from synth.io import atomic_output_path, write_json_atomic
 from .bank import fold_bank
 from .config import arm_gated, load_config, parse_arm
 from .data import AblationData, prepare_data
-from .gate import fold_gate
+from .gate import fold_gate, fold_gate_path, gate_summary
 from .report import write_report
 from .stats import summarise
 
@@ -337,6 +337,8 @@ def run_ablation(config, out_dir, *, progress: bool = True, data_path=None, say=
         },
         "skipped_finished_runs": skipped,
     }
+    if any(arm_gated(arm) for arm in cfg["arms"]):
+        results["gates"] = {str(data.fold): gate_summary(fold_gate_path(out_dir, data)) for data in folds}
     results["timings"] = {
         "data_s": data_s,
         "train_s": sum(ev["train_s"] for by_seed in runs.values() for ev in by_seed.values()),
