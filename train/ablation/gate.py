@@ -129,6 +129,7 @@ def train_fold_gate(cases, *, per_real: int = 2, classifier: str = "logistic", r
     lesions = [{"case": s.case, "center_world_mm": _world_mm(by_id[s.case], s.center_mm),
                 "diameter_mm": round(float(s.diameter_mm), 3)} for s in real]
     info = {**gate.info, "trained_on": "the fold's training part", "cases": sorted(by_id),
+            "threshold_rule": f"{real_pass:.0%} of the real training lesions pass out of fold",
             "synthetic_failures": failed, "real_lesions": lesions}
     return dataclasses.replace(gate, info=info)
 
