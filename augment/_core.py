@@ -8,6 +8,7 @@ spacing and the seed; everything they do to the arrays happens here, on numpy ar
 from __future__ import annotations
 
 import numbers
+import os
 import warnings
 
 import numpy as np
@@ -60,6 +61,30 @@ def check_settings(*, size, count, phenotype, liver_label, tumor_label, on_failu
     if reserved:
         raise ValueError(f"synthesis_options must not hold {sorted(reserved)}: they are arguments "
                          f"of the transform itself")
+    return options
+
+
+def with_quality_filter(synthesis_options: dict | None, quality_filter) -> dict | None:
+    """The synthesis options with ``quality_filter`` (a quality gate or its JSON file) added.
+
+    A path is read now (a missing or bad file fails when the transform is built, not in a data
+    loader worker) and stored as the path: the transform stays small to pickle and its history
+    names the file; each process then reads it once (:func:`synth.realism.gate.cached_gate`).
+    """
+    if quality_filter is None:
+        return synthesis_options
+    options = dict(synthesis_options or {})
+    if "quality_filter" in options:
+        raise ValueError("give quality_filter as an argument of the transform, not in synthesis_options")
+    from synth.realism.gate import QualityGate, cached_gate
+
+    if isinstance(quality_filter, (str, os.PathLike)):
+        cached_gate(quality_filter)
+        quality_filter = os.fspath(quality_filter)
+    elif not isinstance(quality_filter, QualityGate):
+        raise TypeError(f"quality_filter must be a synth.realism.QualityGate or the path of a gate JSON file "
+                        f"(tumorsynth realism --save-gate); got {type(quality_filter).__name__}")
+    options["quality_filter"] = quality_filter
     return options
 
 

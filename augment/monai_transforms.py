@@ -58,6 +58,9 @@ class RandTumorInsertiond(_core.InsertionSettings, RandomizableTransform, MapTra
             with ``method="diffusion"``.
         bank: The lesion bank folder or a loaded ``synth.copy_paste.LesionBank``; only with
             ``method="copy-paste"``.
+        quality_filter: A quality gate's JSON file (``tumorsynth realism --save-gate``, read once
+            per process) or a loaded ``synth.realism.QualityGate``: lesions it scores below its
+            threshold are drawn again (at most 5 draws). Any method.
         space_tolerance_mm: Largest distance, in mm, by which image and label affines may place
             a voxel apart.
         allow_missing_keys: Leave the data unchanged when the image or label key is missing.
@@ -80,13 +83,14 @@ class RandTumorInsertiond(_core.InsertionSettings, RandomizableTransform, MapTra
                  tumor_label: int = 2, spacing=None, on_failure: str = "warn",
                  synthesis_options: dict | None = None, space_tolerance_mm: float = 1e-3,
                  allow_missing_keys: bool = False, method: str = "heuristic", model=None,
-                 bank=None):
+                 bank=None, quality_filter=None):
         MapTransform.__init__(self, keys, allow_missing_keys)
         RandomizableTransform.__init__(self, prob)
         if len(self.keys) != 1:
             raise ValueError(f"keys must name exactly one CT image (the lesions are drawn into one "
                              f"label map); got {list(self.keys)}")
-        synthesis_options = with_method(synthesis_options, method, model, bank)
+        synthesis_options = _core.with_quality_filter(with_method(synthesis_options, method, model, bank),
+                                                      quality_filter)
         _core.store_settings(self, size=size, count=count, phenotype=phenotype, liver_label=liver_label,
                              tumor_label=tumor_label, on_failure=on_failure,
                              synthesis_options=synthesis_options, space_tolerance_mm=space_tolerance_mm)

@@ -55,6 +55,10 @@ class RandomTumorInsertion(RandomTransform):
             ``method="diffusion"``.
         bank: The lesion bank: a folder (``tumorsynth bank build``, read once per process) or a
             loaded ``synth.copy_paste.LesionBank``. Only with ``method="copy-paste"``.
+        quality_filter: A quality gate (``tumorsynth realism --save-gate``; see
+            ``docs/realism.md``): its JSON file (read once per process) or a loaded
+            ``synth.realism.QualityGate``. A lesion it scores below its threshold is drawn again,
+            at most 5 times. Any method.
         synthesis_options: Further keyword arguments of :func:`synth.synthesize`
             (``edge_mm``, ``phase``, ``subcapsular_probability``, ``mass_effect``, ``partial_volume``,
             ``max_attempts``).
@@ -77,9 +81,10 @@ class RandomTumorInsertion(RandomTransform):
     def __init__(self, size="mix", count=(1, 3), phenotype="mix", liver_label: int = 1,
                  tumor_label: int = 2, on_failure: str = "warn", synthesis_options: dict | None = None,
                  space_tolerance_mm: float = 1e-3, method: str = "heuristic", model=None, bank=None,
-                 **kwargs):
+                 quality_filter=None, **kwargs):
         super().__init__(**kwargs)
-        synthesis_options = with_method(synthesis_options, method, model, bank)
+        synthesis_options = _core.with_quality_filter(with_method(synthesis_options, method, model, bank),
+                                                      quality_filter)
         _core.store_settings(self, size=size, count=count, phenotype=phenotype, liver_label=liver_label,
                              tumor_label=tumor_label, on_failure=on_failure,
                              synthesis_options=synthesis_options, space_tolerance_mm=space_tolerance_mm)
@@ -109,7 +114,7 @@ class TumorInsertion(_core.InsertionSettings, tio.Transform):
     Args:
         seed: Non-negative integer seed of the synthesiser.
         size, count, phenotype, liver_label, tumor_label, on_failure, synthesis_options,
-        space_tolerance_mm, method, model, bank: As in :class:`RandomTumorInsertion`.
+        space_tolerance_mm, method, model, bank, quality_filter: As in :class:`RandomTumorInsertion`.
         **kwargs: See :class:`~torchio.transforms.Transform`.
 
     Example:
@@ -123,12 +128,13 @@ class TumorInsertion(_core.InsertionSettings, tio.Transform):
     def __init__(self, seed: int, size="mix", count=(1, 3), phenotype="mix", liver_label: int = 1,
                  tumor_label: int = 2, on_failure: str = "warn", synthesis_options: dict | None = None,
                  space_tolerance_mm: float = 1e-3, method: str = "heuristic", model=None, bank=None,
-                 **kwargs):
+                 quality_filter=None, **kwargs):
         super().__init__(**kwargs)
         if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
             raise ValueError(f"seed must be a non-negative int; got {seed!r}")
         self.seed = seed
-        synthesis_options = with_method(synthesis_options, method, model, bank)
+        synthesis_options = _core.with_quality_filter(with_method(synthesis_options, method, model, bank),
+                                                      quality_filter)
         _core.store_settings(self, size=size, count=count, phenotype=phenotype, liver_label=liver_label,
                              tumor_label=tumor_label, on_failure=on_failure,
                              synthesis_options=synthesis_options, space_tolerance_mm=space_tolerance_mm)

@@ -39,6 +39,7 @@ from .insert_files import (
     LABEL_NAME,
     LESIONS_NAME,
     check_outputs_spare_inputs,
+    check_quality_gate,
     insert_lesions,
     lesion_report,
     load_pair,
@@ -521,6 +522,7 @@ def run_synthesize(
     """
     options = SynthesisOptions() if options is None else options
     _engine_kind(engine, scheduler=scheduler, workers=workers, jobs=0)  # a bad combination: before any work
+    check_quality_gate(options)  # each worker process then reads the gate once (synth.realism.gate.cached_gate)
     try:
         cases = find_cases(data_dir)
     except ValueError as exc:

@@ -60,8 +60,23 @@ def insert_lesions(host: Any, options: SynthesisOptions, seed: int, *, in_place:
             raise ValueError("--bank only applies to --method copy-paste")
         return host.insert(
             size=options.size, count=options.count, phenotype=options.phenotype, phase=options.phase, seed=seed,
-            out=(host.volume, host.label) if in_place else None, **options.method_options(),
+            out=(host.volume, host.label) if in_place else None, quality_filter=options.quality_gate,
+            **options.method_options(),
         )
+
+
+def check_quality_gate(options: SynthesisOptions) -> None:
+    """Read ``--quality-gate`` before any work (raises UsageError naming the option): a missing or
+    bad file is refused at once, not as the failure of every lesion. The read is cached, so the
+    insertions that follow in this process do not read it again."""
+    if options.quality_gate is None:
+        return
+    from .realism.gate import cached_gate
+
+    try:
+        cached_gate(options.quality_gate)
+    except (FileNotFoundError, ValueError) as exc:
+        raise UsageError(f"--quality-gate: {exc}") from exc
 
 
 def world_mm(affine: np.ndarray, voxel: Sequence[int]) -> list[float]:
@@ -164,6 +179,7 @@ def run_insert(
     if seed is None:
         seed = secrets.randbelow(2**32)  # drawn here so it can be recorded and reproduced
     check_outputs_spare_inputs(output_paths(Path(out_dir), preview=True), [image, mask])
+    check_quality_gate(options)
     ct, liver = load_pair(image, mask)
     result = insert_lesions(prepare(ct, liver), options, seed)
     report = lesion_report(ct, mask, options, seed, result.lesions)
@@ -181,6 +197,7 @@ def run_demo(out_dir: Path, options: SynthesisOptions, seed: int) -> dict[str, P
     """Write the built-in phantom and its liver mask as NIfTI into ``out_dir``, then run_insert."""
     from .phantom import make_phantom
 
+    check_quality_gate(options)  # before the phantom is written
     out_dir = Path(out_dir)
     phantom = make_phantom()
     image = save_nifti(np.asarray(phantom.volume), phantom.affine, out_dir / "phantom_ct.nii.gz")

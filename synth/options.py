@@ -35,14 +35,19 @@ class SynthesisOptions:
     model: str | None = None  # diffusion model folder
     sampling_steps: int | None = None
     bank: str | None = None  # copy-paste lesion bank folder
+    quality_gate: str | None = None  # quality gate JSON file (tumorsynth realism --save-gate)
 
     def as_json(self) -> dict[str, Any]:
+        """The options as recorded in lesions.json (the gate only when one is used, so that records
+        without one read as before)."""
+        gate = {} if self.quality_gate is None else {"quality_gate": self.quality_gate}
         return {
             "size": list(self.size) if isinstance(self.size, tuple) else self.size,
             "count": list(self.count) if isinstance(self.count, tuple) else self.count,
             "phenotype": self.phenotype,
             "phase": self.phase,
             **self.method_options(),
+            **gate,
         }
 
     def method_options(self) -> dict[str, Any]:
@@ -58,7 +63,8 @@ class SynthesisOptions:
         return cls(size=args.size, count=args.count, phenotype=args.phenotype,
                    phase=getattr(args, "phase", "auto"), method=getattr(args, "method", "heuristic"),
                    model=getattr(args, "model", None), sampling_steps=getattr(args, "sampling_steps", None),
-                   bank=None if getattr(args, "bank", None) is None else str(args.bank))
+                   bank=None if getattr(args, "bank", None) is None else str(args.bank),
+                   quality_gate=None if getattr(args, "quality_gate", None) is None else str(args.quality_gate))
 
 
 def parse_size(text: str) -> str | tuple[float, float]:
@@ -174,8 +180,8 @@ def add_synthesis_options(
 
 
 def add_method_options(parser: argparse.ArgumentParser) -> None:
-    """Add ``--method``, ``--model``, ``--sampling-steps`` (the diffusion synthesiser) and ``--bank``
-    (copy-paste)."""
+    """Add ``--method``, ``--model``, ``--sampling-steps`` (the diffusion synthesiser), ``--bank``
+    (copy-paste) and ``--quality-gate`` (any method)."""
     parser.add_argument(
         "--method",
         choices=("heuristic", "diffusion", "copy-paste"),
@@ -193,4 +199,9 @@ def add_method_options(parser: argparse.ArgumentParser) -> None:
         "--sampling-steps",
         type=parse_positive_int,
         help="diffusion sampling steps (default: the model's, 10)",
+    )
+    parser.add_argument(
+        "--quality-gate", metavar="GATE_JSON",
+        help="redraw lesions that this quality gate scores as unrealistic, at most 5 draws each (train one "
+             "with 'tumorsynth realism --save-gate'; see docs/realism.md)",
     )

@@ -27,7 +27,7 @@ from ..io import write_json_atomic
 from .classifier import FittedModel, case_or_slab_folds, fit_classifier, model_from_dict, out_of_fold_scores
 from .features import FEATURE_VERSION, lesion_features
 
-__all__ = ["GATE_FORMAT", "QualityGate", "as_gate", "train_gate"]
+__all__ = ["GATE_FORMAT", "QualityGate", "as_gate", "cached_gate", "train_gate"]
 
 GATE_FORMAT = "tumorsynth-quality-gate"
 DEFAULT_MAX_TRIES = 5
@@ -159,13 +159,37 @@ class QualityGate:
 
 
 def as_gate(gate: QualityGate | str | os.PathLike[str]) -> QualityGate:
-    """A gate as given, or loaded from a path."""
+    """A gate as given, or loaded from a path (once per process: :func:`cached_gate`)."""
     if isinstance(gate, QualityGate):
         return gate
     if isinstance(gate, (str, os.PathLike)):
-        return QualityGate.load(gate)
+        return cached_gate(gate)
     raise TypeError(f"quality_filter must be a QualityGate or the path of a gate JSON file; "
                     f"got {type(gate).__name__}")
+
+
+# Loaded gates by (resolved path, modification time, size): a data loader or a data set worker that
+# inserts thousands of lesions with quality_filter=PATH reads and checks the file once. A gate is
+# frozen, so sharing one object between insertions is safe.
+_LOADED: dict[tuple[str, int, int], QualityGate] = {}
+_MAX_CACHED = 8
+
+
+def cached_gate(path: str | os.PathLike[str]) -> QualityGate:
+    """:meth:`QualityGate.load` with a per-process cache; a file rewritten since is read again."""
+    resolved = Path(path).resolve()
+    try:
+        stat = resolved.stat()
+    except FileNotFoundError:
+        raise FileNotFoundError(f"quality gate file {path} not found; train one with "
+                                f"`tumorsynth realism --save-gate PATH`") from None
+    key = (str(resolved), stat.st_mtime_ns, stat.st_size)
+    if key not in _LOADED:
+        gate = QualityGate.load(resolved)
+        if len(_LOADED) >= _MAX_CACHED:
+            _LOADED.clear()
+        _LOADED[key] = gate
+    return _LOADED[key]
 
 
 def train_gate(table: dict[str, np.ndarray], feature_names, *, classifier: str = "logistic",

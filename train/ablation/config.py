@@ -23,12 +23,16 @@ silently run the default)::
         "training part": true                   # the training cases themselves (their healthy liver)
       },
       "arms": ["real", "real+heuristic", "synthetic-only"],   # "real" is required: the baseline
-                                                # (also "real+diffusion", "real+copy-paste")
+                                                # (also "real+diffusion", "real+copy-paste";
+                                                # "+gate", "+torchio" suffixes)
       "seeds": [0, 1],
       "train": {...},                           # train.loop.TrainConfig fields, except seed and
                                                 # synthetic_* (they come from "seeds" and "synthetic")
       "synthetic": {"probability": 0.5, "size": ..., "count": ...},   # TrainConfig synthetic_*
       "diffusion": {"model": "path"},           # only with a "+diffusion" arm
+      "gate": {"per_real": 2,                   # the per-fold quality gate of "+gate" arms
+               "classifier": "logistic",        # (train.ablation.gate.DEFAULT_GATE_SETTINGS)
+               "real_pass": 0.9, "max_real_per_case": null},
       "bootstrap": 2000,                        # bootstrap resamples for the 95 % CIs
       "postprocess": {"largest_liver": true,    # train.postprocess: the headline's predictions;
                       "min_tumor_mm3": 65,      # the raw ones and those restricted to the true
@@ -48,7 +52,13 @@ Arms:
 * ``real+copy-paste``: as ``real+heuristic``, with real lesions pasted from a lesion bank
   (:mod:`synth.copy_paste`). Each fold's bank is built from that fold's training part only
   (:mod:`train.ablation.bank`), so no test lesion is ever pasted into a training patch.
-* ``+torchio`` suffix (any arm): every training patch also goes through the TorchIO spatial and
+* ``+gate`` suffix (``real+heuristic+gate``, ``synthetic-only+gate``): the same arm with every
+  synthetic lesion scored by a quality gate (:mod:`synth.realism.gate`) and drawn again while it
+  scores below the gate's threshold (``TrainConfig.synthetic_quality_gate``). Each fold's gate is
+  trained on that fold's training part only: its real lesions against heuristic lesions inserted
+  into its livers (:mod:`train.ablation.gate`, settings in ``"gate"``), never on a test lesion.
+  Only the heuristic arms take it: the gate learns what heuristic lesions get wrong.
+* ``+torchio`` suffix (any arm, after ``+gate``): every training patch also goes through the TorchIO spatial and
   intensity augmentation of :mod:`augment.pipelines` (``TrainConfig.augmentation = "torchio"``).
 """
 
@@ -67,7 +77,10 @@ SOURCES = ("lits117-kfold", "lits117-axial", "folder")
 PROFILES = ("cpu-quick", "gpu-sample", "gpu")
 
 TOP_KEYS = {"name", "description", "data", "hosts", "arms", "seeds", "train", "synthetic",
-            "diffusion", "bootstrap", "postprocess"}
+            "diffusion", "gate", "bootstrap", "postprocess"}
+# The arms that take the "+gate" suffix: the per-fold gate is trained on heuristic lesions.
+GATED_ARMS = ("real+heuristic", "synthetic-only")
+GATE_KEYS = {"per_real", "classifier", "real_pass", "max_real_per_case"}
 DATA_KEYS = {"source", "path", "preprocessing", "split"}
 SPLIT_KEYS = {
     "lits117-kfold": {"folds", "gap_mm"},
@@ -81,7 +94,8 @@ POSTPROCESS_KEYS = {"largest_liver", "min_tumor_mm3", "liver_margin_mm"}
 DEFAULT_POSTPROCESS = {"largest_liver": True, "min_tumor_mm3": 0.0, "liver_margin_mm": 2.0}
 # Fields of TrainConfig the ablation sets itself, so a config may not set them under "train".
 RESERVED_TRAIN_KEYS = {"seed", "synthetic_probability", "synthetic_size", "synthetic_count",
-                       "synthetic_method", "synthetic_model", "synthetic_bank", "augmentation", "host_tumors"}
+                       "synthetic_method", "synthetic_model", "synthetic_bank", "synthetic_quality_gate",
+                       "augmentation", "host_tumors"}
 
 DEFAULT_PHANTOM_SHAPE_MM = (300.0, 240.0, 200.0)
 DEFAULT_BOOTSTRAP = 2000
@@ -109,17 +123,34 @@ def _is_number(x) -> bool:
 
 
 def parse_arm(arm: str) -> tuple[str, bool]:
-    """Split an arm name into (base arm, torchio flag); raises ConfigError for an unknown arm."""
+    """Split an arm name into (base arm, torchio flag); raises ConfigError for an unknown arm.
+    A ``+gate`` suffix is checked here and read by :func:`arm_gated`."""
+    return _split_arm(arm)[:2]
+
+
+def arm_gated(arm: str) -> bool:
+    """Whether the arm filters its synthetic lesions with its fold's quality gate (``+gate``)."""
+    return _split_arm(arm)[2]
+
+
+def _split_arm(arm: str) -> tuple[str, bool, bool]:
+    """(base arm, torchio flag, gate flag) of ``<base>[+gate][+torchio]``."""
     if not isinstance(arm, str):
         raise ConfigError(f"arms must be strings; got {arm!r}")
-    base, torchio = arm, False
-    if arm.endswith("+torchio"):
-        base, torchio = arm[: -len("+torchio")], True
+    base, torchio, gated = arm, False, False
+    if base.endswith("+torchio"):
+        base, torchio = base[: -len("+torchio")], True
+    if base.endswith("+gate"):
+        base, gated = base[: -len("+gate")], True
     if base not in BASE_ARMS:
         raise ConfigError(
-            f"unknown arm {arm!r}; known arms: {list(BASE_ARMS)}, each optionally with '+torchio'"
+            f"unknown arm {arm!r}; known arms: {list(BASE_ARMS)}, each optionally with '+gate' (heuristic arms) "
+            f"and then '+torchio'"
         )
-    return base, torchio
+    if gated and base not in GATED_ARMS:
+        raise ConfigError(f"arm {arm!r}: '+gate' applies to the heuristic arms {list(GATED_ARMS)} only (each fold's "
+                          f"gate is trained on heuristic lesions against that fold's real ones)")
+    return base, torchio, gated
 
 
 def _train_config_fields() -> set[str] | None:
@@ -276,6 +307,23 @@ def validate_config(config: dict) -> dict:
     if not (_is_number(prob) and 0.0 < prob <= 1.0):
         raise ConfigError(f"synthetic.probability must be a number in (0, 1]; got {prob!r}")
     synthetic["probability"] = float(prob)
+
+    gate = cfg.setdefault("gate", {})
+    if not isinstance(gate, dict):
+        raise ConfigError("\"gate\" must be an object")
+    _unknown("\"gate\"", gate, GATE_KEYS)
+    per_real = gate.setdefault("per_real", 2)
+    if not isinstance(per_real, int) or isinstance(per_real, bool) or per_real < 1:
+        raise ConfigError(f"gate.per_real must be a whole number >= 1 (synthetic lesions per real one); "
+                          f"got {per_real!r}")
+    if gate.setdefault("classifier", "logistic") not in ("logistic", "boosting"):
+        raise ConfigError(f"gate.classifier must be \"logistic\" or \"boosting\"; got {gate['classifier']!r}")
+    real_pass = gate.setdefault("real_pass", 0.9)
+    if not (_is_number(real_pass) and 0.0 < real_pass < 1.0):
+        raise ConfigError(f"gate.real_pass must be a share in (0, 1) (real lesions that pass); got {real_pass!r}")
+    cap = gate.setdefault("max_real_per_case", None)
+    if cap is not None and (not isinstance(cap, int) or isinstance(cap, bool) or cap < 1):
+        raise ConfigError(f"gate.max_real_per_case must be null or a whole number >= 1; got {cap!r}")
 
     post = cfg.setdefault("postprocess", {})
     if not isinstance(post, dict):

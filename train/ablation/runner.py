@@ -31,8 +31,9 @@ import numpy as np
 from synth.io import atomic_output_path, write_json_atomic
 
 from .bank import fold_bank
-from .config import load_config, parse_arm
+from .config import arm_gated, load_config, parse_arm
 from .data import AblationData, prepare_data
+from .gate import fold_gate, fold_gate_path, gate_summary
 from .report import write_report
 from .stats import summarise
 
@@ -49,9 +50,10 @@ def run_dir(out_dir, arm: str, seed: int, fold: int | None = None) -> Path:
     return folder if fold is None else folder / f"fold-{fold}"
 
 
-def train_config(cfg: dict, arm: str, seed: int, *, bank=None):
+def train_config(cfg: dict, arm: str, seed: int, *, bank=None, gate=None):
     """The TrainConfig of one run: ``cfg["train"]`` plus the seed and the arm's synthetic share;
-    ``bank`` is the fold's lesion bank folder of a ``real+copy-paste`` arm."""
+    ``bank`` is the fold's lesion bank folder of a ``real+copy-paste`` arm, ``gate`` the fold's
+    quality gate file of a ``+gate`` arm."""
     from train.loop import TrainConfig
 
     base, torchio = parse_arm(arm)
@@ -75,6 +77,10 @@ def train_config(cfg: dict, arm: str, seed: int, *, bank=None):
             raise ValueError(f"arm {arm!r} needs its fold's lesion bank (train.ablation.bank.fold_bank)")
         fields["synthetic_method"] = "copy-paste"
         fields["synthetic_bank"] = str(bank)
+    if arm_gated(arm):
+        if gate is None:
+            raise ValueError(f"arm {arm!r} needs its fold's quality gate (train.ablation.gate.fold_gate)")
+        fields["synthetic_quality_gate"] = str(gate)
     return TrainConfig.from_dict(fields)
 
 
@@ -114,7 +120,9 @@ def run_one(cfg: dict, arm: str, seed: int, data: AblationData, out_dir, *,
     folder = run_dir(out_dir, arm, seed, data.fold)
     # The fold's bank holds the training part's lesions only: never a test lesion.
     bank = fold_bank(out_dir, data) if parse_arm(arm)[0] == "real+copy-paste" else None
-    config = train_config(cfg, arm, seed, bank=bank)
+    # Likewise the fold's quality gate: trained on the training part's lesions only.
+    gate = fold_gate(out_dir, data, cfg.get("gate")) if arm_gated(arm) else None
+    config = train_config(cfg, arm, seed, bank=bank, gate=gate)
     train_cases, hosts = arm_inputs(arm, data)
     t0 = time.perf_counter()
     # Resume only an interrupted run; a fresh folder starts a new one.
@@ -329,6 +337,8 @@ def run_ablation(config, out_dir, *, progress: bool = True, data_path=None, say=
         },
         "skipped_finished_runs": skipped,
     }
+    if any(arm_gated(arm) for arm in cfg["arms"]):
+        results["gates"] = {str(data.fold): gate_summary(fold_gate_path(out_dir, data)) for data in folds}
     results["timings"] = {
         "data_s": data_s,
         "train_s": sum(ev["train_s"] for by_seed in runs.values() for ev in by_seed.values()),

@@ -54,6 +54,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--synthetic-bank", type=Path,
                         help="lesion bank folder for --synthetic-method copy-paste (tumorsynth bank build; "
                              "overrides the config)")
+    parser.add_argument("--synthetic-quality-gate", type=Path, metavar="GATE_JSON",
+                        help="quality gate that redraws unrealistic synthetic lesions (tumorsynth realism "
+                             "--save-gate; overrides the config)")
     # The values of train.loop.config.AUGMENTATIONS (not imported: that loads torch).
     parser.add_argument("--augmentation", choices=("none", "torchio", "device"),
                         help="spatial and intensity augmentation of every patch: 'torchio' on the CPU, "
@@ -81,7 +84,9 @@ def _config(args):
                  "synthetic_probability": args.synthetic_probability,
                  "synthetic_method": args.synthetic_method, "augmentation": args.augmentation,
                  "synthetic_model": None if args.synthetic_model is None else str(args.synthetic_model),
-                 "synthetic_bank": None if args.synthetic_bank is None else str(args.synthetic_bank)}
+                 "synthetic_bank": None if args.synthetic_bank is None else str(args.synthetic_bank),
+                 "synthetic_quality_gate": (None if args.synthetic_quality_gate is None
+                                            else str(args.synthetic_quality_gate))}
     fields.update({k: v for k, v in overrides.items() if v is not None})
     return TrainConfig.from_dict(fields)
 
@@ -98,6 +103,10 @@ def run(args) -> int:
 
     try:
         config = _config(args)
+        if config.synthetic_quality_gate is not None:  # before the cases are loaded, not after
+            from .sampling import load_quality_gate
+
+            load_quality_gate(config.synthetic_quality_gate)
     except (TypeError, ValueError) as exc:
         print(f"tumorsynth train: {exc}", file=sys.stderr)
         return 2

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass
 
 from synth.deprecation import warn_renamed
@@ -71,6 +72,10 @@ class TrainConfig:
             required with ``synthetic_method="copy-paste"`` (real lesions turned, scaled and pasted
             into the hosts), not allowed otherwise. Loaded and checked when
             :func:`train.loop.train_model` starts.
+        synthetic_quality_gate: a quality gate JSON file (``tumorsynth realism --save-gate``,
+            :mod:`synth.realism.gate`): every synthetic lesion it scores below its threshold is
+            drawn again (at most 5 draws, the best kept), whatever the ``synthetic_method``. Read
+            and checked when :func:`train.loop.train_model` starts. None (default): no gate.
         augmentation: ``"none"``, ``"torchio"`` or ``"device"``: every training patch (real or
             synthetic) goes through the spatial and intensity steps of
             :func:`augment.pipelines.training_pipeline` (affine, elastic, CT noise, gamma, blur,
@@ -107,6 +112,7 @@ class TrainConfig:
     synthetic_method: str = "heuristic"
     synthetic_model: str | None = None
     synthetic_bank: str | None = None
+    synthetic_quality_gate: str | None = None
     augmentation: str = "none"
     val_every: int = 0
     checkpoint_every: int = 100
@@ -154,6 +160,11 @@ class TrainConfig:
                              f"got synthetic_method={self.synthetic_method!r}")
         if self.synthetic_bank is not None:
             object.__setattr__(self, "synthetic_bank", str(self.synthetic_bank))
+        if self.synthetic_quality_gate is not None:
+            if not isinstance(self.synthetic_quality_gate, (str, os.PathLike)) or not str(self.synthetic_quality_gate):
+                raise ValueError(f"synthetic_quality_gate must be the path of a quality gate JSON file "
+                                 f"(tumorsynth realism --save-gate); got {self.synthetic_quality_gate!r}")
+            object.__setattr__(self, "synthetic_quality_gate", os.fspath(self.synthetic_quality_gate))
         if self.synthetic_method == "copy-paste" and not self.synthetic_bank:
             raise ValueError("synthetic_method='copy-paste' needs synthetic_bank: the folder of a lesion bank "
                              "(tumorsynth bank build)")

@@ -22,7 +22,7 @@ from synth.seeding import rng_for
 from .config import TrainConfig, parse_synthetic_size
 
 __all__ = ["PatchSampler", "PreparedCase", "check_diffusion_folder", "denormalise_hu", "load_bank",
-           "load_diffusion_model", "normalise_hu", "prepare_case", "step_rng"]
+           "load_diffusion_model", "load_quality_gate", "normalise_hu", "prepare_case", "step_rng"]
 
 # HU of the padding around hosts smaller than a patch: air.
 PAD_HU = -1000.0
@@ -58,6 +58,17 @@ def load_bank(folder):
         return cached_bank(folder)
     except FileNotFoundError as exc:
         raise ValueError(f"synthetic_bank: {exc}") from None
+
+
+def load_quality_gate(path):
+    """The quality gate of ``TrainConfig.synthetic_quality_gate``, loaded (once per process) and
+    checked: a missing, empty, corrupt or outdated file is a ``ValueError`` naming the setting."""
+    from synth.realism.gate import cached_gate
+
+    try:
+        return cached_gate(path)
+    except (FileNotFoundError, ValueError) as exc:
+        raise ValueError(f"synthetic_quality_gate: {exc}") from None
 
 
 def step_rng(seed: int, step: int, rank: int = 0) -> np.random.Generator:
@@ -170,6 +181,8 @@ class PatchSampler:
             self.insert_options = {"method": "diffusion", "model": diffusion_model}
         if config.synthetic_method == "copy-paste" and self.hosts:
             self.insert_options = {"method": "copy-paste", "bank": load_bank(config.synthetic_bank)}
+        if config.synthetic_quality_gate is not None and self.hosts:
+            self.insert_options["quality_filter"] = load_quality_gate(config.synthetic_quality_gate)
 
     def _prepare_host(self, case) -> _Host:
         import synth

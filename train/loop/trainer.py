@@ -27,7 +27,7 @@ from .config import RESUMABLE_CHANGES, TrainConfig
 from .distributed import setup_distributed
 from .files import load_torch, save_torch, write_logs
 from .inference import validate
-from .sampling import PatchSampler, check_diffusion_folder, load_bank, load_diffusion_model
+from .sampling import PatchSampler, check_diffusion_folder, load_bank, load_diffusion_model, load_quality_gate
 
 __all__ = ["TrainResult", "poly_learning_rate", "train_model"]
 
@@ -137,6 +137,8 @@ def train_model(config: TrainConfig, train_cases: Sequence, *, val_cases: Sequen
         check_diffusion_folder(config.synthetic_model)
     if config.synthetic_method == "copy-paste":
         load_bank(config.synthetic_bank)  # a missing or corrupt bank fails now, not at the first patch
+    if config.synthetic_quality_gate is not None:
+        load_quality_gate(config.synthetic_quality_gate)  # likewise a missing or bad gate
     ddp, device = setup_distributed(config.device)
     try:
         if ddp.is_main:
