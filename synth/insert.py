@@ -15,7 +15,7 @@ import numpy as np
 
 from .defaults import EDGE_MM, MAX_ATTEMPTS, PHASE, SUBCAPSULAR_PROBABILITY
 from .errors import LesionPlacementError
-from .heuristic.blend import to_dtype
+from .heuristic.blend import soft_edge, to_dtype
 from .heuristic.cluster import CLUSTER_FROM_MM, CLUSTER_PROBABILITY, sample_body
 from .heuristic.location import PlacementRules, sample_location
 from .heuristic.mass_effect import MASS_EFFECT_FROM_MM, displacement_box, push_outward
@@ -413,9 +413,14 @@ def _paint(host, volume, label, index, center, box, stencil, appearance, subcaps
     weight *= label[paint_box] == Label.LIVER  # only tumour-free liver changes
     requested = float("nan")
     if painter is None:  # calibrated: the measured contrast is the requested one
+        # On thick slices the calibration undoes the soft edge only, not the slice profile's
+        # partial volume: a small lesion on a thick slice measures fainter, as a real one does.
+        direct = None if changed.sub_slices is None else (
+            soft_edge(changed.distance_mm, appearance.edge_mm) * (label[paint_box] == Label.LIVER))
         change, requested = heuristic_change(
             volume, label, paint_box, changed.inside, lesion_change(appearance, changed, spacing, rng), weight,
-            appearance, spacing, rng, liver_hu=host.stats.median_hu, liver_spread_hu=host.stats.spread_hu)
+            appearance, spacing, rng, liver_hu=host.stats.median_hu, liver_spread_hu=host.stats.spread_hu,
+            calibration_weight=direct)
     else:  # the model's target values, blended in with the same soft edge
         change = painter(volume, paint_box, center, changed, spacing, rng) - volume[paint_box].astype(np.float32)
     new_region = to_dtype(volume[paint_box].astype(np.float32) + weight * change, volume.dtype)

@@ -46,6 +46,7 @@ def heuristic_change(
     *,
     liver_hu: float,
     liver_spread_hu: float,
+    calibration_weight: np.ndarray | None = None,
 ) -> tuple[np.ndarray, float]:
     """The HU change to blend in with ``weight`` over ``paint_box``, and the requested contrast.
 
@@ -63,6 +64,10 @@ def heuristic_change(
     liver_hu, liver_spread_hu : float
         The host liver's median and robust spread (HU): the level a vessel's excess is measured
         from, and how far above it a smoothed voxel must be to count as vessel.
+    calibration_weight : array, optional
+        The soft edge the calibration undoes, when it is not ``weight``: on thick slices the
+        edge drawn directly on the scan's grid, so that the slice profile's partial volume stays
+        in what is measured, as it does for a real lesion on such a scan.
 
     Returns
     -------
@@ -77,7 +82,8 @@ def heuristic_change(
     excess[inside] /= np.maximum(weight[inside], np.float32(0.5))
     fixed -= excess
     requested = float(pattern[inside].mean())
-    scale = contrast_scale(volume, label, paint_box, inside, weight, pattern, fixed, spacing, requested)
+    undone = weight if calibration_weight is None else calibration_weight
+    scale = contrast_scale(volume, label, paint_box, inside, undone, pattern, fixed, spacing, requested)
     pattern *= np.float32(scale)
     pattern += fixed
     return pattern, requested

@@ -72,6 +72,7 @@ _ENHANCEMENT_SHARE = (0.55, 0.2, 0.15, 1.1)  # share of the liver's enhancement 
 # reader (and a model) cannot see, so it would teach labels on invisible tissue.
 _SMALL_VISIBLE_NOISES = 2.0
 _TEXTURE_OF_NOISE = (0.15, 0.45)  # extra inner texture, as a fraction of the host's noise
+_TEXTURE_MM = (1.5, 3.0)  # correlation length of the inner texture, mm
 _TEXTURE_FROM_VOXELS = 64  # texture finer than a lesion this small is invisible
 
 
@@ -182,7 +183,7 @@ def sample_appearance(
     """
     edge = float(rng.uniform(*(edge_range_for(diameter_mm) if edge_mm is None else edge_mm)))
     texture_hu = float(rng.uniform(*_TEXTURE_OF_NOISE)) * float(noise_hu)
-    texture_mm = float(rng.uniform(1.5, 3.0))
+    texture_mm = float(rng.uniform(*_TEXTURE_MM))
     enhancement = max(liver_hu - UNENHANCED_LIVER_HU, 0.0) if phase != "unenhanced" else 0.0
     base = Appearance(phenotype, 0.0, texture_hu=texture_hu, texture_mm=texture_mm, edge_mm=edge, phase=phase)
     if diameter_mm >= HETEROGENEOUS_FROM_MM:
