@@ -75,6 +75,9 @@ def heuristic_change(
         The change (float32, HU) and the lesion's requested mean contrast to its liver.
     """
     fixed = fine_texture(appearance, pattern.shape, int(np.count_nonzero(inside)), spacing, rng)
+    # The texture is the lesion's tissue: on its labelled voxels only, so that outside the label
+    # the image changes by the smooth soft edge alone and label and image keep agreeing.
+    fixed *= inside
     excess = vessel_excess(volume[paint_box], weight > 0, spacing, liver_hu=liver_hu,
                            vessel_threshold_hu=liver_hu + max(liver_spread_hu, _VESSEL_ABOVE_LIVER_HU))
     # Inside the lesion the whole excess goes (the soft edge would leave part of it on the

@@ -71,9 +71,14 @@ _ENHANCEMENT_SHARE = (0.55, 0.2, 0.15, 1.1)  # share of the liver's enhancement 
 # Lesions under 10 mm are at least this many noise sigmas darker: a faint small lesion is one a
 # reader (and a model) cannot see, so it would teach labels on invisible tissue.
 _SMALL_VISIBLE_NOISES = 2.0
-_TEXTURE_OF_NOISE = (0.15, 0.45)  # extra inner texture, as a fraction of the host's noise
-_TEXTURE_MM = (1.5, 3.0)  # correlation length of the inner texture, mm
-_TEXTURE_FROM_VOXELS = 64  # texture finer than a lesion this small is invisible
+# Inner texture, on lesions of every size: real tumours are blotchier than the noise of the liver
+# around them, with structure of a few millimetres that survives a 2.8 mm slice average. Chosen
+# on the realism protocol's tune part (docs/realism.md, "Texture"): 0.15-0.45 x noise at 1.5-3 mm
+# and only from 64 voxels left synthetic lesions 1-3 HU smoother inside than real ones.
+_TEXTURE_OF_NOISE = (0.7, 1.1)  # standard deviation, as a fraction of the host's noise
+_TEXTURE_MM = (2.0, 4.0)  # correlation length, mm
+_TEXTURE_FROM_VOXELS = 0  # texture on lesions of at least this many voxels
+_TEXTURE_FULL_VOXELS = 64  # ... at full strength from this many (weaker in proportion below)
 
 
 @dataclass(frozen=True)
@@ -238,10 +243,13 @@ def lesion_pattern(appearance: Appearance, distance_mm: np.ndarray, depth: np.nd
 
 
 def fine_texture(appearance: Appearance, shape, inside_count: int, spacing, rng: np.random.Generator) -> np.ndarray:
-    """The fine inner texture in HU (zero for lesions too small to show it)."""
+    """The inner texture in HU. Its strength grows with the lesion up to ``_TEXTURE_FULL_VOXELS``
+    voxels: on a lesion of a few voxels texture of a few millimetres is one random offset of the
+    whole lesion, and a lesion must stay darker than its rim for its label to mean something."""
     if appearance.texture_hu <= 0 or inside_count < _TEXTURE_FROM_VOXELS:
         return np.zeros(shape, dtype=np.float32)
-    return appearance.texture_hu * correlated_noise(shape, appearance.texture_mm, spacing, rng)
+    strength = appearance.texture_hu * min(1.0, inside_count / _TEXTURE_FULL_VOXELS)
+    return strength * correlated_noise(shape, appearance.texture_mm, spacing, rng)
 
 
 def intensity_change(
