@@ -114,13 +114,20 @@ def _kill_leftovers(processes: dict[int, str]) -> None:
                 pass
 
 
+def _default_sigint() -> None:
+    """In the child before exec: Ctrl-C's default action. A shell starts background jobs with
+    SIGINT ignored, and an ignored signal stays ignored across exec, so a test run in the
+    background would otherwise start a command that cannot be interrupted at all."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _start_and_wait_for_work(command: list[str], stderr_path: Path, ready) -> tuple[
         subprocess.Popen, dict[int, str]]:
     """Start ``command`` in a new session (its own process group); return it and its children
     once ``ready()`` says that the workers have started writing."""
     with open(stderr_path, "w") as stderr:
         parent = subprocess.Popen(command, env=_env(), cwd=ROOT, stdout=subprocess.DEVNULL,
-                                  stderr=stderr, start_new_session=True)
+                                  stderr=stderr, start_new_session=True, preexec_fn=_default_sigint)
     try:
         started = _wait_until(lambda: ready() or parent.poll() is not None, START_S)
         assert started and parent.poll() is None, (
