@@ -3,7 +3,9 @@
 ``python tests/pinned_outputs.py --write`` records the hashes in ``tests/data/pinned_outputs.json``
 together with the versions of the numerical packages that made them; ``test_pinned_outputs.py``
 recomputes them and compares. Floating-point results can differ in the last bit between numpy,
-scipy or torch releases, so the comparison only runs on the versions that wrote the pins.
+scipy or torch releases, so the comparison only runs on the versions that wrote the pins. Pins
+made with torch arithmetic also depend on the processor: torch picks its CPU kernels by the vector
+extensions it finds (AVX2, AVX512, ...), so those are compared only on the kernels that wrote them.
 """
 
 from __future__ import annotations
@@ -19,6 +21,9 @@ import numpy as np
 
 PINS_PATH = Path(__file__).parent / "data" / "pinned_outputs.json"
 VERSIONED_PACKAGES = ("numpy", "scipy", "scikit-image", "torch", "torchio", "monai", "connected-components-3d")
+# Pins whose values come through torch's CPU kernels (measured: the same code and versions gave other
+# hashes on an AVX512 Intel Xeon than on the AMD EPYC that first recorded them; the others matched).
+TORCH_KERNEL_PINS = ("RandomTumorInsertion", "train_model/3-steps")
 
 
 def digest(*arrays: Any) -> str:
@@ -43,6 +48,13 @@ def package_versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             versions[name] = "missing"
     return versions
+
+
+def torch_cpu_capability() -> str:
+    """The vector extensions torch's CPU kernels were chosen for here (e.g. ``"AVX2"``)."""
+    import torch
+
+    return str(torch.backends.cpu.get_cpu_capability())
 
 
 def _phantom():
@@ -195,5 +207,6 @@ if __name__ == "__main__":
     values = compute()
     if "--write" in sys.argv:
         PINS_PATH.parent.mkdir(exist_ok=True)
-        PINS_PATH.write_text(json.dumps({"versions": package_versions(), "pins": values}, indent=1) + "\n")
+        PINS_PATH.write_text(json.dumps({"versions": package_versions(),
+                                         "torch_cpu_capability": torch_cpu_capability(), "pins": values}, indent=1) + "\n")
     print(json.dumps(values, indent=1))

@@ -18,4 +18,9 @@ def computed():
 
 @pytest.mark.parametrize("name", sorted(RECORDED["pins"]))
 def test_output_matches_its_pin(computed, name):
+    if name in pinned_outputs.TORCH_KERNEL_PINS:
+        recorded, here = RECORDED.get("torch_cpu_capability"), pinned_outputs.torch_cpu_capability()
+        if recorded != here:
+            pytest.skip(f"{name} was pinned with torch's {recorded} CPU kernels and this processor runs its {here} "
+                        f"kernels, whose floating-point results differ in the last bits")
     assert computed[name] == RECORDED["pins"][name], f"{name} changed: rerun the pins only for an intended change"
