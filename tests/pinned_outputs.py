@@ -207,6 +207,6 @@ if __name__ == "__main__":
     values = compute()
     if "--write" in sys.argv:
         PINS_PATH.parent.mkdir(exist_ok=True)
-        PINS_PATH.write_text(json.dumps({"versions": package_versions(),
-                                         "torch_cpu_capability": torch_cpu_capability(), "pins": values}, indent=1) + "\n")
+        record = {"versions": package_versions(), "torch_cpu_capability": torch_cpu_capability(), "pins": values}
+        PINS_PATH.write_text(json.dumps(record, indent=1) + "\n")
     print(json.dumps(values, indent=1))

@@ -81,6 +81,7 @@ def test_bundled_profiles_are_valid(profile):
         ({"train": {"seed": 3}}, "train.seed is set by the ablation itself"),
         ({"synthetic": {"probability": 0.0}}, "synthetic.probability must be a number in (0, 1]"),
         ({"synthetic": {"probabilty": 0.5}}, "unknown key(s) ['probabilty'] in \"synthetic\""),
+        ({"synthetic": {"centre": "middle"}}, "synthetic.centre must be \"lesion\""),
         ({"bootstrap": 5}, "\"bootstrap\" must be an integer >= 10"),
         ({"name": ""}, "\"name\" must be a non-empty string"),
     ],
@@ -93,7 +94,6 @@ def test_config_errors_name_the_problem(changes, message):
 
 
 def test_unknown_train_field_is_rejected():
-    pytest.importorskip("train.loop")
     with pytest.raises(ConfigError, match=r"unknown key\(s\) \['stepz'\]"):
         validate_config(minimal_config(train={"stepz": 10}))
 
@@ -105,16 +105,16 @@ def test_diffusion_arm_with_a_model_passes_validation(tmp_path):
 
 
 def test_arms_set_the_trainer_switches(tmp_path):
-    pytest.importorskip("train.loop")
     from train.ablation.runner import train_config
 
     cfg = validate_config(minimal_config(
-        arms=["real", "real+heuristic+torchio", "real+diffusion"], diffusion={"model": str(tmp_path)}))
+        arms=["real", "real+heuristic+torchio", "real+diffusion"], diffusion={"model": str(tmp_path)},
+        synthetic={"probability": 0.5, "centre": "shares"}))
     real = train_config(cfg, "real", 0)
     assert (real.synthetic_probability, real.augmentation, real.synthetic_method) == (0.0, "none", "heuristic")
     augmented = train_config(cfg, "real+heuristic+torchio", 1)
     assert augmented.augmentation == "torchio" and augmented.synthetic_probability == 0.5
-    assert augmented.seed == 1
+    assert augmented.seed == 1 and augmented.synthetic_centre == "shares"
     diffusion = train_config(cfg, "real+diffusion", 0)
     assert diffusion.synthetic_method == "diffusion" and diffusion.synthetic_model == str(tmp_path)
     assert diffusion.augmentation == "none" and diffusion.synthetic_probability == 0.5

@@ -178,7 +178,6 @@ def test_not_nifti_mask_exits_2(tmp_path, capsys):
 
 
 def test_demo_runs_the_insert_path(tmp_path, capsys):
-    pytest.importorskip("synth.phantom", reason="synth.phantom (make_phantom) not available yet")
     out = tmp_path / "demo"
     assert cli.main(["demo", "--out", str(out), "--size", "small"]) == 0
     for name in ("phantom_ct.nii.gz", "phantom_liver.nii.gz", "ct.nii.gz", "label.nii.gz",

@@ -137,6 +137,30 @@ def test_synthetic_batches_do_not_depend_on_the_batches_before(tumour_case, heal
     assert np.array_equal(scan.volume, start[0]) and np.array_equal(scan.label, start[1])
 
 
+@pytest.mark.parametrize("centre, shares, on_lesion", [
+    ("lesion", dict(tumor_share=0.0, foreground_share=0.0), True),  # always on an inserted lesion
+    ("shares", dict(tumor_share=1.0, foreground_share=0.0), True),
+    ("shares", dict(tumor_share=0.0, foreground_share=1.0), False),  # on host liver, lesions elsewhere
+])
+def test_synthetic_patch_centres_follow_synthetic_centre(tumour_case, healthy_host, centre, shares, on_lesion):
+    config = TrainConfig(**{**TINY, "patch_size": (16, 16, 16)}, **shares, synthetic_probability=1.0,
+                         synthetic_size="8,12", synthetic_count=(1, 1), synthetic_centre=centre)
+    sampler = PatchSampler([tumour_case], config, hosts=[healthy_host])
+    rng = np.random.default_rng(2)
+    labels = [sampler.synthetic_patch(rng)[1] for _ in range(16)]
+    with_lesion = np.mean([(label == 2).any() for label in labels])  # 16^3 voxels: 48 mm of a 120-190 mm host
+    if on_lesion:
+        assert with_lesion == 1.0
+    else:
+        assert with_lesion <= 0.4
+        assert np.mean([label[8, 8, 8] >= 1 for label in labels]) >= 0.8  # centred on the host's liver
+
+
+def test_synthetic_centre_must_be_known():
+    with pytest.raises(ValueError, match="synthetic_centre must be one of lesion, shares"):
+        TrainConfig(synthetic_centre="middle")
+
+
 def test_synthetic_probability_needs_hosts(tumour_case):
     with pytest.raises(ValueError, match="no hosts"):
         PatchSampler([tumour_case], TrainConfig(**TINY, synthetic_probability=0.5))

@@ -28,7 +28,8 @@ silently run the default)::
       "seeds": [0, 1],
       "train": {...},                           # train.loop.TrainConfig fields, except seed and
                                                 # synthetic_* (they come from "seeds" and "synthetic")
-      "synthetic": {"probability": 0.5, "size": ..., "count": ...},   # TrainConfig synthetic_*
+      "synthetic": {"probability": 0.5, "size": ..., "count": ...,    # TrainConfig synthetic_*
+                    "centre": "lesion"},
       "diffusion": {"model": "path"},           # only with a "+diffusion" arm
       "gate": {"per_real": 2,                   # the per-fold quality gate of "+gate" arms
                "classifier": "logistic",        # (train.ablation.gate.DEFAULT_GATE_SETTINGS)
@@ -88,12 +89,12 @@ SPLIT_KEYS = {
     "folder": {"val_fraction", "test_fraction", "seed"},
 }
 HOST_KEYS = {"phantoms", "phantom shape mm", "healthy cases", "training part"}
-SYNTHETIC_KEYS = {"probability", "size", "count"}
+SYNTHETIC_KEYS = {"probability", "size", "count", "centre"}
 DIFFUSION_KEYS = {"model"}
 POSTPROCESS_KEYS = {"largest_liver", "min_tumor_mm3", "liver_margin_mm"}
 DEFAULT_POSTPROCESS = {"largest_liver": True, "min_tumor_mm3": 0.0, "liver_margin_mm": 2.0}
 # Fields of TrainConfig the ablation sets itself, so a config may not set them under "train".
-RESERVED_TRAIN_KEYS = {"seed", "synthetic_probability", "synthetic_size", "synthetic_count",
+RESERVED_TRAIN_KEYS = {"seed", "synthetic_probability", "synthetic_size", "synthetic_count", "synthetic_centre",
                        "synthetic_method", "synthetic_model", "synthetic_bank", "synthetic_quality_gate",
                        "augmentation", "host_tumors"}
 
@@ -307,6 +308,10 @@ def validate_config(config: dict) -> dict:
     if not (_is_number(prob) and 0.0 < prob <= 1.0):
         raise ConfigError(f"synthetic.probability must be a number in (0, 1]; got {prob!r}")
     synthetic["probability"] = float(prob)
+    centre = synthetic.get("centre", "lesion")
+    if centre not in ("lesion", "shares"):
+        raise ConfigError(f"synthetic.centre must be \"lesion\" (a synthetic patch is centred on an inserted lesion) "
+                          f"or \"shares\" (centred as real patches are); got {centre!r}")
 
     gate = cfg.setdefault("gate", {})
     if not isinstance(gate, dict):

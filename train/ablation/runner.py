@@ -63,6 +63,8 @@ def train_config(cfg: dict, arm: str, seed: int, *, bank=None, gate=None):
         fields["synthetic_size"] = synthetic["size"]
     if "count" in synthetic:
         fields["synthetic_count"] = synthetic["count"]
+    if "centre" in synthetic:
+        fields["synthetic_centre"] = synthetic["centre"]
     fields["synthetic_probability"] = {"real": 0.0, "real+heuristic": synthetic["probability"],
                                        "real+diffusion": synthetic["probability"],
                                        "real+copy-paste": synthetic["probability"],

@@ -17,6 +17,7 @@ AUGMENTATIONS = ("none", "torchio", "device")
 NETWORKS = ("dynunet", "unet2d")  # train.model.build_model's networks (defined here: no torch import)
 OPTIMIZERS = ("sgd", "adamw")
 HOST_TUMORS = ("keep", "ignore")
+SYNTHETIC_CENTRES = ("lesion", "shares")
 
 # Settings that may change when a run is resumed (they do not change what is learned at a step).
 RESUMABLE_CHANGES = frozenset({"steps", "val_every", "checkpoint_every", "device", "num_workers"})
@@ -58,6 +59,12 @@ class TrainConfig:
         synthetic_probability: chance that a sample is a host patch with synthetic tumours.
         synthetic_size: :mod:`synth` size class (tiny/small/medium/large/mix) or ``"a,b"`` mm.
         synthetic_count: (min, max) synthetic lesions per sample.
+        synthetic_centre: where a synthetic sample's patch is centred: ``"lesion"`` (default) on
+            one of its inserted lesions, always; ``"shares"`` as a real patch is, on an inserted
+            lesion with ``tumor_share``, on a liver voxel with ``foreground_share`` and anywhere
+            otherwise, so that adding synthetic samples changes what tumours look like and not how
+            much of the training is liver or background (what an ablation against real data
+            alone should compare; docs/ablation.md, "Synthetic patches change the patch mix").
         host_tumors: what a host's own real tumours are in its synthetic patches: ``"keep"``
             (labelled tumour, as they are) or ``"ignore"`` (left out of the loss,
             :class:`train.losses.IgnoreRegion`), so that a model trained with
@@ -108,6 +115,7 @@ class TrainConfig:
     synthetic_probability: float = 0.0
     synthetic_size: str = "mix"
     synthetic_count: tuple[int, int] = (1, 3)
+    synthetic_centre: str = "lesion"
     host_tumors: str = "keep"
     synthetic_method: str = "heuristic"
     synthetic_model: str | None = None
@@ -176,6 +184,9 @@ class TrainConfig:
         if self.network == "unet2d" and self.patch_size[2] % 2 == 0:
             raise ValueError(f"network 'unet2d' needs an odd number of slices as patch_size's third side "
                              f"(the centre slice is predicted); got {self.patch_size}")
+        if self.synthetic_centre not in SYNTHETIC_CENTRES:
+            raise ValueError(f"synthetic_centre must be one of {', '.join(SYNTHETIC_CENTRES)}; "
+                             f"got {self.synthetic_centre!r}")
         if self.host_tumors not in HOST_TUMORS:
             raise ValueError(f"host_tumors must be one of {', '.join(HOST_TUMORS)}; got {self.host_tumors!r}")
         if self.host_tumors == "ignore" and self.loss != "dice_ce":

@@ -202,18 +202,23 @@ class PatchSampler:
     # --- real patches ---------------------------------------------------------------------
     def draw_centre(self, case: PreparedCase, rng: np.random.Generator) -> tuple[str, tuple[int, int, int]]:
         """Pick a patch centre: ``("tumor" | "liver" | "random", voxel)``."""
-        u = rng.random()
-        if u < self.config.tumor_share + self.config.foreground_share:
-            if u < self.config.tumor_share and case.tumor.size:
-                kind, pool = "tumor", case.tumor
-            else:
-                kind, pool = "liver", case.foreground
+        kind = self.draw_centre_kind(rng)
+        if kind != "random":
+            pool = case.tumor if kind == "tumor" and case.tumor.size else case.foreground
+            kind = "tumor" if pool is case.tumor else "liver"
             if pool.size:
                 flat = pool[rng.integers(pool.size)]
                 x, y, z = (int(v) for v in np.unravel_index(flat, case.label.shape))
                 return kind, (x, y, z)
         x, y, z = (int(rng.integers(n)) for n in case.label.shape)
         return "random", (x, y, z)
+
+    def draw_centre_kind(self, rng: np.random.Generator) -> str:
+        """``"tumor"``, ``"liver"`` or ``"random"`` with the configured shares (one draw)."""
+        u = rng.random()
+        if u < self.config.tumor_share:
+            return "tumor"
+        return "liver" if u < self.config.tumor_share + self.config.foreground_share else "random"
 
     def real_patch(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """A patch (or, for device augmentation, a block) of a training case."""
@@ -231,7 +236,8 @@ class PatchSampler:
 
     # --- synthetic patches ----------------------------------------------------------------
     def synthetic_patch(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        """A patch of a host, centred on a tumour inserted into its liver."""
+        """A patch of a host with tumours inserted into its liver, centred on one of them (or, with
+        ``synthetic_centre="shares"``, as a real patch is centred)."""
         image, label, _ = self._synthetic_patch(rng)
         return image, label
 
@@ -247,6 +253,7 @@ class PatchSampler:
 
         host = self.hosts[int(rng.integers(len(self.hosts)))]
         scan = host.scan
+        kind = "tumor" if self.config.synthetic_centre == "lesion" else self.draw_centre_kind(rng)
         seed = int(rng.integers(2**63 - 1))
         try:
             result = scan.insert(size=self.synthetic_size, count=self.config.synthetic_count, seed=seed,
@@ -254,8 +261,11 @@ class PatchSampler:
         except synth.LesionPlacementError:
             result = None  # no room: a patch of the host without a new lesion
         try:
-            if result is not None and result.lesions:
+            if kind == "tumor" and result is not None and result.lesions:
                 centre = result.lesions[int(rng.integers(len(result.lesions)))].center_voxel
+            elif kind == "random":
+                x, y, z = (int(rng.integers(n)) for n in scan.label.shape)
+                centre = (x, y, z)
             else:
                 x, y, z = np.unravel_index(host.liver[rng.integers(host.liver.size)], scan.label.shape)
                 centre = (int(x), int(y), int(z))
