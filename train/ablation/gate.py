@@ -72,14 +72,16 @@ def fold_gate(out_dir, data: AblationData, settings: dict | None = None, *, seed
     return path
 
 
-def gate_summary(path) -> dict:
-    """What ``results.json`` says of a fold's gate: its file, threshold and training counts and
-    pass rates (out of fold), without the lesion list."""
+def gate_summary(path, out_dir=None) -> dict:
+    """What ``results.json`` says of a fold's gate: its file (relative to ``out_dir`` when given,
+    so that a report names no folder of the machine that made it), threshold and training counts
+    and pass rates (out of fold), without the lesion list."""
     from synth.realism.gate import QualityGate
 
     gate = QualityGate.load(path)
     info = {key: value for key, value in gate.info.items() if key != "real_lesions"}
-    return {"path": str(path), "threshold": gate.threshold, **info}
+    shown = Path(path).relative_to(out_dir) if out_dir is not None else Path(path)
+    return {"path": shown.as_posix(), "threshold": gate.threshold, **info}
 
 
 def train_fold_gate(cases, *, per_real: int = 2, classifier: str = "logistic", real_pass: float = 0.9,

@@ -340,7 +340,7 @@ def run_ablation(config, out_dir, *, progress: bool = True, data_path=None, say=
         "skipped_finished_runs": skipped,
     }
     if any(arm_gated(arm) for arm in cfg["arms"]):
-        results["gates"] = {str(data.fold): gate_summary(fold_gate_path(out_dir, data)) for data in folds}
+        results["gates"] = {str(data.fold): gate_summary(fold_gate_path(out_dir, data), out_dir) for data in folds}
     results["timings"] = {
         "data_s": data_s,
         "train_s": sum(ev["train_s"] for by_seed in runs.values() for ev in by_seed.values()),
