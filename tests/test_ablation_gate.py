@@ -127,7 +127,8 @@ def test_gated_ablation_runs_every_fold_with_its_own_gate_and_resumes(shared_dat
         assert json.loads((run_dir(tmp_path, "real", 0, fold) / EVAL_FILE).read_text())[
             "train_config"]["synthetic_quality_gate"] is None
         summary = results["gates"][str(fold)]
-        assert summary["path"] == f"gates/fold-{fold}/gate.json" and 0.0 < summary["threshold"] < 1.0 and summary["n_real"] >= 5
+        assert summary["path"] == f"gates/fold-{fold}/gate.json"  # relative to the output folder
+        assert 0.0 < summary["threshold"] < 1.0 and summary["n_real"] >= 5
         assert "real_lesions" not in summary
     written = {fold: path.stat().st_mtime_ns for fold, path in gates.items()}
     again = run_ablation(config, tmp_path, progress=False)
