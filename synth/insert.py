@@ -196,9 +196,10 @@ def synthesize(
     partial_volume : bool, optional
         Draw lesions on sub-slices (at most 1 mm thick) and average each slice over its profile, so
         that a lesion grazing a thick slice shows there faintly, as on a real scanner; the label is
-        the voxels at least half inside. None (default) does so when the slices are at least twice
-        the in-plane pixel and at least 2.5 mm thick (``synth.heuristic.partial_volume``); thinner
-        or near-isotropic scans are drawn directly, as before.
+        the lesion's voxel count of most occupied voxels, so it keeps the lesion's volume. None
+        (default) does so when the slices are at least twice the in-plane pixel and at least 2.5 mm
+        thick (``synth.heuristic.partial_volume``); thinner or near-isotropic scans are drawn
+        directly, as before.
     max_attempts : int
         Candidate centres tried per lesion before :class:`LesionPlacementError` is raised.
     method, model, bank

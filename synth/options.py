@@ -143,6 +143,17 @@ def parse_positive_seconds(text: str) -> float:
     return value
 
 
+def parse_non_negative_mm(text: str) -> float:
+    """``--margin-mm``, ``--min-diameter-mm``: a finite number of mm >= 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of mm") from None
+    if not (np.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"must be a number of mm >= 0, got {text}")
+    return value
+
+
 def add_synthesis_options(
     parser: argparse.ArgumentParser, *, count_default: int | tuple[int, int]
 ) -> None:

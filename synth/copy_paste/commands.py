@@ -10,18 +10,9 @@ import argparse
 from pathlib import Path
 
 from ..errors import UsageError, input_errors
+from ..options import parse_non_negative_mm
 
 __all__ = ["add_arguments", "run"]
-
-
-def _non_negative_mm(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of mm") from None
-    if not (value >= 0 and value != float("inf")):
-        raise argparse.ArgumentTypeError(f"must be a number of mm >= 0, got {text}")
-    return value
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -36,9 +27,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     build.add_argument("--data", required=True, type=Path,
                        help="labelled cases: a LiTS, MSD Task03 or images/ + masks/ folder, or a CSV manifest")
     build.add_argument("--out", required=True, type=Path, help="the new bank folder (must not exist, or be empty)")
-    build.add_argument("--margin-mm", type=_non_negative_mm, default=8.0,
+    build.add_argument("--margin-mm", type=parse_non_negative_mm, default=8.0,
                        help="liver kept around each lesion's box, mm (default: 8)")
-    build.add_argument("--min-diameter-mm", type=_non_negative_mm, default=3.0,
+    build.add_argument("--min-diameter-mm", type=parse_non_negative_mm, default=3.0,
                        help="skip lesions of a smaller equivalent diameter, mm (default: 3)")
     build.add_argument("--format", choices=("npz", "nifti"), default="npz",
                        help="one .npz per lesion, or a CT and a mask NIfTI per lesion (default: npz)")
