@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .data import AblationData
+from .data import AblationData, fold_folder_name, refuse_other_split
 
 __all__ = ["BANKS_FOLDER", "fold_bank", "fold_bank_dir"]
 
@@ -22,8 +22,7 @@ BANKS_FOLDER = "banks"
 
 def fold_bank_dir(out_dir, data: AblationData) -> Path:
     """``<out_dir>/banks/fold-<k>`` (``banks/split`` for a single split)."""
-    name = "split" if data.fold is None else f"fold-{data.fold}"
-    return Path(out_dir) / BANKS_FOLDER / name
+    return Path(out_dir) / BANKS_FOLDER / fold_folder_name(data)
 
 
 def fold_bank(out_dir, data: AblationData) -> Path:
@@ -35,9 +34,5 @@ def fold_bank(out_dir, data: AblationData) -> Path:
     if not folder.exists():
         build_bank(data.train, folder)
     bank = LesionBank.load(folder)
-    banked = set(bank.index["cases"])
-    allowed = {case.case_id for case in data.train}
-    if not banked <= allowed:  # a folder left by another split: never train on its lesions
-        raise ValueError(f"lesion bank {folder} was built from {sorted(banked)}, not from this fold's training "
-                         f"cases {sorted(allowed)}; remove it to rebuild")
+    refuse_other_split(f"lesion bank {folder} was built on", bank.index["cases"], data, "remove it to rebuild")
     return folder

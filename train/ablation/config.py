@@ -32,7 +32,7 @@ silently run the default)::
                     "centre": "lesion"},
       "diffusion": {"model": "path"},           # only with a "+diffusion" arm
       "gate": {"per_real": 2,                   # the per-fold quality gate of "+gate" arms
-               "classifier": "logistic",        # (train.ablation.gate.DEFAULT_GATE_SETTINGS)
+               "classifier": "logistic",        # (DEFAULT_GATE_SETTINGS)
                "real_pass": 0.9, "max_real_per_case": null},
       "bootstrap": 2000,                        # bootstrap resamples for the 95 % CIs
       "postprocess": {"largest_liver": true,    # train.postprocess: the headline's predictions;
@@ -81,7 +81,6 @@ TOP_KEYS = {"name", "description", "data", "hosts", "arms", "seeds", "train", "s
             "diffusion", "gate", "bootstrap", "postprocess"}
 # The arms that take the "+gate" suffix: the per-fold gate is trained on heuristic lesions.
 GATED_ARMS = ("real+heuristic", "synthetic-only")
-GATE_KEYS = {"per_real", "classifier", "real_pass", "max_real_per_case"}
 DATA_KEYS = {"source", "path", "preprocessing", "split"}
 SPLIT_KEYS = {
     "lits117-kfold": {"folds", "gap_mm"},
@@ -99,6 +98,11 @@ RESERVED_TRAIN_KEYS = {"seed", "synthetic_probability", "synthetic_size", "synth
                        "augmentation", "host_tumors"}
 
 DEFAULT_PHANTOM_SHAPE_MM = (300.0, 240.0, 200.0)
+# The "gate" section: synthetic lesions per real one, the classifier, the share of real (training)
+# lesions that pass out of fold, and an optional cap on the real lesions per training case (spread
+# over their sizes), for quick runs.
+DEFAULT_GATE_SETTINGS = {"per_real": 2, "classifier": "logistic", "real_pass": 0.9, "max_real_per_case": None}
+GATE_KEYS = set(DEFAULT_GATE_SETTINGS)
 DEFAULT_BOOTSTRAP = 2000
 
 DIFFUSION_MESSAGE = (
@@ -317,16 +321,18 @@ def validate_config(config: dict) -> dict:
     if not isinstance(gate, dict):
         raise ConfigError("\"gate\" must be an object")
     _unknown("\"gate\"", gate, GATE_KEYS)
-    per_real = gate.setdefault("per_real", 2)
+    for key, value in DEFAULT_GATE_SETTINGS.items():
+        gate.setdefault(key, value)
+    per_real = gate["per_real"]
     if not isinstance(per_real, int) or isinstance(per_real, bool) or per_real < 1:
         raise ConfigError(f"gate.per_real must be a whole number >= 1 (synthetic lesions per real one); "
                           f"got {per_real!r}")
-    if gate.setdefault("classifier", "logistic") not in ("logistic", "boosting"):
+    if gate["classifier"] not in ("logistic", "boosting"):
         raise ConfigError(f"gate.classifier must be \"logistic\" or \"boosting\"; got {gate['classifier']!r}")
-    real_pass = gate.setdefault("real_pass", 0.9)
+    real_pass = gate["real_pass"]
     if not (_is_number(real_pass) and 0.0 < real_pass < 1.0):
         raise ConfigError(f"gate.real_pass must be a share in (0, 1) (real lesions that pass); got {real_pass!r}")
-    cap = gate.setdefault("max_real_per_case", None)
+    cap = gate["max_real_per_case"]
     if cap is not None and (not isinstance(cap, int) or isinstance(cap, bool) or cap < 1):
         raise ConfigError(f"gate.max_real_per_case must be null or a whole number >= 1; got {cap!r}")
 

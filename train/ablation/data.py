@@ -60,6 +60,21 @@ class AblationData:
         }
 
 
+def fold_folder_name(data: AblationData) -> str:
+    """``fold-<k>``, or ``split`` for a single split: the folder of what a fold builds for itself
+    (its lesion bank, its quality gate)."""
+    return "split" if data.fold is None else f"fold-{data.fold}"
+
+
+def refuse_other_split(what: str, cases, data: AblationData, advice: str) -> None:
+    """Raise ValueError unless ``cases`` (the case ids a bank or gate was built from) are some of
+    ``data``'s training cases: a file left by another split may hold this fold's test lesions.
+    ``what`` starts the message ("lesion bank PATH was built on")."""
+    used, allowed = set(cases), {case.case_id for case in data.train}
+    if not used or not used <= allowed:
+        raise ValueError(f"{what} {sorted(used)}, not on this fold's training cases {sorted(allowed)}; {advice}")
+
+
 def _settings(cfg: dict):
     from train.data import Preprocessing
 

@@ -23,22 +23,18 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import AblationData
+from .config import DEFAULT_GATE_SETTINGS
+from .data import AblationData, fold_folder_name, refuse_other_split
 
 __all__ = ["DEFAULT_GATE_SETTINGS", "GATES_FOLDER", "fold_gate", "fold_gate_path", "gate_summary", "train_fold_gate"]
 
 GATES_FOLDER = "gates"
 GATE_FILE = "gate.json"
-# The "gate" section of an ablation configuration: synthetic lesions per real one, the classifier,
-# the share of real (training) lesions that pass out of fold, and an optional cap on the real
-# lesions per training case (spread over their sizes), for quick runs.
-DEFAULT_GATE_SETTINGS = {"per_real": 2, "classifier": "logistic", "real_pass": 0.9, "max_real_per_case": None}
 
 
 def fold_gate_path(out_dir, data: AblationData) -> Path:
     """``<out_dir>/gates/fold-<k>/gate.json`` (``gates/split/gate.json`` for a single split)."""
-    name = "split" if data.fold is None else f"fold-{data.fold}"
-    return Path(out_dir) / GATES_FOLDER / name / GATE_FILE
+    return Path(out_dir) / GATES_FOLDER / fold_folder_name(data) / GATE_FILE
 
 
 def fold_gate(out_dir, data: AblationData, settings: dict | None = None, *, seed: int = 0) -> Path:
@@ -64,11 +60,8 @@ def fold_gate(out_dir, data: AblationData, settings: dict | None = None, *, seed
             raise ValueError(f"the quality gate of {where} cannot be trained on its training part: {exc}") from None
         gate.save(path)
     gate = QualityGate.load(path)
-    used = set(gate.info.get("cases", []))
-    allowed = {case.case_id for case in data.train}
-    if not used or not used <= allowed:  # a file left by another split: its lesions may be test lesions
-        raise ValueError(f"quality gate {path} was trained on {sorted(used)}, not on this fold's training cases "
-                         f"{sorted(allowed)}; remove it to train it again")
+    refuse_other_split(f"quality gate {path} was trained on", gate.info.get("cases", []), data,
+                       "remove it to train it again")
     return path
 
 
