@@ -327,8 +327,11 @@ def validate_config(config: dict) -> dict:
     if not isinstance(per_real, int) or isinstance(per_real, bool) or per_real < 1:
         raise ConfigError(f"gate.per_real must be a whole number >= 1 (synthetic lesions per real one); "
                           f"got {per_real!r}")
-    if gate["classifier"] not in ("logistic", "boosting"):
-        raise ConfigError(f"gate.classifier must be \"logistic\" or \"boosting\"; got {gate['classifier']!r}")
+    from synth.realism.classifier import CLASSIFIERS
+
+    if gate["classifier"] not in CLASSIFIERS:
+        raise ConfigError(f"gate.classifier must be {' or '.join(json.dumps(c) for c in CLASSIFIERS)}; "
+                          f"got {gate['classifier']!r}")
     real_pass = gate["real_pass"]
     if not (_is_number(real_pass) and 0.0 < real_pass < 1.0):
         raise ConfigError(f"gate.real_pass must be a share in (0, 1) (real lesions that pass); got {real_pass!r}")
