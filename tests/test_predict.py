@@ -80,3 +80,33 @@ def test_predict_refuses_to_overwrite_its_input(run_folder, shared_data, tmp_pat
     image.symlink_to(shared_data / "lits117" / "volume-117.nii.gz")
     assert main(["predict", "--model", str(run_folder), "--image", str(image), "--out", str(image)]) == 2
     assert "overwrite the input" in capsys.readouterr().err
+
+
+
+def _threshold_model(net, case, config, *, device="cpu"):
+    """A stand-in for the network that labels by HU alone: 40-50 HU, a band inside the liver's own
+    range, as tumour (many small components, most of them isodense), 0-200 HU otherwise as liver."""
+    image = case.image
+    return np.where((image > 40) & (image <= 50), 2, np.where((image > 0) & (image < 200), 1, 0)).astype(np.uint8)
+
+
+def test_predict_post_processing_options_are_those_of_postprocess(run_folder, shared_data, tmp_path, monkeypatch):
+    from train.loop import inference
+    from train.postprocess import postprocess
+
+    monkeypatch.setattr(inference, "predict_case", _threshold_model)
+    totalseg = shared_data / "totalseg_example"
+    common = ["predict", "--model", str(run_folder), "--image", str(totalseg / "ct.nii.gz"),
+              "--liver", str(totalseg / "liver.nii.gz")]
+    assert main([*common, "--out", str(tmp_path / "plain.nii.gz")]) == 0
+    assert main([*common, "--out", str(tmp_path / "clean.nii.gz"), "--min-tumor-mm3", "200",
+                 "--min-contrast-hu", "10"]) == 0
+    plain = np.asanyarray(nib.load(tmp_path / "plain.nii.gz").dataobj)
+    clean = np.asanyarray(nib.load(tmp_path / "clean.nii.gz").dataobj)
+    ct = nib.load(totalseg / "ct.nii.gz")
+    liver = np.asanyarray(nib.load(totalseg / "liver.nii.gz").dataobj) > 0
+    expected = postprocess(plain, ct.header.get_zooms()[:3], liver=liver, min_tumor_mm3=200,
+                           image=np.asanyarray(ct.dataobj).astype(np.float32), min_contrast_hu=10)
+    np.testing.assert_array_equal(clean, expected)
+    specks_only = postprocess(plain, ct.header.get_zooms()[:3], liver=liver, min_tumor_mm3=200)
+    assert (clean == 2).sum() < (specks_only == 2).sum() < (plain == 2).sum()  # both rules acted

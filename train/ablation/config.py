@@ -35,9 +35,11 @@ silently run the default)::
                "classifier": "logistic",        # (DEFAULT_GATE_SETTINGS)
                "real_pass": 0.9, "max_real_per_case": null},
       "bootstrap": 2000,                        # bootstrap resamples for the 95 % CIs
-      "postprocess": {"largest_liver": true,    # train.postprocess: the headline's predictions;
-                      "min_tumor_mm3": 65,      # the raw ones and those restricted to the true
-                      "liver_margin_mm": 2}     # liver are reported beside them
+      "postprocess": {"largest_liver": true,    # train.postprocess.postprocess's options: the
+                      "liver_opening_mm": 3,    # headline's predictions; the raw ones and those
+                      "liver_margin_mm": 2,     # restricted to the true liver are reported
+                      "min_tumor_mm3": 65,      # beside them
+                      "min_contrast_hu": 10}
     }
 
 Arms:
@@ -90,8 +92,10 @@ SPLIT_KEYS = {
 HOST_KEYS = {"phantoms", "phantom shape mm", "healthy cases", "training part"}
 SYNTHETIC_KEYS = {"probability", "size", "count", "centre"}
 DIFFUSION_KEYS = {"model"}
-POSTPROCESS_KEYS = {"largest_liver", "min_tumor_mm3", "liver_margin_mm"}
-DEFAULT_POSTPROCESS = {"largest_liver": True, "min_tumor_mm3": 0.0, "liver_margin_mm": 2.0}
+# train.postprocess.postprocess's keyword arguments, and their defaults in a configuration.
+DEFAULT_POSTPROCESS = {"largest_liver": True, "min_tumor_mm3": 0.0, "liver_margin_mm": 2.0,
+                       "liver_opening_mm": 0.0, "min_contrast_hu": 0.0}
+POSTPROCESS_KEYS = set(DEFAULT_POSTPROCESS)
 # Fields of TrainConfig the ablation sets itself, so a config may not set them under "train".
 RESERVED_TRAIN_KEYS = {"seed", "synthetic_probability", "synthetic_size", "synthetic_count", "synthetic_centre",
                        "synthetic_method", "synthetic_model", "synthetic_bank", "synthetic_quality_gate",
@@ -346,9 +350,10 @@ def validate_config(config: dict) -> dict:
     post = cfg["postprocess"] = {**DEFAULT_POSTPROCESS, **post}
     if not isinstance(post["largest_liver"], bool):
         raise ConfigError(f"postprocess.largest_liver must be true or false; got {post['largest_liver']!r}")
-    for key in ("min_tumor_mm3", "liver_margin_mm"):
+    for key in POSTPROCESS_KEYS - {"largest_liver"}:
         if not (_is_number(post[key]) and post[key] >= 0):
-            raise ConfigError(f"postprocess.{key} must be a number >= 0 (mm^3 or mm); got {post[key]!r}")
+            unit = {"mm3": "mm^3", "mm": "mm", "hu": "HU"}[key.rsplit("_", 1)[1]]
+            raise ConfigError(f"postprocess.{key} must be a number >= 0 ({unit}); got {post[key]!r}")
 
     boot = cfg.setdefault("bootstrap", DEFAULT_BOOTSTRAP)
     if not isinstance(boot, int) or isinstance(boot, bool) or boot < 10:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from synth.io import atomic_output_path, write_json_atomic
+from train.postprocess import describe_postprocess
 
 from .figures import plot_metric_by_bin, plot_overlays
 from .stats import ALL_BIN, BINS, LESION_METRICS
@@ -228,9 +229,7 @@ def render_markdown(results: dict, figures: dict | None = None) -> str:
     if competence:
         out += ["## Is the baseline competent?", "",
                 "Mean over seeds; liver Dice averaged over test cases, tumour Dice global over them. "
-                "Post-processing: tumour only within the model's largest liver component (or the true "
-                "liver where said), components below "
-                f"{cfg.get('postprocess', {}).get('min_tumor_mm3', 0):g} mm^3 dropped (docs/ablation.md).",
+                f"Post-processing: {describe_postprocess(**cfg.get('postprocess', {}))} (docs/ablation.md)",
                 "", *competence, ""]
     out += [
         "## Lesion-wise results per size bin",

@@ -145,11 +145,8 @@ def run_one(cfg: dict, arm: str, seed: int, data: AblationData, out_dir, *,
         raw = predict_case(model, case, model_config)
         variants = {
             "cases_raw": raw,
-            "cases": postprocess(raw, case.spacing, largest_liver=post["largest_liver"],
-                                 liver_margin_mm=post["liver_margin_mm"], min_tumor_mm3=post["min_tumor_mm3"]),
-            "cases_true_liver": postprocess(raw, case.spacing, liver=case.label >= 1,
-                                            liver_margin_mm=post["liver_margin_mm"],
-                                            min_tumor_mm3=post["min_tumor_mm3"]),
+            "cases": postprocess(raw, case.spacing, image=case.image, **post),
+            "cases_true_liver": postprocess(raw, case.spacing, image=case.image, **{**post, "liver": case.label >= 1}),
         }
         predictions[case.case_id] = variants["cases"]
         for variant, prediction in variants.items():

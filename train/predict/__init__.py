@@ -52,7 +52,8 @@ def _back_to_grid(labels: np.ndarray, model_affine: np.ndarray, affine: np.ndarr
 
 
 def predict_image(model: PathLike, image: PathLike, out: PathLike, *, liver: PathLike | None = None,
-                  min_tumor_mm3: float = 0.0, device: str = "cpu") -> Path:
+                  liver_opening_mm: float = 0.0, min_tumor_mm3: float = 0.0, min_contrast_hu: float = 0.0,
+                  device: str = "cpu") -> Path:
     """Segment one CT (NIfTI) with a trained model and write the label map; returns ``out``.
 
     Args:
@@ -61,7 +62,11 @@ def predict_image(model: PathLike, image: PathLike, out: PathLike, *, liver: Pat
         out: the label map to write (0 background, 1 liver, 2 tumour), on ``image``'s grid.
         liver: a liver mask of ``image`` (same grid) when the liver is known: tumour is kept
             within it and the liver label is the mask. Without it, the model's own liver.
+        liver_opening_mm: without ``liver``, the model's largest liver component is taken after an
+            opening of this radius, which cuts off look-alike tissue joined to it by a thin bridge.
         min_tumor_mm3: predicted tumour components below this volume become liver.
+        min_contrast_hu: predicted tumour components whose median HU differs from the liver's
+            around them by less than this become liver.
         device: ``"cpu"``, ``"cuda"``, ...
 
     Raises:
@@ -93,7 +98,8 @@ def predict_image(model: PathLike, image: PathLike, out: PathLike, *, liver: Pat
         check_same_space(scan, mask)
         liver_mask = mask.array >= Label.LIVER
     labels = postprocess(labels, scan.spacing, largest_liver=liver_mask is None, liver=liver_mask,
-                         min_tumor_mm3=min_tumor_mm3)
+                         liver_opening_mm=liver_opening_mm, min_tumor_mm3=min_tumor_mm3, image=ct,
+                         min_contrast_hu=min_contrast_hu)
     # Back to the file's own orientation: nibabel reads the header only, here.
     stored = nib.load(image)
     assert isinstance(stored, (nib.Nifti1Image, nib.Nifti2Image)), "load_nifti read it as NIfTI"

@@ -28,8 +28,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--liver", type=Path,
                         help="the liver mask(s) when known (a file, or a folder of files named as the scans); "
                              "without it the model's own liver")
+    parser.add_argument("--liver-opening-mm", type=float, default=0.0,
+                        help="take the model's own liver after an opening of this radius, cutting off look-alike "
+                             "tissue joined to it by a thin bridge (default 0: none; the cpu-quick profile uses 3)")
     parser.add_argument("--min-tumor-mm3", type=float, default=0.0,
                         help="predicted tumour components below this volume become liver (default 0: keep all)")
+    parser.add_argument("--min-contrast-hu", type=float, default=0.0,
+                        help="predicted tumour components with less contrast than this to the liver around them "
+                             "become liver (default 0: keep all; the cpu-quick profile uses 10)")
     parser.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:1, ...")
 
 
@@ -70,7 +76,8 @@ def run(args: argparse.Namespace) -> int:
     with input_errors():
         model = find_model_file(args.model)
         for image, out, liver in tqdm(pairs, desc="predict", unit="scan", disable=len(pairs) == 1):
-            written = predict_image(model, image, out, liver=liver, min_tumor_mm3=args.min_tumor_mm3,
+            written = predict_image(model, image, out, liver=liver, liver_opening_mm=args.liver_opening_mm,
+                                    min_tumor_mm3=args.min_tumor_mm3, min_contrast_hu=args.min_contrast_hu,
                                     device=args.device)
             print(f"{image} -> {written}")
     return 0
