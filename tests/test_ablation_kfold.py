@@ -48,6 +48,20 @@ def test_kfold_ablation_tests_every_lesion_once(lits117_config, tmp_path, one_to
     assert 0.0 <= competence["cases_true_liver"]["liver_dice"] <= 1.0
     md = (tmp_path / "results.md").read_text()
     assert "**Verdict per size bin**" in md and "## Is the baseline competent?" in md
+
+    # --reevaluate: the same models scored again with another post-processing, training kept.
+    trained = {arm: results["runs"][arm]["0"]["train_s"] for arm in ("real", "real+heuristic")}
+    strict = dict(lits117_config, postprocess={"min_tumor_mm3": 1e12})  # no component is this big
+    again = run_ablation(strict, tmp_path, progress=False, reevaluate=True)
+    assert again["reevaluated_finished_runs"] and len(again["skipped_finished_runs"]) == 4
+    for arm, seconds in trained.items():
+        assert again["runs"][arm]["0"]["train_s"] == seconds
+        assert again["runs"][arm]["0"]["summary"]["false_positives"] == 0
+        assert again["runs"][arm]["0"]["summary"]["detected"] == 0
+        raw = again["runs"][arm]["0"]["evaluation"]["cases_raw"]
+        assert raw == results["runs"][arm]["0"]["evaluation"]["cases_raw"]  # the same models
+    evaluation = json.loads((run_dir(tmp_path, "real", 0, 0) / EVAL_FILE).read_text())
+    assert evaluation["postprocess"]["min_tumor_mm3"] == 1e12
     assert "restricted to the TRUE liver" in md and "axial slabs of one scan" in md
 
 

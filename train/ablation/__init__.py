@@ -21,11 +21,11 @@ from .report import render_markdown, write_report
 from .stats import BINS, paired_bootstrap_ci, summarise
 
 
-def run_ablation(config, out_dir, *, progress: bool = True, data_path=None) -> dict:
+def run_ablation(config, out_dir, *, progress: bool = True, data_path=None, reevaluate: bool = False) -> dict:
     """Run the ablation; see :func:`train.ablation.runner.run_ablation`."""
     from .runner import run_ablation as _run
 
-    return _run(config, out_dir, progress=progress, data_path=data_path)
+    return _run(config, out_dir, progress=progress, data_path=data_path, reevaluate=reevaluate)
 
 
 __all__ = [

@@ -3,7 +3,9 @@
     tumorsynth ablate --profile cpu-quick
     tumorsynth ablate --config my-ablation.json --out results/ --data /data/LiTS
 
-Rerunning with the same ``--out`` skips the finished runs and resumes an interrupted one.
+Rerunning with the same ``--out`` skips the finished runs and resumes an interrupted one;
+``--reevaluate`` scores the finished runs again from their saved models (after a change of
+post-processing) without training them again.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     which.add_argument("--config", metavar="FILE", help="ablation configuration (JSON; see docs/ablation.md)")
     which.add_argument("--profile", choices=PROFILES,
                        help="bundled configuration: cpu-quick (LiTS-117 in 3-fold axial cross-validation, "
-                            "about 12 min on 2 CPU cores), gpu-sample (the same data, a larger model and 3 seeds "
+                            "about 10 min on 2 CPU cores), gpu-sample (the same data, a larger model and 3 seeds "
                             "on one GPU) or gpu (a LiTS-sized folder)")
     parser.add_argument("--out", metavar="DIR", default=DEFAULT_OUT,
                         help=f"output folder (default ./{DEFAULT_OUT}); rerun to resume")
@@ -30,6 +32,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="data folder: overrides data.path (the gpu profile needs it; for "
                              "cpu-quick and gpu-sample, a folder holding volume-117.nii.gz and "
                              "segmentation-117.nii.gz)")
+    parser.add_argument("--reevaluate", action="store_true",
+                        help="evaluate the finished runs of --out again from their saved models, with this "
+                             "configuration's post-processing; their training is kept")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -49,7 +54,8 @@ def run(args: argparse.Namespace) -> int:
     from .runner import run_ablation
 
     try:
-        results = run_ablation(cfg, args.out, progress=not args.no_progress, data_path=args.data)
+        results = run_ablation(cfg, args.out, progress=not args.no_progress, data_path=args.data,
+                               reevaluate=args.reevaluate)
     except (ValueError, FileNotFoundError) as exc:
         print(f"tumorsynth ablate: {exc}", file=sys.stderr)
         return 1

@@ -112,12 +112,44 @@ def load_predictions(path) -> dict:
         return {key: npz[key] for key in npz.files}
 
 
+def _evaluate(cfg: dict, data: AblationData, model_path: Path) -> tuple[dict, dict]:
+    """Predict the fold's test cases with a saved model and evaluate them three ways
+    (:data:`VARIANTS`); returns ``(predictions, evaluation fields)``."""
+    from train.loop import load_model, predict_case
+    from train.metrics import aggregate, evaluate_case
+    from train.postprocess import postprocess
+
+    t0 = time.perf_counter()
+    model, model_config = load_model(model_path)
+    n_params = int(sum(p.numel() for p in model.parameters()))
+    post = cfg["postprocess"]
+    predictions: dict = {}
+    results: dict[str, list] = {variant: [] for variant in VARIANTS}
+    for case in data.test:
+        raw = predict_case(model, case, model_config)
+        variants = {
+            "cases_raw": raw,
+            "cases": postprocess(raw, case.spacing, image=case.image, **post),
+            "cases_true_liver": postprocess(raw, case.spacing, image=case.image, **{**post, "liver": case.label >= 1}),
+        }
+        predictions[case.case_id] = variants["cases"]
+        for variant, prediction in variants.items():
+            results[variant].append(evaluate_case(prediction, case.label, spacing=case.spacing,
+                                                  case_id=case.case_id))
+    fields = {
+        "model_parameters": n_params,
+        "eval_s": time.perf_counter() - t0,
+        "postprocess": dict(post),
+        **{variant: [r.to_dict() for r in results[variant]] for variant in VARIANTS},
+        "summary": aggregate(results["cases"]),
+    }
+    return predictions, fields
+
+
 def run_one(cfg: dict, arm: str, seed: int, data: AblationData, out_dir, *,
             progress: bool = True) -> dict:
     """Train (or resume), predict and evaluate one arm x seed; returns its eval dict."""
-    from train.loop import load_model, predict_case, train_model
-    from train.metrics import aggregate, evaluate_case
-    from train.postprocess import postprocess
+    from train.loop import train_model
 
     folder = run_dir(out_dir, arm, seed, data.fold)
     # The fold's bank holds the training part's lesions only: never a test lesion.
@@ -135,39 +167,31 @@ def run_one(cfg: dict, arm: str, seed: int, data: AblationData, out_dir, *,
     if result.steps < config.steps:
         raise RuntimeError(f"run {arm} seed {seed} stopped at step {result.steps} of {config.steps}")
 
-    t0 = time.perf_counter()
-    model, model_config = load_model(result.model_path)
-    n_params = int(sum(p.numel() for p in model.parameters()))
-    post = cfg["postprocess"]
-    predictions: dict = {}
-    results: dict[str, list] = {variant: [] for variant in VARIANTS}
-    for case in data.test:
-        raw = predict_case(model, case, model_config)
-        variants = {
-            "cases_raw": raw,
-            "cases": postprocess(raw, case.spacing, image=case.image, **post),
-            "cases_true_liver": postprocess(raw, case.spacing, image=case.image, **{**post, "liver": case.label >= 1}),
-        }
-        predictions[case.case_id] = variants["cases"]
-        for variant, prediction in variants.items():
-            results[variant].append(evaluate_case(prediction, case.label, spacing=case.spacing,
-                                                  case_id=case.case_id))
-    eval_s = time.perf_counter() - t0
+    predictions, fields = _evaluate(cfg, data, result.model_path)
     _save_predictions(folder / PREDICTIONS_FILE, predictions)
     evaluation = {
         "arm": arm,
         "seed": seed,
         "steps": result.steps,
         "model": result.model_path.name,
-        "model_parameters": n_params,
         "train_s": train_s,
-        "eval_s": eval_s,
         "train_config": config.to_dict(),
         "fold": data.fold,
-        **{variant: [r.to_dict() for r in results[variant]] for variant in VARIANTS},
-        "summary": aggregate(results["cases"]),
+        **fields,
     }
     # Written last: its presence marks the run as finished.
+    write_json_atomic(evaluation, folder / EVAL_FILE)
+    return evaluation
+
+
+def reevaluate_run(cfg: dict, arm: str, seed: int, data: AblationData, out_dir) -> dict:
+    """Evaluate a finished run again from its saved model, with ``cfg``'s post-processing (after
+    a change of it); its training record (steps, time, settings) is kept. Returns its eval dict."""
+    folder = run_dir(out_dir, arm, seed, data.fold)
+    evaluation = json.loads((folder / EVAL_FILE).read_text("utf-8"))
+    predictions, fields = _evaluate(cfg, data, folder / evaluation["model"])
+    _save_predictions(folder / PREDICTIONS_FILE, predictions)
+    evaluation.update(fields)
     write_json_atomic(evaluation, folder / EVAL_FILE)
     return evaluation
 
@@ -261,7 +285,8 @@ def machine_info() -> dict:
     return info
 
 
-def run_ablation(config, out_dir, *, progress: bool = True, data_path=None, say=print) -> dict:
+def run_ablation(config, out_dir, *, progress: bool = True, data_path=None, reevaluate: bool = False,
+                 say=print) -> dict:
     """Run (or finish) an ablation and write its report.
 
     Args:
@@ -269,6 +294,8 @@ def run_ablation(config, out_dir, *, progress: bool = True, data_path=None, say=
         out_dir: the output folder (created); rerunning with the same folder skips finished runs.
         progress: tqdm progress bars.
         data_path: overrides ``data.path`` (the data folder).
+        reevaluate: finished runs are evaluated again from their saved models (with the
+            configuration's post-processing) instead of being read back; their training is kept.
         say: where plain messages go (the offline fallback notice), default ``print``.
 
     Returns:
@@ -297,7 +324,8 @@ def run_ablation(config, out_dir, *, progress: bool = True, data_path=None, say=
         bar.set_postfix_str(where)
         done = run_dir(out_dir, arm, seed, data.fold) / EVAL_FILE
         if done.is_file():
-            per_fold[arm][seed].append(json.loads(done.read_text("utf-8")))
+            per_fold[arm][seed].append(reevaluate_run(cfg, arm, seed, data, out_dir) if reevaluate
+                                       else json.loads(done.read_text("utf-8")))
             skipped.append(where)
             continue
         per_fold[arm][seed].append(run_one(cfg, arm, seed, data, out_dir, progress=progress))
@@ -335,6 +363,7 @@ def run_ablation(config, out_dir, *, progress: bool = True, data_path=None, say=
             for arm, by_seed in runs.items()
         },
         "skipped_finished_runs": skipped,
+        "reevaluated_finished_runs": reevaluate,
     }
     if any(arm_gated(arm) for arm in cfg["arms"]):
         results["gates"] = {str(data.fold): gate_summary(fold_gate_path(out_dir, data), out_dir) for data in folds}
