@@ -62,6 +62,7 @@ def test_kfold_ablation_tests_every_lesion_once(lits117_config, tmp_path, one_to
         assert raw == results["runs"][arm]["0"]["evaluation"]["cases_raw"]  # the same models
     evaluation = json.loads((run_dir(tmp_path, "real", 0, 0) / EVAL_FILE).read_text())
     assert evaluation["postprocess"]["min_tumor_mm3"] == 1e12
+    assert "evaluated again from their saved models" in (tmp_path / "results.md").read_text()
     assert "restricted to the TRUE liver" in md and "axial slabs of one scan" in md
 
 

@@ -224,12 +224,15 @@ def render_markdown(results: dict, figures: dict | None = None) -> str:
                 f"{_fmt(timings.get('total_s'), 0)} s (data {_fmt(timings.get('data_s'), 0)} s, "
                 f"report {_fmt(timings.get('report_s'), 0)} s); training "
                 f"{_fmt(timings.get('train_s'), 0)} s and evaluation {_fmt(timings.get('eval_s'), 0)} s "
-                "summed over the runs (a run finished earlier keeps its own times).", ""]
+                "summed over the runs (a run finished earlier keeps its own times)."
+                + (" The finished runs were evaluated again from their saved models (`--reevaluate`), "
+                   "with the post-processing below; their training is that of their first invocation."
+                   if results.get("reevaluated_finished_runs") else ""), ""]
     competence = competence_lines(results)
     if competence:
         out += ["## Is the baseline competent?", "",
                 "Mean over seeds; liver Dice averaged over test cases, tumour Dice global over them. "
-                f"Post-processing: {describe_postprocess(**cfg.get('postprocess', {}))} (docs/ablation.md)",
+                f"Post-processing (docs/ablation.md): {describe_postprocess(**cfg.get('postprocess', {}))}",
                 "", *competence, ""]
     out += [
         "## Lesion-wise results per size bin",
