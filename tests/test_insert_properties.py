@@ -376,9 +376,12 @@ def test_label_agrees_with_the_image_change(make_host, spacing, size, phenotype,
 
     magnitude = abs(mean_change)
     assert np.median(np.abs(delta[new])) > 0.5 * magnitude
-    # The direction of the change is the phenotype's on nearly every labelled voxel.
+    # The direction of the change is the phenotype's on most labelled voxels. Inner texture and
+    # grain ride on it (together about the host's noise, sigma 12 here), so on a faint lesion
+    # (10 HU) a fifth to a quarter of the voxels move the other way; a label placed off the change
+    # would have about half.
     sign = -1.0 if phenotype == "hypodense" else 1.0
-    assert np.mean(sign * delta[new] > 0) >= 0.9
+    assert np.mean(sign * delta[new] > 0) >= 0.7
 
     off = np.abs(delta[~new & (delta != 0)])  # the soft edge around the label
     if off.size:
