@@ -29,6 +29,7 @@ Each is evaluated with and without in the ablation report (docs/ablation.md).
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 
 import numpy as np
@@ -38,7 +39,7 @@ from synth.components import lesion_components
 from synth.labels import Label
 from synth.validation import check_spacing
 
-__all__ = ["SHELL_MM", "describe_postprocess", "postprocess"]
+__all__ = ["SETTINGS", "SHELL_MM", "describe_postprocess", "postprocess"]
 
 # The liver around a tumour component that its contrast is measured against: about two voxels at
 # LiTS' spacing, far enough to leave the component's blurred edge out.
@@ -160,16 +161,26 @@ def postprocess(prediction: np.ndarray, spacing: Sequence[float], *, largest_liv
     return out
 
 
-def describe_postprocess(*, largest_liver: bool = True, liver_margin_mm: float = 2.0, liver_opening_mm: float = 0.0,
-                         min_tumor_mm3: float = 0.0, min_contrast_hu: float = 0.0) -> str:
-    """One sentence on what :func:`postprocess` does with these settings, for reports."""
+# The rules' settings and their defaults (postprocess's keyword arguments other than the arrays):
+# what an ablation configuration's "postprocess" section may set.
+SETTINGS = {name: parameter.default for name, parameter in inspect.signature(postprocess).parameters.items()
+            if parameter.kind is inspect.Parameter.KEYWORD_ONLY and name not in ("liver", "image")}
+
+
+def describe_postprocess(**settings) -> str:
+    """One sentence on what :func:`postprocess` does with these :data:`SETTINGS`, for reports."""
+    unknown = sorted(set(settings) - set(SETTINGS))
+    if unknown:
+        raise ValueError(f"unknown post-processing setting(s) {unknown}; known: {sorted(SETTINGS)}")
+    s = {**SETTINGS, **settings}
     rules = []
-    if largest_liver:
-        opening = f" (after a {liver_opening_mm:g} mm opening)" if liver_opening_mm > 0 else ""
-        rules.append(f"tumour only within {liver_margin_mm:g} mm of the model's largest liver component{opening}, "
-                     "or of the true liver where said")
-    if min_tumor_mm3 > 0:
-        rules.append(f"tumour components below {min_tumor_mm3:g} mm^3 dropped")
-    if min_contrast_hu > 0:
-        rules.append(f"components with less than {min_contrast_hu:g} HU of contrast to the liver around them dropped")
+    if s["largest_liver"]:
+        opening = f" (after a {s['liver_opening_mm']:g} mm opening)" if s["liver_opening_mm"] > 0 else ""
+        rules.append(f"tumour only within {s['liver_margin_mm']:g} mm of the model's largest liver component"
+                     f"{opening}, or of the true liver where said")
+    if s["min_tumor_mm3"] > 0:
+        rules.append(f"tumour components below {s['min_tumor_mm3']:g} mm^3 dropped")
+    if s["min_contrast_hu"] > 0:
+        rules.append(f"components with less than {s['min_contrast_hu']:g} HU of contrast to the liver around them "
+                     "dropped")
     return "; ".join(rules) + "." if rules else "none."

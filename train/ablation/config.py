@@ -74,6 +74,8 @@ import math
 from importlib import resources
 from pathlib import Path
 
+from train.postprocess import SETTINGS as POSTPROCESS_SETTINGS
+
 BASE_ARMS = ("real", "real+heuristic", "synthetic-only", "real+diffusion", "real+copy-paste")
 BASELINE_ARM = "real"
 SOURCES = ("lits117-kfold", "lits117-axial", "folder")
@@ -92,9 +94,8 @@ SPLIT_KEYS = {
 HOST_KEYS = {"phantoms", "phantom shape mm", "healthy cases", "training part"}
 SYNTHETIC_KEYS = {"probability", "size", "count", "centre"}
 DIFFUSION_KEYS = {"model"}
-# train.postprocess.postprocess's keyword arguments, and their defaults in a configuration.
-DEFAULT_POSTPROCESS = {"largest_liver": True, "min_tumor_mm3": 0.0, "liver_margin_mm": 2.0,
-                       "liver_opening_mm": 0.0, "min_contrast_hu": 0.0}
+# train.postprocess.postprocess's settings, with its defaults.
+DEFAULT_POSTPROCESS = dict(POSTPROCESS_SETTINGS)
 POSTPROCESS_KEYS = set(DEFAULT_POSTPROCESS)
 # Fields of TrainConfig the ablation sets itself, so a config may not set them under "train".
 RESERVED_TRAIN_KEYS = {"seed", "synthetic_probability", "synthetic_size", "synthetic_count", "synthetic_centre",
