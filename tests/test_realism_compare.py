@@ -89,6 +89,17 @@ def test_realism_part_cuts_the_liver_into_four_interleaved_slabs():
         realism_part(centers, (5.0, 5.0))
 
 
+def test_liver_slab_counts_from_the_lower_end_and_clips_beyond_the_liver():
+    from synth.realism.compare import liver_slab
+
+    z = np.array([-3.0, 0.5, 32.0, 34.0, 99.0, 104.0])
+    centers = np.stack([np.zeros_like(z), np.zeros_like(z), z], axis=1)
+    assert liver_slab(centers, (0.0, 100.0), slabs=3).tolist() == [0, 0, 0, 1, 2, 2]
+    assert liver_slab(centers, (0.0, 100.0)).tolist() == [0, 0, 1, 1, 3, 3]
+    with pytest.raises(ValueError, match="positive count"):
+        liver_slab(centers, (0.0, 100.0), slabs=0)
+
+
 def test_real_lesions_carry_their_part_and_synthetic_their_matchs(lits117):
     from synth.realism.compare import liver_z_extent_mm, realism_part
 

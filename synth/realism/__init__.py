@@ -21,6 +21,7 @@ from .compare import (
     compare_tables,
     extract_real_lesions,
     feature_table,
+    liver_slab,
     realism_part,
     synthesize_lesions,
 )
@@ -36,6 +37,7 @@ __all__ = [
     "QualityGate",
     "fit_boosting",
     "read_host",
+    "liver_slab",
     "realism_part",
     "thick_slice_case",
     "train_gate",

@@ -39,13 +39,11 @@ def liver_z_extent_mm(label: np.ndarray, spacing) -> tuple[float, float]:
     return (slices[0] - 0.5) * dz, (slices[-1] + 0.5) * dz
 
 
-def realism_part(centers_mm, liver_z_extent: tuple[float, float]) -> np.ndarray:
-    """``"tune"`` or ``"report"`` for each lesion centre: the fixed split of real lesions.
+def liver_slab(centers_mm, liver_z_extent: tuple[float, float], *, slabs: int = 4) -> np.ndarray:
+    """The index (0 at the liver's lower end) of the axial slab of the liver each centre lies in.
 
     The liver's axial extent (``liver_z_extent``, mm, from :func:`liver_z_extent_mm`) is cut into
-    four equal slabs; lesions whose centroid lies in slabs 0 and 2 form the tune part, slabs 1
-    and 3 the report part. Defaults may be chosen by looking at the tune part only; quoted results
-    come from the report part. Interleaved slabs keep both parts spread over the whole liver.
+    ``slabs`` equal slabs; centres beyond either end count to the nearest slab.
 
     Parameters
     ----------
@@ -53,12 +51,34 @@ def realism_part(centers_mm, liver_z_extent: tuple[float, float]) -> np.ndarray:
         Lesion centroids in voxel-grid mm (axis 2 axial).
     liver_z_extent : (float, float)
         Lower and upper axial bound of the liver in mm.
+    slabs : int
+        How many slabs.
     """
     low, high = (float(v) for v in liver_z_extent)
     if not high > low:
         raise ValueError(f"liver_z_extent must be (low, high) with high > low; got {liver_z_extent!r}")
+    if slabs < 1:
+        raise ValueError(f"slabs must be a positive count; got {slabs}")
     z = np.asarray(centers_mm, dtype=np.float64).reshape(-1, 3)[:, 2]
-    slab = np.clip(np.floor(4.0 * (z - low) / (high - low)), 0, 3).astype(int)
+    return np.clip(np.floor(slabs * (z - low) / (high - low)), 0, slabs - 1).astype(int)
+
+
+def realism_part(centers_mm, liver_z_extent: tuple[float, float]) -> np.ndarray:
+    """``"tune"`` or ``"report"`` for each lesion centre: the fixed split of real lesions.
+
+    The liver's axial extent is cut into four equal slabs (:func:`liver_slab`); lesions whose
+    centroid lies in slabs 0 and 2 form the tune part, slabs 1 and 3 the report part. Defaults
+    may be chosen by looking at the tune part only; quoted results come from the report part.
+    Interleaved slabs keep both parts spread over the whole liver.
+
+    Parameters
+    ----------
+    centers_mm : (N, 3) array
+        Lesion centroids in voxel-grid mm (axis 2 axial).
+    liver_z_extent : (float, float)
+        Lower and upper axial bound of the liver in mm (:func:`liver_z_extent_mm`).
+    """
+    slab = liver_slab(centers_mm, liver_z_extent, slabs=4)
     return np.where(np.isin(slab, _TUNE_SLABS), "tune", "report").astype(object)
 
 
